@@ -1,0 +1,1 @@
+"""The audit API (installed as `ledger.api`): a Litestar application over the library."""

@@ -1,0 +1,469 @@
+"""The shell face: `ledger COMMAND`. Tables for people, `--format json|csv` for machines.
+
+Exit codes (SPEC §10): 0 success; 1 verification failed or idempotency conflict; 2 invalid input or usage.
+The database comes from `--database` or `LEDGER_DATABASE_URL` (default `sqlite:///ledger.db`).
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import io
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, NotFound
+from ledger.integrity.verify import Checkpoint
+from ledger.ledger import BATCH_SIZE_MAX, Ledger
+from ledger.wire import decode_jsonl
+
+__all__ = ["app", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+app = typer.Typer(
+    name="ledger",
+    help="cadre-ledger: an event-sourced points ledger for cadre management.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+policy_app = typer.Typer(help="Show or publish the rulebook (policy).", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+Database = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        "-d",
+        envvar="LEDGER_DATABASE_URL",
+        help="Database URL: sqlite:///ledger.db (default) or postgresql://…",
+    ),
+]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
+AsOf = Annotated[str | None, typer.Option("--as-of", help="Valid date YYYY-MM-DD (default today)")]
+KnownAt = Annotated[
+    str | None,
+    typer.Option("--known-at", help="As known at: an RFC 3339 instant or a log position (default now)"),
+]
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _opened(database: str | None, **options: Any) -> Iterator[Ledger]:
+    """Open the ledger and turn its errors into exit codes and messages."""
+    try:
+        with Ledger.open(database, **options) as ledger:
+            yield ledger
+    except InvalidInput as error:
+        _fail(EXIT_INVALID, error.describe())
+    except Conflict as error:
+        _fail(EXIT_FAILED, f"conflict [exists_with_different_content]: {error}")
+    except NotFound as error:
+        _fail(EXIT_INVALID, str(error))
+    except IntegrityFailure as error:
+        _fail(EXIT_FAILED, str(error))
+    except LedgerError as error:
+        _fail(EXIT_FAILED, str(error))
+
+
+def _as_of(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        _fail(EXIT_INVALID, f"--as-of: {text!r} is not a date YYYY-MM-DD")
+
+
+def _known_at(text: str | None) -> int | datetime | None:
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(EXIT_INVALID, f"--known-at: {text!r} is neither a position nor an RFC 3339 instant")
+    if instant.tzinfo is None:
+        _fail(EXIT_INVALID, f"--known-at: {text!r} needs a time zone, e.g. 2025-01-01T00:00:00Z")
+    return instant
+
+
+def _print_json(document: Any) -> None:
+    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n")
+    sys.stdout.flush()
+
+
+def _print_rows(
+    fmt: Format, document: Any, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """One document three ways: JSON as is, CSV of the rows, a table for people."""
+    if fmt is Format.json:
+        _print_json(document)
+        return
+    if fmt is Format.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([["" if value is None else str(value) for value in row] for row in rows])
+        sys.stdout.write(buffer.getvalue())
+        return
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*["" if value is None else str(value) for value in row])
+    out.print(table)
+
+
+def _progress(description: str, total: int | None) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=False,
+    )
+
+
+def _principal() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@app.command()
+def init(database: Database = None) -> None:
+    """Create the ledger (if needed) and publish the packaged illustrative policy."""
+    with _opened(database) as ledger:
+        out.print(f"ledger {ledger.ledger_id} at position {ledger.head()}", highlight=False)
+
+
+@app.command()
+def post(
+    file: Annotated[Path, typer.Argument(help="JSONL file, one event per line ('-' for stdin)")],
+    database: Database = None,
+    posted_by: Annotated[str | None, typer.Option(help="Principal recorded as posted_by")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Post events from a JSONL file in atomic batches of 1,000; replays are marked `replayed`."""
+    try:
+        stream = sys.stdin.buffer if str(file) == "-" else file.open("rb")
+    except OSError as error:
+        _fail(EXIT_INVALID, f"cannot read {file}: {error.strerror}")
+    with stream:
+        try:
+            events = decode_jsonl(stream)
+        except InvalidInput as error:
+            _fail(EXIT_INVALID, f"{file}: {error.describe()}")
+    if not events:
+        _fail(EXIT_INVALID, f"{file}: no events")
+    results = []
+    position = 0
+    with _opened(database) as ledger, _progress("posting", len(events)) as progress:
+        task = progress.add_task("posting", total=len(events))
+        for start in range(0, len(events), BATCH_SIZE_MAX):
+            chunk = events[start : start + BATCH_SIZE_MAX]
+            try:
+                result = ledger.post(chunk, posted_by=posted_by or _principal())
+            except InvalidInput as error:
+                where = f"line {start + (error.item or 0) + 1}"
+                _fail(
+                    EXIT_INVALID,
+                    f"{file} {where}: "
+                    f"{InvalidInput(error.message, field=error.field, rule=error.rule).describe()}"
+                    + (f" (lines 1–{start} were recorded)" if start else ""),
+                )
+            except Conflict as error:
+                where = f"line {start + (error.item or 0) + 1}"
+                _fail(
+                    EXIT_FAILED,
+                    f"{file} {where}: conflict: source {error.system}/{error.key} "
+                    "was recorded with other content [exists_with_different_content]"
+                    + (f" (lines 1–{start} were recorded)" if start else ""),
+                )
+            results.extend(result.results)
+            position = result.position
+            progress.advance(task, len(chunk))
+    document = {"position": position, "results": results}
+    replayed = sum(1 for item in results if item.replayed)
+    _print_rows(
+        fmt,
+        document,
+        f"posted {len(results) - replayed}, replayed {replayed}, log at {position}",
+        ["event_id", "position", "points", "replayed"],
+        [[item.event_id, item.position, item.points, item.replayed] for item in results],
+    )
+
+
+@app.command()
+def history(
+    cadre_id: Annotated[str, typer.Argument(help="The cadre's personnel number")],
+    database: Database = None,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """A cadre's entries with running totals, as of a date, as known at a moment."""
+    with _opened(database) as ledger:
+        page = ledger.history(cadre_id, as_of=_as_of(as_of), known_at=_known_at(known_at))
+    _print_rows(
+        fmt,
+        page,
+        f"{page.cadre_id}: total {page.total} as of {page.as_of}, known at position {page.position}",
+        [
+            "effective_on",
+            "position",
+            "type",
+            "points",
+            "running_total",
+            "posted_by",
+            "source",
+            "reverses",
+            "reversed_by",
+        ],
+        [
+            [
+                entry.effective_on,
+                entry.position,
+                entry.type,
+                entry.points,
+                entry.running_total,
+                entry.posted_by,
+                f"{entry.source.system}/{entry.source.key}",
+                entry.reverses,
+                entry.reversed_by,
+            ]
+            for entry in page.entries
+        ],
+    )
+
+
+@app.command()
+def verify(
+    database: Database = None,
+    against: Annotated[Path | None, typer.Option(help="A checkpoint JSON the log must extend")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Recompute the hash chain; exit 1 naming the first position that fails."""
+    checkpoint = None
+    if against is not None:
+        try:
+            checkpoint = msgspec.json.decode(against.read_bytes(), type=Checkpoint)
+        except (OSError, msgspec.MsgspecError) as error:
+            _fail(EXIT_INVALID, f"--against {against}: not a checkpoint ({error})")
+    with _opened(database) as ledger:
+        report = ledger.verify(checkpoint)
+    if fmt is Format.json:
+        _print_json(report)
+    elif report.ok:
+        out.print(
+            f"ok: verified through position {report.verified_through}, head hash "
+            f"{report.head_hash}" + (" (extends the checkpoint)" if checkpoint else ""),
+            highlight=False,
+        )
+    else:
+        err.print(
+            f"[bold red]verification failed[/] at position {report.first_bad_position}: "
+            f"{report.reason} (verified through {report.verified_through})",
+            highlight=False,
+        )
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def checkpoint(
+    database: Database = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file")] = None,
+) -> None:
+    """Print (or write) a checkpoint of the log's head: keep it away from the database."""
+    with _opened(database) as ledger:
+        document = ledger.checkpoint()
+    encoded = msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
+    if output is None:
+        sys.stdout.buffer.write(encoded)
+    else:
+        output.write_bytes(encoded)
+        err.print(f"checkpoint at position {document.position} written to {output}")
+
+
+@app.command("export")
+def export_(
+    file: Annotated[Path, typer.Argument(help="JSONL file to write ('-' for stdout)")],
+    database: Database = None,
+) -> None:
+    """Export the log as JSONL with positions, recording times and hashes."""
+    with _opened(database) as ledger:
+        total = ledger.head()
+        with _progress("exporting", total) as progress:
+            task = progress.add_task("exporting", total=total)
+            if str(file) == "-":
+                written = ledger.export(sys.stdout.buffer, progress=lambda n: progress.advance(task, n))
+            else:
+                with file.open("wb") as stream:
+                    written = ledger.export(stream, progress=lambda n: progress.advance(task, n))
+    err.print(f"exported {written} events")
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="A JSONL export")],
+    database: Database = None,
+) -> None:
+    """Import an export into an empty ledger, re-verifying every hash of its chain."""
+    with (
+        _opened(database, publish_illustrative=False) as ledger,
+        file.open("rb") as stream,
+        _progress("importing", None) as progress,
+    ):
+        task = progress.add_task("importing", total=None)
+        imported = ledger.import_(stream, progress=lambda n: progress.advance(task, n))
+        head = ledger.head()
+    err.print(f"imported {imported} events; log at position {head}")
+
+
+@app.command()
+def accrue(
+    period: Annotated[str, typer.Option(help="Period: 2025, 2025Q3, 2025-07 or 2025-W27")],
+    database: Database = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Post base points for tenure for every active cadre (idempotent per cadre and period)."""
+    with _opened(database) as ledger, _progress("accruing", None) as progress:
+        task = progress.add_task(f"accruing {period}", total=None)
+        result = ledger.accrue(period, posted_by=_principal(), progress=lambda n: progress.advance(task, n))
+    new = [item for item in result.results if not item.replayed]
+    if fmt is Format.json:
+        _print_json(result)
+    else:
+        out.print(
+            f"{period}: {len(new)} accruals posted, {len(result.results) - len(new)} "
+            f"replayed; log at {result.position}",
+            highlight=False,
+        )
+
+
+@policy_app.command("show")
+def policy_show(
+    version: Annotated[str | None, typer.Argument(help="Version (default: in force today)")] = None,
+    database: Database = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Print a published rulebook (TOML), or list them all with --format json."""
+    with _opened(database) as ledger:
+        policies = ledger.policies()
+        today = ledger.today()
+    if fmt is not Format.table:
+        _print_rows(
+            fmt,
+            [
+                {
+                    "version": p.version,
+                    "effective_from": p.effective_from,
+                    "published_on": p.effective_on,
+                    "posted_by": p.posted_by,
+                }
+                for p in policies
+            ],
+            "policies",
+            ["version", "effective_from", "published_on"],
+            [[p.version, p.effective_from, p.effective_on] for p in policies],
+        )
+        return
+    chosen = (
+        [p for p in policies if p.version == version]
+        if version
+        else sorted((p for p in policies if p.effective_from <= today), key=lambda p: p.effective_from)[-1:]
+    )
+    if not chosen:
+        _fail(EXIT_INVALID, f"no policy {version or 'in force today'}")
+    sys.stdout.write(chosen[0].body)
+
+
+@policy_app.command("publish")
+def policy_publish(
+    file: Annotated[Path, typer.Argument(help="A TOML rulebook")],
+    database: Database = None,
+) -> None:
+    """Validate a TOML rulebook and publish it into the log (`policy.published`)."""
+    try:
+        body = file.read_text(encoding="utf-8")
+    except OSError as error:
+        _fail(EXIT_INVALID, f"cannot read {file}: {error.strerror}")
+    with _opened(database) as ledger:
+        result = ledger.publish_policy(body, posted_by=_principal())
+    item = result.results[0]
+    state = "already published" if item.replayed else "published"
+    out.print(f"{state} at position {item.position}", highlight=False)
+
+
+@app.command()
+def demo(
+    database: Database = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic city")] = 7,
+    scale: Annotated[str, typer.Option(help="small (~200 cadres) or city (3,900 cadres)")] = "small",
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing if the ledger holds cadres already")
+    ] = False,
+) -> None:
+    """Seed a deterministic synthetic city: units, cadres and three years of events."""
+    from ledger.demo import run_demo
+
+    if scale not in ("small", "city"):
+        _fail(EXIT_INVALID, f"--scale: {scale!r} is not small or city")
+    with _opened(database) as ledger:
+        if if_empty and ledger.head() > len(ledger.policies()):
+            out.print(f"the ledger holds {ledger.head()} events; not seeding", highlight=False)
+            return
+        started = time.perf_counter()
+        with _progress("demo", None) as progress:
+            task = progress.add_task(f"seeding the {scale} city", total=None)
+            advance: Callable[[int], None] = lambda n: progress.advance(task, n)  # noqa: E731
+            summary = run_demo(ledger, seed=seed, scale=scale, today=ledger.today(), progress=advance)
+        seconds = time.perf_counter() - started
+        out.print(
+            f"seeded {summary.events_posted} events for {summary.cadres} cadres in "
+            f"{summary.units} units in {seconds:.1f} s; log at {ledger.head()}",
+            highlight=False,
+        )
+
+
+def main() -> None:
+    """Console script entry point."""
+    try:
+        app(standalone_mode=True)
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        raise SystemExit(130) from None

@@ -1,0 +1,417 @@
+"""The events of the ledger (SPEC §3), as msgspec structs: one flat struct per type, a tagged union on `type`.
+
+A struct carries the envelope (identity, valid time, source, evidence, points) and its payload. Fields the
+ledger sets — `event_id`, `posted_by`, `points`, `policy_version` and a few computed payload fields — default
+to `UNSET`: a client posting one of them is refused (`server_field_not_allowed`), the ledger fills them in
+before the event is recorded. `position` and `recorded_at` are not part of the struct at all: they are
+assigned in the transaction that records the event and live beside it (see `ledger.integrity`).
+
+Events are facts in the past tense. They are never edited; a correction is an `entry.reversed` event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from ledger.domain.periods import PERIOD_PATTERN
+
+__all__ = [
+    "AWARDS",
+    "CADRE_EVENT_TYPES",
+    "DEDUCTION_KINDS",
+    "EVENT_TYPES",
+    "GRADES",
+    "LEVELS",
+    "RESULTS",
+    "SERVER_FIELDS",
+    "AppraisalRecorded",
+    "CadreDeparted",
+    "CadreEvent",
+    "CadreGradeChanged",
+    "CadreLeftLeadership",
+    "CadreRegistered",
+    "CadreTransferred",
+    "DeductionApplied",
+    "EntryReversed",
+    "EvaluationRecorded",
+    "Event",
+    "EventBase",
+    "InvestigationClosed",
+    "InvestigationOpened",
+    "MeritAwarded",
+    "PolicyPublished",
+    "RecallCompleted",
+    "RecallOrdered",
+    "Scores",
+    "Source",
+    "TenureAccrued",
+    "VetoApplied",
+    "recorded_id",
+    "type_of",
+]
+
+# Limits on every string, as named constants.
+CADRE_ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
+UNIT_ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
+SYSTEM_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,64}$"
+VERSION_PATTERN: Final = r"^[A-Za-z0-9._-]{1,32}$"
+SOURCE_KEY_LENGTH_MAX: Final = 200
+DOCUMENT_LENGTH_MAX: Final = 200
+NOTE_LENGTH_MAX: Final = 2_000
+NAME_LENGTH_MAX: Final = 100
+REASON_LENGTH_MAX: Final = 2_000
+POLICY_BODY_LENGTH_MAX: Final = 200_000
+
+CadreId = Annotated[str, Meta(pattern=CADRE_ID_PATTERN)]
+UnitId = Annotated[str, Meta(pattern=UNIT_ID_PATTERN)]
+PeriodName = Annotated[str, Meta(pattern=PERIOD_PATTERN)]
+Year = Annotated[int, Meta(ge=1950, le=2200)]
+Text = Annotated[str, Meta(min_length=1, max_length=REASON_LENGTH_MAX)]
+
+# The official grade titles (《公务员职务与职级并行规定》), lowest first.
+GRADES: Final = (
+    "二级科员",
+    "一级科员",
+    "四级主任科员",
+    "三级主任科员",
+    "二级主任科员",
+    "一级主任科员",
+    "四级调研员",
+    "三级调研员",
+    "二级调研员",
+    "一级调研员",
+    "二级巡视员",
+    "一级巡视员",
+)
+Grade = Literal[
+    "二级科员",
+    "一级科员",
+    "四级主任科员",
+    "三级主任科员",
+    "二级主任科员",
+    "一级主任科员",
+    "四级调研员",
+    "三级调研员",
+    "二级调研员",
+    "一级调研员",
+    "二级巡视员",
+    "一级巡视员",
+]
+LEVELS: Final = ("national", "provincial", "municipal", "county", "unit")
+Level = Literal["national", "provincial", "municipal", "county", "unit"]
+AWARDS: Final = (
+    "citation",
+    "merit_third_class",
+    "merit_second_class",
+    "merit_first_class",
+    "honorary_title",
+    "commendation",
+    "performance_award",
+)
+Award = Literal[
+    "citation",
+    "merit_third_class",
+    "merit_second_class",
+    "merit_first_class",
+    "honorary_title",
+    "commendation",
+    "performance_award",
+]
+DEDUCTION_KINDS: Final = (
+    "criticism",
+    "admonishment",
+    "party_warning",
+    "party_serious_warning",
+    "government_warning",
+    "demerit",
+    "major_demerit",
+    "demotion",
+    "dismissal",
+    "organizational_adjustment",
+)
+DeductionKind = Literal[
+    "criticism",
+    "admonishment",
+    "party_warning",
+    "party_serious_warning",
+    "government_warning",
+    "demerit",
+    "major_demerit",
+    "demotion",
+    "dismissal",
+    "organizational_adjustment",
+]
+# Appraisal results, best first.
+RESULTS: Final = ("excellent", "competent", "basically_competent", "incompetent", "ungraded")
+Result = Literal["excellent", "competent", "basically_competent", "incompetent", "ungraded"]
+DepartureReason = Literal["retired", "resigned", "dismissed", "deceased", "transferred_out"]
+RecallOutcome = Literal["passed", "failed"]
+
+
+class Source(Struct, frozen=True, forbid_unknown_fields=True):
+    """Who sent an event, and the sender's idempotency key: `(system, key)` is unique for ever."""
+
+    system: Annotated[str, Meta(pattern=SYSTEM_PATTERN)]
+    key: Annotated[str, Meta(min_length=1, max_length=SOURCE_KEY_LENGTH_MAX)]
+
+
+class EventBase(
+    Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="type",
+    omit_defaults=False,
+):
+    """The envelope shared by every event."""
+
+    event_id: uuid.UUID | UnsetType = UNSET
+    effective_on: date
+    source: Source
+    posted_by: str | UnsetType = UNSET
+    document: Annotated[str, Meta(max_length=DOCUMENT_LENGTH_MAX)] | None = None
+    note: Annotated[str, Meta(max_length=NOTE_LENGTH_MAX)] | None = None
+    points: Decimal | UnsetType = UNSET
+    override_reason: Text | None = None
+    policy_version: str | UnsetType = UNSET
+
+    @property
+    def type(self) -> str:
+        return str(type(self).__struct_config__.tag)
+
+
+class CadreEvent(EventBase, frozen=True, kw_only=True):
+    """An event about one cadre; the cadre's aggregate records it."""
+
+    cadre_id: CadreId
+
+
+class CadreRegistered(CadreEvent, frozen=True, kw_only=True, tag="cadre.registered"):
+    """A cadre enters the scheme."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
+    unit_id: UnitId
+    grade: Grade
+    leadership: bool
+    principal: bool
+    service_started_on: date
+    grade_since: date
+
+
+class CadreTransferred(CadreEvent, frozen=True, kw_only=True, tag="cadre.transferred"):
+    """A cadre moves to another unit."""
+
+    unit_id: UnitId
+
+
+class CadreGradeChanged(CadreEvent, frozen=True, kw_only=True, tag="cadre.grade_changed"):
+    """A cadre's grade changes; the new grade counts from `effective_on`."""
+
+    grade: Grade
+
+
+class CadreLeftLeadership(CadreEvent, frozen=True, kw_only=True, tag="cadre.left_leadership"):
+    """A cadre leaves a leadership post and stays in the scheme (cohort `left_leadership`)."""
+
+
+class CadreDeparted(CadreEvent, frozen=True, kw_only=True, tag="cadre.departed"):
+    """A cadre leaves the scheme; nothing may be dated after `effective_on`."""
+
+    reason: DepartureReason
+
+
+class TenureAccrued(CadreEvent, frozen=True, kw_only=True, tag="tenure.accrued"):
+    """Base points for tenure up to the end of `period` (the ledger computes years and points)."""
+
+    period: PeriodName
+    service_years: Decimal | UnsetType = UNSET
+    grade_years: Decimal | UnsetType = UNSET
+
+
+class MeritAwarded(CadreEvent, frozen=True, kw_only=True, tag="merit.awarded"):
+    """A merit award. `deed` names the deed: one deed awarded at several levels counts once."""
+
+    award: Award
+    level: Level
+    deed: Annotated[str, Meta(min_length=1, max_length=DOCUMENT_LENGTH_MAX)] | None = None
+
+
+class DeductionApplied(CadreEvent, frozen=True, kw_only=True, tag="deduction.applied"):
+    """An accountability deduction; the policy sets points, gate months and appraisal effect."""
+
+    kind: DeductionKind
+    level: Level
+    gate_months: int | UnsetType = UNSET
+    appraisal_cap: Result | UnsetType | None = UNSET
+
+
+class AppraisalRecorded(CadreEvent, frozen=True, kw_only=True, tag="appraisal.recorded"):
+    """The annual appraisal result of `year`."""
+
+    year: Year
+    result: Result
+
+
+class Scores(Struct, frozen=True, forbid_unknown_fields=True):
+    """Evaluation scores, each 0–100 with at most two places."""
+
+    self: Decimal
+    section: Decimal
+    leadership: Decimal
+
+
+class EvaluationRecorded(CadreEvent, frozen=True, kw_only=True, tag="evaluation.recorded"):
+    """Self / section / leadership evaluation of a period, weighted by the policy."""
+
+    period: PeriodName
+    scores: Scores
+    weighted_score: Decimal | UnsetType = UNSET
+
+
+class RecallOrdered(CadreEvent, frozen=True, kw_only=True, tag="recall.ordered"):
+    """The cadre is sent back to the party school (回炉) for `period`."""
+
+    period: PeriodName
+    reason: Text
+
+
+class RecallCompleted(CadreEvent, frozen=True, kw_only=True, tag="recall.completed"):
+    """An open recall ends."""
+
+    outcome: RecallOutcome
+
+
+class VetoApplied(CadreEvent, frozen=True, kw_only=True, tag="veto.applied"):
+    """One-vote veto (一票否决) for `year`: no red board, not eligible that year."""
+
+    year: Year
+    reason: Text
+
+
+class InvestigationOpened(CadreEvent, frozen=True, kw_only=True, tag="investigation.opened"):
+    """An investigation is opened; the cadre is not eligible while it is open."""
+
+    reference: Annotated[str, Meta(min_length=1, max_length=DOCUMENT_LENGTH_MAX)]
+
+
+class InvestigationClosed(CadreEvent, frozen=True, kw_only=True, tag="investigation.closed"):
+    """An investigation with `reference` is closed."""
+
+    reference: Annotated[str, Meta(min_length=1, max_length=DOCUMENT_LENGTH_MAX)]
+
+
+class EntryReversed(CadreEvent, frozen=True, kw_only=True, tag="entry.reversed"):
+    """A reversal (复核/申诉 outcome, or a correction) of an earlier event of the same cadre.
+
+    Its `effective_on` is the date of the decision; its points are the target's, negated, and count from
+    the target's effective date, which the ledger copies into `target_effective_on` with `target_type`.
+    """
+
+    target_event_id: uuid.UUID
+    reason: Text
+    target_type: str | UnsetType = UNSET
+    target_effective_on: date | UnsetType = UNSET
+
+
+class PolicyPublished(EventBase, frozen=True, kw_only=True, tag="policy.published"):
+    """A rulebook, as TOML text, in force from `effective_from`."""
+
+    version: Annotated[str, Meta(pattern=VERSION_PATTERN)]
+    effective_from: date
+    body: Annotated[str, Meta(min_length=1, max_length=POLICY_BODY_LENGTH_MAX)]
+
+
+Event = (
+    CadreRegistered
+    | CadreTransferred
+    | CadreGradeChanged
+    | CadreLeftLeadership
+    | CadreDeparted
+    | TenureAccrued
+    | MeritAwarded
+    | DeductionApplied
+    | AppraisalRecorded
+    | EvaluationRecorded
+    | RecallOrdered
+    | RecallCompleted
+    | VetoApplied
+    | InvestigationOpened
+    | InvestigationClosed
+    | EntryReversed
+    | PolicyPublished
+)
+
+EVENT_CLASSES: Final[tuple[type[EventBase], ...]] = (
+    CadreRegistered,
+    CadreTransferred,
+    CadreGradeChanged,
+    CadreLeftLeadership,
+    CadreDeparted,
+    TenureAccrued,
+    MeritAwarded,
+    DeductionApplied,
+    AppraisalRecorded,
+    EvaluationRecorded,
+    RecallOrdered,
+    RecallCompleted,
+    VetoApplied,
+    InvestigationOpened,
+    InvestigationClosed,
+    EntryReversed,
+    PolicyPublished,
+)
+
+
+def _tag(cls: type[EventBase]) -> str:
+    return str(cls.__struct_config__.tag)
+
+
+EVENT_TYPES: Final[dict[str, type[EventBase]]] = {_tag(cls): cls for cls in EVENT_CLASSES}
+CADRE_EVENT_TYPES: Final = frozenset(name for name, cls in EVENT_TYPES.items() if issubclass(cls, CadreEvent))
+# Reversible: every score or lifecycle event except a registration, a reversal or a policy.
+REVERSIBLE_TYPES: Final = CADRE_EVENT_TYPES - {"cadre.registered", "entry.reversed"}
+
+# Fields the ledger sets; a client must not send them. `points` is allowed with `override_reason`.
+SERVER_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    name: tuple(
+        field
+        for field in (
+            "event_id",
+            "posted_by",
+            "policy_version",
+            "service_years",
+            "grade_years",
+            "gate_months",
+            "appraisal_cap",
+            "weighted_score",
+            "target_type",
+            "target_effective_on",
+        )
+        if field in cls.__struct_fields__
+    )
+    for name, cls in EVENT_TYPES.items()
+}
+
+
+def type_of(event: EventBase) -> str:
+    """The event's `type` tag."""
+    return str(type(event).__struct_config__.tag)
+
+
+def recorded_id(event: EventBase) -> uuid.UUID:
+    """The id of a recorded event (a client's event has none yet)."""
+    if not isinstance(event.event_id, uuid.UUID):
+        raise ValueError("the event is not recorded yet: it has no event_id")
+    return event.event_id
+
+
+def to_builtins(event: EventBase) -> dict[str, Any]:
+    """The event as JSON-ready builtins (dates and decimals as strings)."""
+    result: dict[str, Any] = msgspec.to_builtins(event)
+    return result

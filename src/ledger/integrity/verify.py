@@ -1,0 +1,171 @@
+"""Verification: recompute the chain over the stored log and name the first position that fails.
+
+The store hands over one `LogRow` per position, in position order, from a full outer join of the event
+rows and the chain rows, so that a row missing on either side shows up. Each row is checked for:
+
+- `missing`   — a position with no event (a deleted row), or a gap in the positions;
+- `inserted`  — an event with no chain entry (a forged row);
+- `reordered` — an event whose content belongs at another position (rows swapped);
+- `altered`   — content, recording time, stream columns or hash that no longer match.
+
+A checkpoint `{ledger_id, position, hash, recorded_at}` pins a prefix of the log: verifying against it
+proves the log still extends it, so truncation and a consistent rewrite are caught.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+import msgspec
+
+from ledger.integrity.chain import GENESIS_HASH, canonical_bytes, chain_hash
+
+__all__ = ["Checkpoint", "LogRow", "VerifyOutcome", "check_checkpoint", "verify_rows"]
+
+POLICY_STREAM = "$policy"
+
+
+class LogRow(NamedTuple):
+    """One position of the stored log; a field is None where that side of the join is absent."""
+
+    position: int
+    state: bytes | None
+    originator_id: str | None
+    originator_version: int | None
+    topic: str | None
+    chain_event_id: str | None
+    recorded_at: str | None
+    hash: bytes | None
+
+
+class _Probe(msgspec.Struct):
+    """The few fields verification reads from an event's stored JSON."""
+
+    type: str
+    event_id: str
+    cadre_id: str | None = None
+
+
+class Checkpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A position of one ledger and the chain hash there; keep it away from the database."""
+
+    ledger_id: str
+    position: int
+    hash: str
+    recorded_at: str
+
+
+class VerifyOutcome(msgspec.Struct, frozen=True):
+    """Where verification stopped: `first_bad_position` is None when every position checked out."""
+
+    verified_through: int
+    head_hash: bytes
+    first_bad_position: int | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad_position is None
+
+
+_probe_decoder = msgspec.json.Decoder(_Probe)
+
+
+def verify_rows(
+    rows: Iterable[LogRow],
+    *,
+    topic_of: Callable[[str], str | None],
+    position_of_event: Callable[[str], int | None],
+) -> VerifyOutcome:
+    """Recompute the chain over `rows`; stop at the first position that fails.
+
+    `topic_of(type)` gives the stored topic expected for an event type; `position_of_event(event_id)`
+    finds where the chain places an event id (to tell a swap from an alteration).
+    """
+    previous = GENESIS_HASH
+    verified = 0
+    versions: dict[str, int] = {}
+
+    def failure(position: int, reason: str, detail: str) -> VerifyOutcome:
+        return VerifyOutcome(verified, previous, position, reason, detail)
+
+    for row in rows:
+        position = row.position
+        if position != verified + 1:
+            return failure(verified + 1, "missing", f"positions jump from {verified} to {position}")
+        if row.state is None:
+            return failure(position, "missing", "the chain has an entry but the event row is gone")
+        if row.hash is None or row.recorded_at is None or row.chain_event_id is None:
+            return failure(position, "inserted", "an event row with no chain entry")
+        try:
+            probe = _probe_decoder.decode(row.state)
+        except msgspec.DecodeError as error:
+            return failure(position, "altered", f"the stored event no longer decodes: {error}")
+        if chain_hash(previous, canonical_bytes(position, row.recorded_at, row.state)) != row.hash:
+            if probe.event_id != row.chain_event_id:
+                elsewhere = position_of_event(probe.event_id)
+                if elsewhere is not None and elsewhere != position:
+                    return failure(position, "reordered", f"holds the event recorded at position {elsewhere}")
+            return failure(position, "altered", "the hash does not match the event's content")
+        if probe.event_id != row.chain_event_id:
+            return failure(position, "altered", "the chain entry names another event")
+        stream = probe.cadre_id if probe.cadre_id is not None else POLICY_STREAM
+        version = versions.get(stream, 0) + 1
+        if (
+            row.originator_id != stream
+            or row.originator_version != version
+            or row.topic != topic_of(probe.type)
+        ):
+            return failure(
+                position,
+                "altered",
+                "the stream columns (originator, version, topic) do not match the event",
+            )
+        versions[stream] = version
+        previous = row.hash
+        verified = position
+    return VerifyOutcome(verified, previous)
+
+
+def check_checkpoint(
+    checkpoint: Checkpoint,
+    ledger_id: str,
+    outcome: VerifyOutcome,
+    hash_at: Callable[[int], bytes | None],
+) -> VerifyOutcome:
+    """`outcome` held to `checkpoint`: the log must still reach the checkpoint with the same hash."""
+    if checkpoint.ledger_id != ledger_id:
+        return VerifyOutcome(
+            outcome.verified_through,
+            outcome.head_hash,
+            checkpoint.position,
+            "altered",
+            f"the checkpoint is of ledger {checkpoint.ledger_id}, this is ledger {ledger_id}",
+        )
+    if (
+        not outcome.ok
+        and outcome.first_bad_position is not None
+        and outcome.first_bad_position <= checkpoint.position
+    ):
+        return outcome
+    if outcome.verified_through < checkpoint.position and outcome.ok:
+        return VerifyOutcome(
+            outcome.verified_through,
+            outcome.head_hash,
+            outcome.verified_through + 1,
+            "missing",
+            f"the log ends at {outcome.verified_through}, before the checkpoint "
+            f"at {checkpoint.position}: it was truncated",
+        )
+    stored = hash_at(checkpoint.position)
+    if stored is None or stored.hex() != checkpoint.hash:
+        return VerifyOutcome(
+            min(outcome.verified_through, checkpoint.position - 1),
+            outcome.head_hash,
+            checkpoint.position,
+            "altered",
+            "the hash at the checkpoint's position differs: the log was rewritten",
+        )
+    return outcome

@@ -1,0 +1,838 @@
+"""The Python face of the ledger: `Ledger.open(url)`, then post, read history, verify, export, import.
+
+Posting is optimistic. A batch is decided against the writer's in-memory knowledge (one `Cadre` aggregate
+per cadre, the policy book), which first catches up with whatever other processes appended; the append
+then succeeds only if the log head is still the one the batch was decided against (see
+`ledger.store.recorders`). Otherwise the writer catches up and decides again. So every rule — idempotency,
+lifecycle, annual caps — is checked against the complete log, and appends from several processes never
+lose, duplicate or reorder an acknowledged event.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime
+from typing import IO, Any, Final
+from zoneinfo import ZoneInfo
+
+import msgspec
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from ledger.domain.cadre import (
+    POLICY_STREAM,
+    Cadre,
+    Recorded,
+    apply,
+    points_of,
+    register,
+    stream_of,
+)
+from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, NotFound
+from ledger.domain.events import (
+    CadreEvent,
+    CadreRegistered,
+    EntryReversed,
+    Event,
+    EventBase,
+    PolicyPublished,
+    Source,
+    TenureAccrued,
+    recorded_id,
+    type_of,
+)
+from ledger.domain.periods import parse_period
+from ledger.domain.points import ZERO
+from ledger.integrity.chain import (
+    GENESIS_HASH,
+    canonical_bytes,
+    format_recorded_at,
+    parse_recorded_at,
+)
+from ledger.integrity.verify import Checkpoint, VerifyOutcome, check_checkpoint, verify_rows
+from ledger.policy.book import PolicyBook
+from ledger.policy.load import illustrative_policy_text, load_policy
+from ledger.posting import check_client_fields, decide, decide_policy, fingerprint
+from ledger.results import HistoryEntry, HistoryPage, PostedItem, PostResult, VerifyReport
+from ledger.store.application import DEFAULT_DATABASE_URL, LedgerApplication
+from ledger.store.batch import BatchWrite, StaleHead
+from ledger.store.mapper import decode_event, topic_of
+from ledger.store.recorders import LedgerRecorder
+
+__all__ = ["BATCH_SIZE_MAX", "ExportHeader", "Ledger", "LoggedEvent"]
+
+BATCH_SIZE_MAX: Final = 1_000
+APPEND_ATTEMPTS_MAX: Final = 50
+CATCH_UP_PAGE: Final = 10_000
+DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
+EXPORT_FORMAT: Final = "cadre-ledger-export/1"
+ACCRUAL_SYSTEM: Final = "ledger.accrue"
+POLICY_SYSTEM: Final = "ledger.policy"
+# Loading one cadre's stream costs a query; past this many unknown cadres in a batch, one scan of
+# the whole log is cheaper.
+CADRE_LOADS_BEFORE_FULL_SCAN: Final = 64
+
+
+class LoggedEvent(msgspec.Struct, frozen=True):
+    """An event as the log holds it: its place, recording time, hash and predecessor's hash."""
+
+    position: int
+    recorded_at: datetime
+    hash: str
+    prev_hash: str
+    event: EventBase
+
+
+class ExportHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The first line of an export: which ledger, and the head it was taken at."""
+
+    format: str
+    ledger_id: str
+    position: int
+    head_hash: str
+
+
+class _ExportLine(msgspec.Struct):
+    """The server fields an export line carries beside the event."""
+
+    position: int
+    recorded_at: str
+    hash: str
+    prev_hash: str
+
+
+def _today_in(zone: ZoneInfo, clock: Callable[[], datetime]) -> date:
+    return clock().astimezone(zone).date()
+
+
+def _encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(values)).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> list[Any]:
+    try:
+        padded = text + "=" * (-len(text) % 4)
+        values = msgspec.json.decode(base64.urlsafe_b64decode(padded))
+    except (ValueError, msgspec.DecodeError) as error:
+        raise InvalidInput(
+            "not a cursor this ledger gave out", field="cursor", rule="cursor_invalid"
+        ) from error
+    if not isinstance(values, list):
+        raise InvalidInput("not a cursor this ledger gave out", field="cursor", rule="cursor_invalid")
+    return values
+
+
+class Ledger:
+    """One ledger: its log, the writer's knowledge, and every operation on them."""
+
+    def __init__(
+        self, application: LedgerApplication, *, clock: Callable[[], datetime], timezone: str
+    ) -> None:
+        self._application = application
+        self._recorder: LedgerRecorder = application.ledger_recorder
+        self._clock = clock
+        self._zone = ZoneInfo(timezone)
+        self._lock = threading.RLock()
+        self._head = 0
+        self._cadres: dict[str, Cadre] = {}
+        self._cache_complete = False
+        self._book = PolicyBook()
+        self._stream_versions: dict[str, int] = {}
+        self.ledger_id = self._recorder.set_meta_if_absent("ledger_id", str(uuid.uuid4()))
+
+    # Opening and closing.
+
+    @classmethod
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        timezone: str | None = None,
+        publish_illustrative: bool = True,
+    ) -> Ledger:
+        """Open (creating if needed) the ledger at `url`, default `LEDGER_DATABASE_URL`.
+
+        An empty ledger gets the packaged illustrative policy published, so it can score at once.
+        """
+        url = url or os.environ.get("LEDGER_DATABASE_URL") or DEFAULT_DATABASE_URL
+        _ensure_postgres_schema(url)
+        ledger = cls(
+            LedgerApplication(url),
+            clock=clock or (lambda: datetime.now(UTC)),
+            timezone=timezone or os.environ.get("LEDGER_TIMEZONE") or DEFAULT_TIMEZONE,
+        )
+        if publish_illustrative and ledger.head() == 0:
+            body = illustrative_policy_text()
+            policy = load_policy(body)
+            ledger.publish_policy(
+                body, posted_by="ledger", effective_on=min(ledger.today(), policy.effective_from)
+            )
+        return ledger
+
+    def close(self) -> None:
+        self._application.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def today(self) -> date:
+        """Today in the ledger's time zone (events may not be dated later)."""
+        return _today_in(self._zone, self._clock)
+
+    def head(self) -> int:
+        """The newest position of the log (0 when empty)."""
+        return self._recorder.head().position
+
+    # Posting.
+
+    def post(self, events: Sequence[EventBase], *, posted_by: str = "library") -> PostResult:
+        """Record a batch atomically; replays return their original result; see SPEC §6.
+
+        Raises InvalidInput (naming the item and field) or Conflict; then nothing is recorded.
+        """
+        if not events:
+            raise InvalidInput(
+                "a batch holds at least one event", field="events", rule="batch_must_not_be_empty"
+            )
+        if len(events) > BATCH_SIZE_MAX:
+            raise InvalidInput(
+                f"a batch holds at most {BATCH_SIZE_MAX} events",
+                field="events",
+                rule="batch_too_large",
+            )
+        for index, event in enumerate(events):
+            try:
+                check_client_fields(event)
+            except InvalidInput as error:
+                raise error.at_item(index) from None
+        fingerprints = [fingerprint(event) for event in events]
+        with self._lock:
+            for _attempt in range(APPEND_ATTEMPTS_MAX):
+                self._catch_up()
+                try:
+                    return self._post_once(events, fingerprints, posted_by)
+                except StaleHead:
+                    continue
+                except IntegrityError:
+                    # Another writer won a race our stale knowledge could not see: start afresh.
+                    self._forget_knowledge()
+                    continue
+            raise LedgerError(f"the log kept moving: could not append after {APPEND_ATTEMPTS_MAX} attempts")
+
+    def _post_once(
+        self, events: Sequence[EventBase], fingerprints: list[bytes], posted_by: str
+    ) -> PostResult:
+        keys = [(event.source.system, event.source.key) for event in events]
+        recorded_sources = self._recorder.sources(keys)
+        plan: list[Recorded] = []
+        sources: list[tuple[str, str, bytes]] = []
+        # Where each item's result comes from: ("new", index into plan) or ("old", position).
+        origins: list[tuple[str, int]] = []
+        in_batch: dict[tuple[str, str], tuple[bytes, int]] = {}
+        pending: dict[uuid.UUID, EventBase] = {}
+        touched: set[str] = set()
+        today = self.today()
+        try:
+            for index, (event, key, print_) in enumerate(zip(events, keys, fingerprints, strict=True)):
+                earlier = recorded_sources.get(key)
+                if earlier is not None:
+                    if earlier[0] != print_:
+                        raise Conflict(
+                            f"item {index}: source {key[0]}/{key[1]} was recorded with other content",
+                            item=index,
+                            system=key[0],
+                            key=key[1],
+                        )
+                    origins.append(("old", earlier[1]))
+                    continue
+                if key in in_batch:
+                    if in_batch[key][0] != print_:
+                        raise Conflict(
+                            f"item {index}: source {key[0]}/{key[1]} appears twice in "
+                            "the batch with other content",
+                            item=index,
+                            system=key[0],
+                            key=key[1],
+                        )
+                    origins.append(("new", in_batch[key][1]))
+                    continue
+                try:
+                    recorded = self._decide(event, posted_by, today, pending)
+                except InvalidInput as error:
+                    raise error.at_item(index) from None
+                stream = stream_of(recorded)
+                touched.add(stream)
+                version = self._stream_versions.get(stream, 0) + 1
+                self._stream_versions[stream] = version
+                self._apply_known(stream, recorded, self._head + len(plan) + 1)
+                pending[recorded_id(recorded)] = recorded
+                in_batch[key] = (print_, len(plan))
+                origins.append(("new", len(plan)))
+                plan.append(Recorded(stream, version, recorded))
+                sources.append((key[0], key[1], print_))
+            if plan:
+                batch = BatchWrite(self._head, [str(r.event.event_id) for r in plan], sources)
+                self._application.save(*plan, batch=batch)
+                assert batch.outcome is not None
+                self._head = batch.outcome.first_position + len(plan) - 1
+        except BaseException:
+            self._forget(touched)
+            raise
+        return self._results(origins, plan, batch.outcome if plan else None)
+
+    def _results(self, origins: list[tuple[str, int]], plan: list[Recorded], outcome: Any) -> PostResult:
+        old_positions = [value for origin, value in origins if origin == "old"]
+        old = {position: self._logged(position) for position in old_positions}
+        items: list[PostedItem] = []
+        first_seen: set[int] = set()
+        for origin, value in origins:
+            if origin == "old":
+                logged = old[value]
+                items.append(
+                    PostedItem(
+                        recorded_id(logged.event),
+                        value,
+                        points_of(logged.event),
+                        logged.hash,
+                        True,
+                    )
+                )
+            else:
+                event = plan[value].event
+                items.append(
+                    PostedItem(
+                        recorded_id(event),
+                        outcome.first_position + value,
+                        points_of(event),
+                        outcome.hashes[value].hex(),
+                        value in first_seen,
+                    )
+                )
+                first_seen.add(value)
+        return PostResult(self._head if plan else self.head(), items)
+
+    def _decide(
+        self, event: EventBase, posted_by: str, today: date, pending: dict[uuid.UUID, EventBase]
+    ) -> EventBase:
+        event_id = uuid.uuid4()
+        if isinstance(event, PolicyPublished):
+            return decide_policy(event, book=self._book, today=today, posted_by=posted_by, event_id=event_id)
+        assert isinstance(event, CadreEvent)
+        cadre = self._cadre(event.cadre_id)
+        target = None
+        if isinstance(event, EntryReversed):
+            target = pending.get(event.target_event_id) or self._event_by_id(event.target_event_id)
+        return decide(
+            event,
+            state=cadre.state if cadre else None,
+            book=self._book,
+            today=today,
+            posted_by=posted_by,
+            event_id=event_id,
+            target=target,
+        )
+
+    # The writer's knowledge.
+
+    def _apply_known(self, stream: str, event: EventBase, position: int) -> None:
+        """Fold a recorded (or about to be recorded) event into the writer's knowledge."""
+        if isinstance(event, PolicyPublished):
+            self._book.add(event.version, event.effective_from, position, load_policy(event.body))
+            return
+        if isinstance(event, CadreRegistered):
+            registered = Cadre(stream, register(event))
+            registered.version = self._stream_versions.get(stream, 1)
+            self._cadres[stream] = registered
+            return
+        cadre = self._cadres.get(stream)
+        if cadre is not None:
+            apply(cadre.state, event)
+            cadre.version = self._stream_versions.get(stream, cadre.version + 1)
+
+    def _catch_up(self) -> None:
+        """Fold every event appended since the writer last looked (by any process)."""
+        while True:
+            notifications = self._application.recorder.select_notifications(
+                self._head, CATCH_UP_PAGE, inclusive_of_start=False
+            )
+            if not notifications:
+                return
+            for notification in notifications:
+                if notification.id != self._head + 1:
+                    raise IntegrityFailure(
+                        f"the log jumps from {self._head} to {notification.id}; run `ledger verify`",
+                        position=self._head + 1,
+                        reason="missing",
+                    )
+                stream = str(notification.originator_id)
+                event = decode_event(notification.state)
+                if (
+                    stream in self._stream_versions
+                    or stream == POLICY_STREAM
+                    or self._cache_complete
+                    or isinstance(event, CadreRegistered)
+                ):
+                    self._stream_versions[stream] = notification.originator_version
+                self._apply_known(stream, event, notification.id)
+                self._head = notification.id
+
+    def _cadre(self, cadre_id: str) -> Cadre | None:
+        cadre = self._cadres.get(cadre_id)
+        if cadre is not None or self._cache_complete:
+            return cadre
+        try:
+            loaded: object = self._application.repository.get(cadre_id)
+        except AggregateNotFoundError:
+            return None
+        if not isinstance(loaded, Cadre):
+            return None
+        # The stream was read after the catch-up: it may be newer than the writer's head; the append's
+        # head check then fails and the next attempt starts from a consistent view.
+        self._cadres[cadre_id] = loaded
+        self._stream_versions[cadre_id] = loaded.version
+        return loaded
+
+    def _forget(self, streams: Iterable[str]) -> None:
+        for stream in streams:
+            self._cadres.pop(stream, None)
+            self._stream_versions.pop(stream, None)
+            if stream == POLICY_STREAM:
+                self._forget_knowledge()
+                return
+        self._cache_complete = False
+
+    def _forget_knowledge(self) -> None:
+        self._cadres.clear()
+        self._stream_versions.clear()
+        self._cache_complete = False
+        self._book = PolicyBook()
+        self._head = 0
+
+    def load_all(self) -> None:
+        """Fold the whole log into the writer's knowledge (for operations over every cadre)."""
+        with self._lock:
+            if not self._cache_complete:
+                self._forget_knowledge()
+                self._cache_complete = True
+            self._catch_up()
+
+    # Operations built on posting.
+
+    def publish_policy(
+        self, body: str, *, posted_by: str = "library", effective_on: date | None = None
+    ) -> PostResult:
+        """Publish a TOML rulebook; publishing the same version and text again is a replay."""
+        policy = load_policy(body)
+        event = PolicyPublished(
+            effective_on=effective_on or self.today(),
+            source=Source(system=POLICY_SYSTEM, key=policy.version),
+            version=policy.version,
+            effective_from=policy.effective_from,
+            body=body,
+        )
+        return self.post([event], posted_by=posted_by)
+
+    def accrue(
+        self,
+        period: str,
+        *,
+        posted_by: str = "library",
+        progress: Callable[[int], None] | None = None,
+    ) -> PostResult:
+        """Post `tenure.accrued` for `period` for every cadre active during it (idempotent per cadre
+        and period: accruing a period twice replays)."""
+        try:
+            span = parse_period(period)
+        except ValueError as error:
+            raise InvalidInput(str(error), field="period", rule="period_invalid") from None
+        if span.last_day > self.today():
+            raise InvalidInput(
+                f"{period} has not ended (it ends {span.last_day})",
+                field="period",
+                rule="period_must_have_ended",
+            )
+        self.load_all()
+        events: list[EventBase] = []
+        for cadre_id in sorted(self._cadres):
+            state = self._cadres[cadre_id].state
+            departed_on = state.departed_on
+            if state.registered_on > span.last_day or (departed_on and departed_on < span.first_day):
+                continue
+            effective_on = min(span.last_day, departed_on) if departed_on else span.last_day
+            events.append(
+                TenureAccrued(
+                    cadre_id=cadre_id,
+                    effective_on=effective_on,
+                    period=span.name,
+                    source=Source(system=ACCRUAL_SYSTEM, key=f"{span.name}:{cadre_id}"),
+                )
+            )
+        items: list[PostedItem] = []
+        position = self.head()
+        for start in range(0, len(events), BATCH_SIZE_MAX):
+            result = self.post(events[start : start + BATCH_SIZE_MAX], posted_by=posted_by)
+            items.extend(result.results)
+            position = result.position
+            if progress is not None:
+                progress(len(result.results))
+        return PostResult(position, items)
+
+    # Reads from the log.
+
+    def known_position(self, known_at: int | datetime | None) -> int:
+        """The log position a read `known_at` an instant or position sees."""
+        head = self.head()
+        if known_at is None:
+            return head
+        if isinstance(known_at, datetime):
+            if known_at.tzinfo is None:
+                raise InvalidInput(
+                    "an instant needs a time zone (RFC 3339)",
+                    field="known_at",
+                    rule="known_at_must_be_aware",
+                )
+            return self._recorder.position_known_at(format_recorded_at(known_at))
+        if known_at < 0:
+            raise InvalidInput("a position is 0 or more", field="known_at", rule="known_at_out_of_range")
+        return min(known_at, head)
+
+    def history(
+        self,
+        cadre_id: str,
+        *,
+        as_of: date | None = None,
+        known_at: int | datetime | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> HistoryPage:
+        """A cadre's entries with running totals, as of a date, as known at a moment (SPEC §4)."""
+        as_of = as_of or self.today()
+        position = self.known_position(known_at)
+        rows = self._recorder.stream_rows(cadre_id)
+        if not rows:
+            raise NotFound(f"no cadre {cadre_id}")
+        visible = [(row, decode_event(row[1])) for row in rows if row[0] <= position]
+        if not visible:
+            raise NotFound(f"cadre {cadre_id} was not known at position {position}")
+        reversed_by: dict[uuid.UUID, uuid.UUID] = {}
+        for _row, event in visible:
+            if isinstance(event, EntryReversed):
+                reversed_by[event.target_event_id] = recorded_id(event)
+        entries: list[tuple[date, int, tuple[int, bytes, str, bytes], EventBase]] = []
+        for row, event in visible:
+            counts_from = event.effective_on
+            if isinstance(event, EntryReversed) and isinstance(event.target_effective_on, date):
+                counts_from = event.target_effective_on
+            if counts_from <= as_of:
+                entries.append((counts_from, row[0], row, event))
+        entries.sort(key=lambda entry: (entry[0], entry[1]))
+        running = ZERO
+        built: list[HistoryEntry] = []
+        for counts_from, _position, row, event in entries:
+            points = points_of(event)
+            running += points
+            built.append(
+                HistoryEntry(
+                    event_id=recorded_id(event),
+                    position=row[0],
+                    type=type_of(event),
+                    effective_on=event.effective_on,
+                    counts_from=counts_from,
+                    recorded_at=parse_recorded_at(row[2]),
+                    points=points,
+                    running_total=running,
+                    posted_by=str(event.posted_by),
+                    source=event.source,
+                    document=event.document,
+                    reverses=event.target_event_id if isinstance(event, EntryReversed) else None,
+                    reversed_by=reversed_by.get(recorded_id(event)),
+                    hash=row[3].hex(),
+                )
+            )
+        start = 0
+        if cursor is not None:
+            values = _decode_cursor(cursor)
+            start = next(
+                (
+                    index + 1
+                    for index, entry in enumerate(built)
+                    if [entry.counts_from.isoformat(), entry.position] == values
+                ),
+                len(built),
+            )
+        end = len(built) if limit is None else min(len(built), start + limit)
+        next_cursor = None
+        if end < len(built):
+            last = built[end - 1]
+            next_cursor = _encode_cursor([last.counts_from.isoformat(), last.position])
+        known: int | datetime = known_at if isinstance(known_at, datetime) else position
+        return HistoryPage(
+            cadre_id=cadre_id,
+            as_of=as_of,
+            known_at=known,
+            position=position,
+            total=running,
+            entries=built[start:end],
+            next_cursor=next_cursor,
+        )
+
+    def _logged(self, position: int) -> LoggedEvent:
+        row = self._recorder.event_at(position)
+        if row is None:
+            raise NotFound(f"no event at position {position}")
+        previous = self._recorder.hash_at(position - 1) if position > 1 else GENESIS_HASH
+        return LoggedEvent(
+            position=row[0],
+            recorded_at=parse_recorded_at(row[2]),
+            hash=row[3].hex(),
+            prev_hash=(previous or b"").hex(),
+            event=decode_event(row[1]),
+        )
+
+    def event(self, event_id: uuid.UUID | str) -> LoggedEvent:
+        """One event with its place, hash and previous hash."""
+        position = self._recorder.position_of_event(str(event_id))
+        if position is None:
+            raise NotFound(f"no event {event_id}")
+        return self._logged(position)
+
+    def _event_by_id(self, event_id: uuid.UUID) -> EventBase | None:
+        position = self._recorder.position_of_event(str(event_id))
+        if position is None:
+            return None
+        row = self._recorder.event_at(position)
+        return None if row is None else decode_event(row[1])
+
+    def events(self, *, after: int = 0, limit: int = 100) -> list[LoggedEvent]:
+        """The log in order, after a position."""
+        rows = self._recorder.events_after(after, limit)
+        result = []
+        previous = (self._recorder.hash_at(after) if after > 0 else GENESIS_HASH) or b""
+        for position, state, recorded_at, hash_ in rows:
+            result.append(
+                LoggedEvent(
+                    position,
+                    parse_recorded_at(recorded_at),
+                    hash_.hex(),
+                    previous.hex(),
+                    decode_event(state),
+                )
+            )
+            previous = hash_
+        return result
+
+    def policies(self) -> list[PolicyPublished]:
+        """Every published rulebook, in publication order."""
+        return [
+            event for _row, event in self._stream_events(POLICY_STREAM) if isinstance(event, PolicyPublished)
+        ]
+
+    def _stream_events(self, stream: str) -> list[tuple[Any, EventBase]]:
+        return [(row, decode_event(row[1])) for row in self._recorder.stream_rows(stream)]
+
+    # Integrity.
+
+    def _verify(self) -> VerifyOutcome:
+        return verify_rows(
+            self._recorder.log_rows(),
+            topic_of=topic_of,
+            position_of_event=self._recorder.position_of_event,
+        )
+
+    def verify(self, against: Checkpoint | None = None) -> VerifyReport:
+        """Recompute the whole chain; with a checkpoint, also prove the log still extends it."""
+        outcome = self._verify()
+        if against is not None:
+            outcome = check_checkpoint(against, self.ledger_id, outcome, self._recorder.hash_at)
+        return VerifyReport(
+            ok=outcome.ok,
+            verified_through=outcome.verified_through,
+            head_hash=outcome.head_hash.hex(),
+            first_bad_position=outcome.first_bad_position,
+            reason=None if outcome.ok else f"{outcome.reason}: {outcome.detail}",
+        )
+
+    def checkpoint(self) -> Checkpoint:
+        """The head of the log as a checkpoint (verify first: a checkpoint of a broken log is refused)."""
+        outcome = self._verify()
+        if not outcome.ok:
+            raise IntegrityFailure(
+                f"the log fails verification at {outcome.first_bad_position} "
+                f"({outcome.reason}); no checkpoint taken",
+                position=outcome.first_bad_position,
+                reason=outcome.reason or "",
+            )
+        head = self._recorder.head()
+        return Checkpoint(
+            ledger_id=self.ledger_id,
+            position=head.position,
+            hash=head.hash.hex(),
+            recorded_at=head.recorded_at,
+        )
+
+    # Export and import.
+
+    def export(self, stream: IO[bytes], *, progress: Callable[[int], None] | None = None) -> int:
+        """Write the log as JSONL: a header line, then each event with position, time and hashes."""
+        head = self._recorder.head()
+        header = ExportHeader(EXPORT_FORMAT, self.ledger_id, head.position, head.hash.hex())
+        stream.write(msgspec.json.encode(header) + b"\n")
+        previous = GENESIS_HASH
+        written = 0
+        after = 0
+        while after < head.position:
+            rows = self._recorder.events_after(after, CATCH_UP_PAGE)
+            rows = [row for row in rows if row[0] <= head.position]
+            if not rows:
+                break
+            for position, state, recorded_at, hash_ in rows:
+                line = canonical_bytes(position, recorded_at, state)[:-1] + (
+                    b',"hash":"%s","prev_hash":"%s"}\n' % (hash_.hex().encode(), previous.hex().encode())
+                )
+                stream.write(line)
+                previous = hash_
+                written += 1
+            after = rows[-1][0]
+            if progress is not None:
+                progress(len(rows))
+        return written
+
+    def import_(self, stream: IO[bytes], *, progress: Callable[[int], None] | None = None) -> int:
+        """Append an export to this ledger, re-verifying its chain; the ledger must be empty or at
+        exactly the export's starting point. Raises IntegrityFailure on any break."""
+        lines = iter(stream)
+        try:
+            header = msgspec.json.decode(next(lines), type=ExportHeader)
+        except (StopIteration, msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise InvalidInput(
+                f"not a ledger export: {error}", field="line 1", rule="export_header_invalid"
+            ) from None
+        if header.format != EXPORT_FORMAT:
+            raise InvalidInput(
+                f"unknown export format {header.format!r}",
+                field="line 1",
+                rule="export_header_invalid",
+            )
+        with self._lock:
+            if self.head() == 0:
+                # The fresh ledger takes over the exported identity, so old checkpoints still apply.
+                self._recorder.set_meta_if_absent("ledger_id", header.ledger_id)
+                self._force_ledger_id(header.ledger_id)
+            elif self.ledger_id != header.ledger_id:
+                raise InvalidInput(
+                    "this ledger already holds events of another ledger",
+                    field="ledger_id",
+                    rule="import_target_must_be_empty",
+                )
+            self._catch_up()
+            imported = 0
+            batch_lines: list[tuple[int, str, bytes, bytes, EventBase]] = []
+            for number, raw in enumerate(lines, start=2):
+                batch_lines.append(self._parse_export_line(raw, number))
+                if len(batch_lines) == BATCH_SIZE_MAX:
+                    imported += self._import_batch(batch_lines)
+                    batch_lines = []
+                    if progress is not None:
+                        progress(BATCH_SIZE_MAX)
+            if batch_lines:
+                imported += self._import_batch(batch_lines)
+                if progress is not None:
+                    progress(len(batch_lines))
+            head = self._recorder.head()
+            if head.position != header.position or head.hash.hex() != header.head_hash:
+                raise IntegrityFailure(
+                    f"the import ends at {head.position}, the export's header says {header.position}"
+                    " with another head hash: the file is incomplete",
+                    position=head.position + 1,
+                    reason="missing",
+                )
+            return imported
+
+    def _force_ledger_id(self, ledger_id: str) -> None:
+        stored = self._recorder.meta("ledger_id")
+        if stored != ledger_id:
+            with self._recorder._cursor(write=True) as cursor:
+                cursor.execute(
+                    self._recorder._sql("UPDATE {meta} SET value = ? WHERE name = ?"),
+                    (ledger_id, "ledger_id"),
+                )
+        self.ledger_id = ledger_id
+
+    @staticmethod
+    def _parse_export_line(raw: bytes, number: int) -> tuple[int, str, bytes, bytes, EventBase]:
+        try:
+            server = msgspec.json.decode(raw, type=_ExportLine)
+            fields = msgspec.json.decode(raw)
+            for name in ("position", "recorded_at", "hash", "prev_hash"):
+                fields.pop(name)
+            event: EventBase = msgspec.convert(fields, type=Event, strict=False)
+            parse_recorded_at(server.recorded_at)
+            return (
+                server.position,
+                server.recorded_at,
+                bytes.fromhex(server.hash),
+                bytes.fromhex(server.prev_hash),
+                event,
+            )
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, KeyError) as error:
+            raise InvalidInput(
+                f"line {number} is not an exported event: {error}",
+                field=f"line {number}",
+                rule="export_line_invalid",
+            ) from None
+
+    def _import_batch(self, lines: list[tuple[int, str, bytes, bytes, EventBase]]) -> int:
+        head = self._recorder.head()
+        if lines[0][0] != head.position + 1 or lines[0][3] != head.hash:
+            raise IntegrityFailure(
+                f"the export's position {lines[0][0]} does not continue this log at {head.position}",
+                position=lines[0][0],
+                reason="missing",
+            )
+        plan = []
+        sources = []
+        for position, _recorded_at, _hash, _previous, event in lines:
+            stream = stream_of(event)
+            version = self._stream_versions.get(stream, 0) + 1
+            self._stream_versions[stream] = version
+            plan.append(Recorded(stream, version, event))
+            sources.append((event.source.system, event.source.key, fingerprint(event)))
+            del position
+        batch = BatchWrite(head.position, [str(r.event.event_id) for r in plan], sources)
+        try:
+            self._application.save(*plan, batch=batch, imported=[(line[1], line[2]) for line in lines])
+        except IntegrityError as error:
+            self._forget_knowledge()
+            raise IntegrityFailure(
+                f"the import breaks the chain or repeats an event: {error}",
+                position=lines[0][0],
+                reason="altered",
+            ) from None
+        self._forget_knowledge()
+        return len(lines)
+
+
+def _ensure_postgres_schema(url: str) -> None:
+    """Create the schema named in a PostgreSQL URL (`?schema=`) if it does not exist yet."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        return
+    schema = parse_qs(parts.query).get("schema", [""])[0]
+    if not schema:
+        return
+    import psycopg
+    from psycopg import sql
+
+    connection_url = parts._replace(query="").geturl()
+    with psycopg.connect(connection_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))

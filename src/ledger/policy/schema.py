@@ -1,0 +1,395 @@
+"""The shape of a policy (the rulebook, SPEC §5): msgspec structs decoded strictly from TOML.
+
+A policy is a TOML document. Every table is a frozen struct that refuses unknown keys, so a misspelt
+key is an error rather than a silently ignored rule. Decimal figures are written as strings
+(`"1.00"`, `"0.3"`): a TOML float such as `1.1` is binary floating point before we ever see it, so
+it is refused. Two marker types carry the decimals — `PointValue` (points, at most two places) and
+`DecimalValue` (rates, shares and years, at most four places); `decimal_hook` turns the strings into
+them while decoding.
+
+Tables keyed by the words other systems post — awards, levels, deduction kinds, appraisal results —
+are structs whose fields are exactly the domain tuples of `ledger.domain.events` (checked when this
+module is imported), so a policy that forgets an award × level cell is refused naming the missing
+key.
+
+The shapes here say what a key may hold; the checks that relate several keys (weights sum to one,
+ladder steps are consecutive …) live in `ledger.policy.load`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal, get_args
+
+import msgspec
+from msgspec import Meta, Struct
+
+from ledger.domain.events import (
+    AWARDS,
+    DEDUCTION_KINDS,
+    LEVELS,
+    RESULTS,
+    VERSION_PATTERN,
+    Award,
+    DeductionKind,
+    Level,
+    Result,
+)
+from ledger.domain.points import POINTS_PATTERN, quantize
+
+__all__ = [
+    "DECIMAL_PATTERN",
+    "GATE_MONTHS_MAX",
+    "OVERRIDABLE_EVENT_TYPES",
+    "TIE_BREAKERS",
+    "AppraisalPoints",
+    "AppraisalRules",
+    "BoardRules",
+    "DecimalValue",
+    "DeductionRule",
+    "DeductionTable",
+    "EligibilityRules",
+    "EscalationRules",
+    "EvaluationRules",
+    "EvaluationWeights",
+    "LadderStep",
+    "LevelPoints",
+    "MeritRules",
+    "MeritTable",
+    "OverrideBounds",
+    "PointValue",
+    "Policy",
+    "RankingRules",
+    "RecallCompletedPoints",
+    "RecallRules",
+    "StandingRule",
+    "TenureRules",
+    "VetoRules",
+    "decimal_hook",
+]
+
+# Limits, as named constants.
+GATE_MONTHS_MAX: Final = 120
+TENURE_YEARS_MAX: Final = 60
+BOARD_SIZE_MAX: Final = 1_000
+RECALL_BOTTOM_COUNT_MAX: Final = 1_000
+POOL_SIZE_MAX: Final = 1_000_000
+LADDER_STEPS_MAX: Final = 12
+ACTION_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
+LABEL_LENGTH_MAX: Final = 100
+# Rates, shares and years: up to four places is plenty (weights 0.3, shares 0.30, 0.05 points per
+# score).
+DECIMAL_PATTERN: Final = r"^-?[0-9]{1,6}(\.[0-9]{1,4})?$"
+
+_POINTS_RE: Final = re.compile(POINTS_PATTERN)
+_DECIMAL_RE: Final = re.compile(DECIMAL_PATTERN)
+
+
+class PointValue(Decimal):
+    """Points, written as a string with at most two places ("-2.00"); held with two places."""
+
+
+class DecimalValue(Decimal):
+    """A rate, share or number of years, written as a string with at most four places ("0.05")."""
+
+
+def decimal_hook(kind: type, value: Any) -> Any:
+    """msgspec's `dec_hook`: the decimal marker types from their strings; anything else is refused.
+
+    msgspec reports the ValueError with the path of the offending key.
+    """
+    if kind is PointValue:
+        if not isinstance(value, str) or not _POINTS_RE.match(value):
+            raise ValueError(
+                f'expected points as a string with at most two places such as "1.50", got {_describe(value)}'
+            )
+        return PointValue(quantize(Decimal(value)))
+    if kind is DecimalValue:
+        if not isinstance(value, str) or not _DECIMAL_RE.match(value):
+            raise ValueError(
+                f'expected a decimal string with at most four places such as "0.3", got {_describe(value)}'
+            )
+        return DecimalValue(value)
+    raise NotImplementedError(f"no decoder for {kind!r}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    # A TOML float or integer: say so, since the fix is to put quotes around it.
+    return f"{type(value).__name__} {value!r}"
+
+
+GateMonths = Annotated[int, Meta(ge=0, le=GATE_MONTHS_MAX)]
+TenureYears = Annotated[int, Meta(ge=0, le=TENURE_YEARS_MAX)]
+BoardSize = Annotated[int, Meta(ge=0, le=BOARD_SIZE_MAX)]
+TieBreaker = Literal["grade_years", "service_years", "excellent_appraisals", "merit_points"]
+TIE_BREAKERS: Final[tuple[str, ...]] = get_args(TieBreaker)
+# The event types whose points come from the policy, and so the only ones an override can concern.
+OverridableEventType = Literal[
+    "tenure.accrued",
+    "merit.awarded",
+    "deduction.applied",
+    "appraisal.recorded",
+    "evaluation.recorded",
+    "recall.ordered",
+    "recall.completed",
+    "veto.applied",
+]
+OVERRIDABLE_EVENT_TYPES: Final[tuple[str, ...]] = get_args(OverridableEventType)
+
+
+class _Table(Struct, frozen=True, forbid_unknown_fields=True):
+    """Base of every policy table: frozen, and unknown keys are errors."""
+
+
+class TenureRules(_Table, frozen=True):
+    """Base points: per year of service and per year in the current grade, by month, capped."""
+
+    service_points_per_year: PointValue
+    service_years_max: TenureYears
+    grade_points_per_year: PointValue
+    grade_years_max: TenureYears
+
+
+class LevelPoints(_Table, frozen=True):
+    """Points by level, one key per level of `ledger.domain.events.LEVELS`."""
+
+    national: PointValue
+    provincial: PointValue
+    municipal: PointValue
+    county: PointValue
+    unit: PointValue
+
+    def at(self, level: Level) -> Decimal:
+        """The points at `level`."""
+        value: Decimal = getattr(self, level)
+        return value
+
+
+class MeritTable(_Table, frozen=True):
+    """Merit points by award × level, one key per award of `ledger.domain.events.AWARDS`."""
+
+    citation: LevelPoints
+    merit_third_class: LevelPoints
+    merit_second_class: LevelPoints
+    merit_first_class: LevelPoints
+    honorary_title: LevelPoints
+    commendation: LevelPoints
+    performance_award: LevelPoints
+
+    def of(self, award: Award) -> LevelPoints:
+        """The row of `award`."""
+        row: LevelPoints = getattr(self, award)
+        return row
+
+
+class MeritRules(_Table, frozen=True):
+    """Merit bonus: the award × level table and the most merit points a cadre may gain in a year."""
+
+    annual_cap: PointValue
+    points: MeritTable
+
+
+class DeductionRule(_Table, frozen=True):
+    """One deduction kind: points by level (≤ 0), influence period in months, and the appraisal cap.
+
+    `appraisal_cap` is the best appraisal result the year of the deduction may have; absent means no
+    cap.
+    """
+
+    points: LevelPoints
+    gate_months: GateMonths
+    appraisal_cap: Result | None = None
+
+
+class DeductionTable(_Table, frozen=True):
+    """Deductions, one key per kind of `ledger.domain.events.DEDUCTION_KINDS`."""
+
+    criticism: DeductionRule
+    admonishment: DeductionRule
+    party_warning: DeductionRule
+    party_serious_warning: DeductionRule
+    government_warning: DeductionRule
+    demerit: DeductionRule
+    major_demerit: DeductionRule
+    demotion: DeductionRule
+    dismissal: DeductionRule
+    organizational_adjustment: DeductionRule
+
+    def of(self, kind: DeductionKind) -> DeductionRule:
+        """The rule of `kind`."""
+        rule: DeductionRule = getattr(self, kind)
+        return rule
+
+
+class AppraisalPoints(_Table, frozen=True):
+    """Points by annual appraisal result, one key per result of `ledger.domain.events.RESULTS`."""
+
+    excellent: PointValue
+    competent: PointValue
+    basically_competent: PointValue
+    incompetent: PointValue
+    ungraded: PointValue
+
+    def of(self, result: Result) -> Decimal:
+        """The points of `result`."""
+        value: Decimal = getattr(self, result)
+        return value
+
+
+class AppraisalRules(_Table, frozen=True):
+    """Annual appraisal: points by result."""
+
+    points: AppraisalPoints
+
+
+class EvaluationWeights(_Table, frozen=True):
+    """Weights of the self / section / leadership evaluations; they sum to exactly 1."""
+
+    self: DecimalValue
+    section: DecimalValue
+    leadership: DecimalValue
+
+
+class EvaluationRules(_Table, frozen=True):
+    """Evaluation: the weighted score (0–100) times `points_per_score` gives the points."""
+
+    weights: EvaluationWeights
+    points_per_score: DecimalValue
+
+
+class RecallCompletedPoints(_Table, frozen=True):
+    """Points when a recall ends, by outcome."""
+
+    passed: PointValue
+    failed: PointValue
+
+
+class RecallRules(_Table, frozen=True):
+    """Training recall (回炉): points, and who is recalled — the bottom count or share of a scope.
+
+    Exactly one of `bottom_count` and `bottom_share` is given. A scope smaller than `pool_size_min`
+    recalls nobody: the bottom of a handful of cadres says little.
+    """
+
+    ordered_points: PointValue
+    completed_points: RecallCompletedPoints
+    pool_size_min: Annotated[int, Meta(ge=1, le=POOL_SIZE_MAX)]
+    bottom_count: Annotated[int, Meta(ge=1, le=RECALL_BOTTOM_COUNT_MAX)] | None = None
+    bottom_share: DecimalValue | None = None
+
+
+class VetoRules(_Table, frozen=True):
+    """One-vote veto (一票否决): its points; its main effect is on boards and eligibility."""
+
+    points: PointValue
+
+
+class RankingRules(_Table, frozen=True):
+    """Ranking: tie-breakers in order, each preferring the larger figure; then a shared rank."""
+
+    tie_breakers: tuple[TieBreaker, ...] = ()
+
+
+class StandingRule(_Table, frozen=True):
+    """Standing for eligibility: in the top share of the scope, or at least `points_min`.
+
+    Either may be absent; when both are given, meeting either suffices; when neither is, the check
+    passes.
+    """
+
+    top_share: DecimalValue | None = None
+    points_min: PointValue | None = None
+
+
+class EligibilityRules(_Table, frozen=True):
+    """Promotion eligibility.
+
+    `years_in_grade_min` is keyed by the grade the cadre holds (a title of `GRADES`) with a required
+    `default` for the others. Only years in grade whose appraisal result is in `counting_results`
+    count toward it, and each excellent year shortens it by `excellent_year_shortens_by` years.
+    `appraisal_required` is the worst result the latest appraisal may have (absent: none needed).
+    """
+
+    years_in_grade_min: dict[str, DecimalValue]
+    excellent_year_shortens_by: DecimalValue
+    counting_results: tuple[Result, ...]
+    appraisal_required: Result | None = None
+    standing: StandingRule = msgspec.field(default_factory=StandingRule)
+
+    def years_in_grade_min_for(self, grade: str) -> Decimal:
+        """The minimum years in `grade` before promotion (the grade's own entry, or the default)."""
+        return self.years_in_grade_min.get(grade, self.years_in_grade_min["default"])
+
+
+class BoardRules(_Table, frozen=True):
+    """Red and black boards (红黑榜): how many cadres each lists."""
+
+    red_count: BoardSize
+    black_count: BoardSize
+
+
+class LadderStep(_Table, frozen=True):
+    """One rung of the escalation ladder: after `step` consecutive bottom periods, `action`."""
+
+    step: Annotated[int, Meta(ge=1, le=LADDER_STEPS_MAX)]
+    action: Annotated[str, Meta(pattern=ACTION_PATTERN)]
+    label: Annotated[str, Meta(min_length=1, max_length=LABEL_LENGTH_MAX)]
+
+
+class EscalationRules(_Table, frozen=True):
+    """Escalation for consecutive periods in the bottom `bottom_count`; steps run 1, 2, … n."""
+
+    bottom_count: Annotated[int, Meta(ge=1, le=BOARD_SIZE_MAX)]
+    ladder: Annotated[tuple[LadderStep, ...], Meta(min_length=1, max_length=LADDER_STEPS_MAX)]
+
+
+class OverrideBounds(_Table, frozen=True):
+    """A client may send `points` for `event_type`, within `points_min` … `points_max` inclusive."""
+
+    event_type: OverridableEventType
+    points_min: PointValue
+    points_max: PointValue
+
+
+class Policy(_Table, frozen=True, kw_only=True):
+    """A whole rulebook, decoded from TOML; `illustrative = true` marks one nobody publishes."""
+
+    version: Annotated[str, Meta(pattern=VERSION_PATTERN)]
+    effective_from: date
+    illustrative: bool = False
+    tenure: TenureRules
+    merit: MeritRules
+    deductions: DeductionTable
+    appraisal: AppraisalRules
+    evaluation: EvaluationRules
+    recall: RecallRules
+    veto: VetoRules
+    ranking: RankingRules
+    eligibility: EligibilityRules
+    boards: BoardRules
+    escalation: EscalationRules
+    overrides: tuple[OverrideBounds, ...] = ()
+
+    def override_for(self, event_type: str) -> OverrideBounds | None:
+        """The override bounds of `event_type`, or None if a client may not send its points."""
+        for bounds in self.overrides:
+            if bounds.event_type == event_type:
+                return bounds
+        return None
+
+
+def _require_fields(table: type[Struct], keys: tuple[str, ...]) -> None:
+    # A programming error, caught at import: the keyed tables must follow the domain's words
+    # exactly.
+    if table.__struct_fields__ != keys:
+        raise TypeError(f"{table.__name__} fields {table.__struct_fields__} differ from {keys}")
+
+
+_require_fields(LevelPoints, LEVELS)
+_require_fields(MeritTable, AWARDS)
+_require_fields(DeductionTable, DEDUCTION_KINDS)
+_require_fields(AppraisalPoints, RESULTS)

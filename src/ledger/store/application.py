@@ -1,0 +1,95 @@
+"""The eventsourcing application that holds the log, configured from a database URL.
+
+`sqlite:///ledger.db` (relative path), `sqlite:////var/lib/ledger.db` (absolute) — the embedded default;
+`postgresql://user:password@host:5432/dbname?schema=name` — production (the `postgres` extra).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from eventsourcing.application import Application
+
+from ledger.domain.errors import InvalidInput
+from ledger.store.recorders import LedgerRecorder
+
+__all__ = ["DEFAULT_DATABASE_URL", "LedgerApplication", "environment_for"]
+
+DEFAULT_DATABASE_URL = "sqlite:///ledger.db"
+SQLITE_LOCK_TIMEOUT_SECONDS = 30
+
+
+def environment_for(url: str) -> dict[str, str]:
+    """eventsourcing's environment for the database at `url`."""
+    common = {
+        "ORIGINATOR_ID_TYPE": "text",
+        "MAPPER_TOPIC": "ledger.store.mapper:EventMapper",
+        "CREATE_TABLE": "y",
+    }
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+        if not path or path == ":memory:" or parts.netloc:
+            raise InvalidInput(
+                "a SQLite ledger is a file: write sqlite:///relative/path.db or sqlite:////absolute/path.db",
+                field="LEDGER_DATABASE_URL",
+                rule="database_url_invalid",
+            )
+        return common | {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": os.path.abspath(path),
+            "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_SECONDS),
+            "APPLICATION_RECORDER_TOPIC": "ledger.store.recorders:LedgerSQLiteRecorder",
+        }
+    if parts.scheme in ("postgresql", "postgres"):
+        query = parse_qs(parts.query)
+        return common | {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_SCHEMA": query.get("schema", [""])[0],
+            "POSTGRES_LOCK_TIMEOUT": "30",
+            "POSTGRES_POOL_SIZE": "5",
+            "APPLICATION_RECORDER_TOPIC": "ledger.store.postgres:LedgerPostgresRecorder",
+        }
+    raise InvalidInput(
+        f"unsupported database URL scheme {parts.scheme!r}: use sqlite:/// or postgresql://",
+        field="LEDGER_DATABASE_URL",
+        rule="database_url_invalid",
+    )
+
+
+class LedgerApplication(Application[Any]):
+    """The log: one stream per cadre and one for the rulebooks."""
+
+    name = "Ledger"
+    env: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, url: str) -> None:
+        # The URL decides everything: settings of eventsourcing in the process environment must not
+        # leak into a ledger opened with an explicit URL.
+        settings = environment_for(url)
+        saved = {
+            key: os.environ.pop(key)
+            for key in list(os.environ)
+            if key in settings
+            or (
+                key.startswith(("POSTGRES_", "SQLITE_", "LEDGER_POSTGRES"))
+                and key not in ("LEDGER_DATABASE_URL",)
+            )
+        }
+        try:
+            super().__init__(env=settings)
+        finally:
+            os.environ.update(saved)
+        recorder = self.recorder
+        assert isinstance(recorder, LedgerRecorder)
+        self.ledger_recorder: LedgerRecorder = recorder
+
+    def close(self) -> None:
+        self.factory.close()

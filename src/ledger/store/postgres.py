@@ -1,0 +1,59 @@
+"""The production store: PostgreSQL through eventsourcing's recorder, with the ledger's append.
+
+Tables live in the datastore's schema: `ledger_events` (eventsourcing's, named after the application),
+`ledger_chain`, `ledger_sources`, `ledger_meta`. The append takes eventsourcing's `LOCK TABLE … IN
+EXCLUSIVE MODE` on the events table, so appends are serialized and readers are never blocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Composed
+
+from ledger.store.batch import BatchWrite
+from ledger.store.recorders import LedgerRecorder
+
+__all__ = ["LedgerPostgresRecorder"]
+
+
+class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
+    placeholder = "%s"
+    position_column = "notification_id"
+
+    def __init__(self, datastore: Any, *, events_table_name: str = "ledger_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = self.datastore.schema
+        self.events_table = f'"{schema}"."{events_table_name}"'
+        self.chain_table = f'"{schema}".ledger_chain'
+        self.sources_table = f'"{schema}".ledger_sources'
+        self.meta_table = f'"{schema}".ledger_meta'
+        statements = self.ledger_tables("BYTEA", "TEXT")
+        # Index names are not schema-qualified in PostgreSQL.
+        statements[1] = statements[1].replace(f"{self.chain_table}_recorded_at", "ledger_chain_recorded_at")
+        self.sql_create_statements.extend(cast(Composed, SQL(statement)) for statement in statements)
+
+    @contextmanager
+    def _cursor(self, *, write: bool) -> Iterator[Any]:
+        with (
+            self.datastore.get_connection() as connection,
+            connection.transaction(force_rollback=not write),
+            connection.cursor(row_factory=tuple_row) as cursor,
+        ):
+            yield cursor
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
+        batch: BatchWrite | None = kwargs.get("batch")
+        if batch is None:
+            raise IntegrityError("appends go through the ledger, which chains them")
+        with self._cursor(write=True) as cursor:
+            for statement in self.lock_table_statements:
+                cursor.execute(statement)
+            positions = self._append(cursor, stored_events, batch, kwargs.get("imported"))
+            self._notify_channel(cursor)
+            return positions
