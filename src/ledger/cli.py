@@ -34,6 +34,7 @@ __all__ = ["app", "main"]
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+TABLE_WIDTH_OFF_TERMINAL = 160
 
 app = typer.Typer(
     name="ledger",
@@ -142,7 +143,9 @@ def _print_rows(
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*["" if value is None else str(value) for value in row])
-    out.print(table)
+    # Off a terminal (a pipe, a file) rich assumes 80 columns; a table for people deserves more.
+    console = out if out.is_terminal else Console(soft_wrap=True, width=TABLE_WIDTH_OFF_TERMINAL)
+    console.print(table)
 
 
 def _progress(description: str, total: int | None) -> Progress:
@@ -246,29 +249,38 @@ def history(
         [
             "effective_on",
             "position",
+            "event",
             "type",
             "points",
             "running_total",
             "posted_by",
             "source",
-            "reverses",
-            "reversed_by",
+            "link",
         ],
         [
             [
                 entry.effective_on,
                 entry.position,
+                str(entry.event_id)[:8],
                 entry.type,
                 entry.points,
                 entry.running_total,
                 entry.posted_by,
                 f"{entry.source.system}/{entry.source.key}",
-                entry.reverses,
-                entry.reversed_by,
+                _link(entry.reverses, entry.reversed_by),
             ]
             for entry in page.entries
         ],
     )
+
+
+def _link(reverses: object, reversed_by: object) -> str:
+    """A reversal link in a few characters: the short id of the other event."""
+    if reverses is not None:
+        return f"reverses {str(reverses)[:8]}"
+    if reversed_by is not None:
+        return f"reversed by {str(reversed_by)[:8]}"
+    return ""
 
 
 @app.command()

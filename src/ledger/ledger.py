@@ -11,6 +11,8 @@ lose, duplicate or reorder an acknowledged event.
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
 import os
 import threading
 import uuid
@@ -433,7 +435,10 @@ class Ledger:
         policy = load_policy(body)
         event = PolicyPublished(
             effective_on=effective_on or self.today(),
-            source=Source(system=POLICY_SYSTEM, key=policy.version),
+            # The same text publishes as a replay; other text under a known version is refused by rule.
+            source=Source(
+                system=POLICY_SYSTEM, key=f"{policy.version}:{hashlib.sha256(body.encode()).hexdigest()[:32]}"
+            ),
             version=policy.version,
             effective_from=policy.effective_from,
             body=body,
@@ -834,5 +839,9 @@ def _ensure_postgres_schema(url: str) -> None:
     from psycopg import sql
 
     connection_url = parts._replace(query="").geturl()
-    with psycopg.connect(connection_url, autocommit=True) as connection:
+    # Another process may create it at the same moment.
+    with (
+        psycopg.connect(connection_url, autocommit=True) as connection,
+        contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateSchema),
+    ):
         connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))

@@ -21,6 +21,9 @@ from ledger.store.recorders import LedgerRecorder
 
 __all__ = ["LedgerPostgresRecorder"]
 
+# An arbitrary constant naming the advisory lock under which tables are created ("LEDGER" in hex, roughly).
+SCHEMA_LOCK_KEY = 0x1ED6E2
+
 
 class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
     placeholder = "%s"
@@ -37,6 +40,16 @@ class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
         # Index names are not schema-qualified in PostgreSQL.
         statements[1] = statements[1].replace(f"{self.chain_table}_recorded_at", "ledger_chain_recorded_at")
         self.sql_create_statements.extend(cast(Composed, SQL(statement)) for statement in statements)
+
+    def create_table(self) -> None:
+        """Create the tables, one process at a time: concurrent `CREATE … IF NOT EXISTS` and
+        `CREATE OR REPLACE FUNCTION` statements fail with "tuple concurrently updated"."""
+        with self.datastore.get_connection() as connection:
+            connection.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+            try:
+                super().create_table()
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
 
     @contextmanager
     def _cursor(self, *, write: bool) -> Iterator[Any]:
