@@ -16,7 +16,11 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(STAMP_DEV): pyproject.toml | $(BIN)/python
+# Strict editable installs link each module file: adding or removing one (a directory's mtime changes)
+# needs a reinstall.
+PACKAGE_DIRS := $(shell find src projections api -type d -not -name __pycache__ 2>/dev/null)
+
+$(STAMP_DEV): pyproject.toml $(PACKAGE_DIRS) | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=strict
 	touch $@ $(STAMP_RUN)
 

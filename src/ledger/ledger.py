@@ -282,7 +282,7 @@ class Ledger:
                 sources.append((key[0], key[1], print_))
             if plan:
                 batch = BatchWrite(self._head, [str(r.event.event_id) for r in plan], sources)
-                self._application.save(*plan, batch=batch)
+                self._application.append(plan, batch=batch)
                 assert batch.outcome is not None
                 self._head = batch.outcome.first_position + len(plan) - 1
         except BaseException:
@@ -813,7 +813,7 @@ class Ledger:
             del position
         batch = BatchWrite(head.position, [str(r.event.event_id) for r in plan], sources)
         try:
-            self._application.save(*plan, batch=batch, imported=[(line[1], line[2]) for line in lines])
+            self._application.append(plan, batch=batch, imported=[(line[1], line[2]) for line in lines])
         except IntegrityError as error:
             self._forget_knowledge()
             raise IntegrityFailure(

@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from eventsourcing.application import Application
 
+from ledger.domain.cadre import Recorded
 from ledger.domain.errors import InvalidInput
 from ledger.store.recorders import LedgerRecorder
 
@@ -90,6 +92,15 @@ class LedgerApplication(Application[Any]):
         recorder = self.recorder
         assert isinstance(recorder, LedgerRecorder)
         self.ledger_recorder: LedgerRecorder = recorder
+
+    def append(self, events: Sequence[Recorded], **kwargs: Any) -> Sequence[int]:
+        """Store `events` in one transaction, in the given order (the positions follow it).
+
+        `Application.save` would first collect events from aggregates, checking each against a runtime
+        protocol — a third of the cost of a batch; the ledger hands over its events ready-made.
+        """
+        stored = [self.mapper.to_stored_event(event) for event in events]
+        return self.recorder.insert_events(stored, **kwargs) or []
 
     def close(self) -> None:
         self.factory.close()
