@@ -21,6 +21,7 @@ from typing import Annotated, Any, NoReturn
 import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -74,7 +75,7 @@ KnownAt = Annotated[
 
 
 def _fail(code: int, message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -240,7 +241,7 @@ def history(
     fmt: FormatOption = Format.table,
 ) -> None:
     """A cadre's entries with running totals, as of a date, as known at a moment."""
-    with _opened(database) as ledger:
+    with _opened(database, create=False) as ledger:
         page = ledger.history(cadre_id, as_of=_as_of(as_of), known_at=_known_at(known_at))
     _print_rows(
         fmt,
@@ -296,7 +297,7 @@ def verify(
             checkpoint = msgspec.json.decode(against.read_bytes(), type=Checkpoint)
         except (OSError, msgspec.MsgspecError) as error:
             _fail(EXIT_INVALID, f"--against {against}: not a checkpoint ({error})")
-    with _opened(database) as ledger:
+    with _opened(database, create=False) as ledger:
         report = ledger.verify(checkpoint)
     if fmt is Format.json:
         _print_json(report)
@@ -309,7 +310,7 @@ def verify(
     else:
         err.print(
             f"[bold red]verification failed[/] at position {report.first_bad_position}: "
-            f"{report.reason} (verified through {report.verified_through})",
+            f"{report.reason}: {escape(report.detail or '')} (verified through {report.verified_through})",
             highlight=False,
         )
     if not report.ok:
@@ -322,7 +323,7 @@ def checkpoint(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file")] = None,
 ) -> None:
     """Print (or write) a checkpoint of the log's head: keep it away from the database."""
-    with _opened(database) as ledger:
+    with _opened(database, create=False) as ledger:
         document = ledger.checkpoint()
     encoded = msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
     if output is None:
@@ -338,7 +339,7 @@ def export_(
     database: Database = None,
 ) -> None:
     """Export the log as JSONL with positions, recording times and hashes."""
-    with _opened(database) as ledger:
+    with _opened(database, create=False) as ledger:
         total = ledger.head()
         with _progress("exporting", total) as progress:
             task = progress.add_task("exporting", total=total)
@@ -395,7 +396,7 @@ def policy_show(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Print a published rulebook (TOML), or list them all with --format json."""
-    with _opened(database) as ledger:
+    with _opened(database, create=False) as ledger:
         policies = ledger.policies()
         today = ledger.today()
     if fmt is not Format.table:

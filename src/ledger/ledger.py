@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import IO, Any, Final
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from eventsourcing.application import AggregateNotFoundError
@@ -52,6 +52,7 @@ from ledger.domain.points import ZERO
 from ledger.integrity.chain import (
     GENESIS_HASH,
     canonical_bytes,
+    chain_hash,
     format_recorded_at,
     parse_recorded_at,
 )
@@ -60,9 +61,9 @@ from ledger.policy.book import PolicyBook
 from ledger.policy.load import illustrative_policy_text, load_policy
 from ledger.posting import check_client_fields, decide, decide_policy, fingerprint
 from ledger.results import HistoryEntry, HistoryPage, PostedItem, PostResult, VerifyReport
-from ledger.store.application import DEFAULT_DATABASE_URL, LedgerApplication
+from ledger.store.application import DEFAULT_DATABASE_URL, LedgerApplication, environment_for
 from ledger.store.batch import BatchWrite, StaleHead
-from ledger.store.mapper import decode_event, topic_of
+from ledger.store.mapper import decode_event, encode_event, topic_of
 from ledger.store.recorders import LedgerRecorder
 
 __all__ = ["BATCH_SIZE_MAX", "ExportHeader", "Ledger", "LoggedEvent"]
@@ -156,19 +157,28 @@ class Ledger:
         clock: Callable[[], datetime] | None = None,
         timezone: str | None = None,
         publish_illustrative: bool = True,
+        create: bool = True,
     ) -> Ledger:
-        """Open (creating if needed) the ledger at `url`, default `LEDGER_DATABASE_URL`.
+        """Open the ledger at `url`, default `LEDGER_DATABASE_URL`, creating it unless `create` is False.
 
-        An empty ledger gets the packaged illustrative policy published, so it can score at once.
+        A new, empty ledger gets the packaged illustrative policy published, so it can score at once;
+        opening with `create=False` (for reads) refuses a SQLite file that does not exist and writes nothing.
         """
         url = url or os.environ.get("LEDGER_DATABASE_URL") or DEFAULT_DATABASE_URL
+        zone_name = timezone or os.environ.get("LEDGER_TIMEZONE") or DEFAULT_TIMEZONE
+        try:
+            ZoneInfo(zone_name)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise InvalidInput(
+                f"unknown time zone {zone_name!r}: use an IANA name such as Asia/Shanghai",
+                field="LEDGER_TIMEZONE",
+                rule="timezone_unknown",
+            ) from None
+        if not create:
+            _require_existing(url)
         _ensure_postgres_schema(url)
-        ledger = cls(
-            LedgerApplication(url),
-            clock=clock or (lambda: datetime.now(UTC)),
-            timezone=timezone or os.environ.get("LEDGER_TIMEZONE") or DEFAULT_TIMEZONE,
-        )
-        if publish_illustrative and ledger.head() == 0:
+        ledger = cls(LedgerApplication(url), clock=clock or (lambda: datetime.now(UTC)), timezone=zone_name)
+        if create and publish_illustrative and ledger.head() == 0:
             body = illustrative_policy_text()
             policy = load_policy(body)
             ledger.publish_policy(
@@ -239,7 +249,7 @@ class Ledger:
         # Where each item's result comes from: ("new", index into plan) or ("old", position).
         origins: list[tuple[str, int]] = []
         in_batch: dict[tuple[str, str], tuple[bytes, int]] = {}
-        pending: dict[uuid.UUID, EventBase] = {}
+        pending: dict[uuid.UUID, tuple[int, EventBase]] = {}
         touched: set[str] = set()
         today = self.today()
         try:
@@ -275,7 +285,7 @@ class Ledger:
                 version = self._stream_versions.get(stream, 0) + 1
                 self._stream_versions[stream] = version
                 self._apply_known(stream, recorded, self._head + len(plan) + 1)
-                pending[recorded_id(recorded)] = recorded
+                pending[recorded_id(recorded)] = (self._head + len(plan) + 1, recorded)
                 in_batch[key] = (print_, len(plan))
                 origins.append(("new", len(plan)))
                 plan.append(Recorded(stream, version, recorded))
@@ -322,14 +332,14 @@ class Ledger:
         return PostResult(self._head if plan else self.head(), items)
 
     def _decide(
-        self, event: EventBase, posted_by: str, today: date, pending: dict[uuid.UUID, EventBase]
+        self, event: EventBase, posted_by: str, today: date, pending: dict[uuid.UUID, tuple[int, EventBase]]
     ) -> EventBase:
         event_id = uuid.uuid4()
         if isinstance(event, PolicyPublished):
             return decide_policy(event, book=self._book, today=today, posted_by=posted_by, event_id=event_id)
         assert isinstance(event, CadreEvent)
         cadre = self._cadre(event.cadre_id)
-        target = None
+        target: tuple[int, EventBase] | None = None
         if isinstance(event, EntryReversed):
             target = pending.get(event.target_event_id) or self._event_by_id(event.target_event_id)
         return decide(
@@ -339,7 +349,8 @@ class Ledger:
             today=today,
             posted_by=posted_by,
             event_id=event_id,
-            target=target,
+            target=target[1] if target else None,
+            target_position=target[0] if target else None,
         )
 
     # The writer's knowledge.
@@ -433,12 +444,18 @@ class Ledger:
     ) -> PostResult:
         """Publish a TOML rulebook; publishing the same version and text again is a replay."""
         policy = load_policy(body)
+        key = f"{policy.version}:{hashlib.sha256(body.encode()).hexdigest()[:32]}"
+        earlier = self._recorder.sources([(POLICY_SYSTEM, key)]).get((POLICY_SYSTEM, key))
+        if earlier is not None:
+            # The same text was published before (on any day): answer with that publication.
+            logged = self._logged(earlier[1])
+            return PostResult(
+                self.head(), [PostedItem(recorded_id(logged.event), logged.position, ZERO, logged.hash, True)]
+            )
         event = PolicyPublished(
             effective_on=effective_on or self.today(),
-            # The same text publishes as a replay; other text under a known version is refused by rule.
-            source=Source(
-                system=POLICY_SYSTEM, key=f"{policy.version}:{hashlib.sha256(body.encode()).hexdigest()[:32]}"
-            ),
+            # Other text under a known version is refused by rule (policy_version_exists).
+            source=Source(system=POLICY_SYSTEM, key=key),
             version=policy.version,
             effective_from=policy.effective_from,
             body=body,
@@ -578,7 +595,7 @@ class Ledger:
         if end < len(built):
             last = built[end - 1]
             next_cursor = _encode_cursor([last.counts_from.isoformat(), last.position])
-        known: int | datetime = known_at if isinstance(known_at, datetime) else position
+        known: int | datetime = known_at.astimezone(UTC) if isinstance(known_at, datetime) else position
         return HistoryPage(
             cadre_id=cadre_id,
             as_of=as_of,
@@ -609,12 +626,12 @@ class Ledger:
             raise NotFound(f"no event {event_id}")
         return self._logged(position)
 
-    def _event_by_id(self, event_id: uuid.UUID) -> EventBase | None:
+    def _event_by_id(self, event_id: uuid.UUID) -> tuple[int, EventBase] | None:
         position = self._recorder.position_of_event(str(event_id))
         if position is None:
             return None
         row = self._recorder.event_at(position)
-        return None if row is None else decode_event(row[1])
+        return None if row is None else (position, decode_event(row[1]))
 
     def events(self, *, after: int = 0, limit: int = 100) -> list[LoggedEvent]:
         """The log in order, after a position."""
@@ -662,7 +679,8 @@ class Ledger:
             verified_through=outcome.verified_through,
             head_hash=outcome.head_hash.hex(),
             first_bad_position=outcome.first_bad_position,
-            reason=None if outcome.ok else f"{outcome.reason}: {outcome.detail}",
+            reason=outcome.reason,
+            detail=outcome.detail,
         )
 
     def checkpoint(self) -> Checkpoint:
@@ -711,36 +729,29 @@ class Ledger:
         return written
 
     def import_(self, stream: IO[bytes], *, progress: Callable[[int], None] | None = None) -> int:
-        """Append an export to this ledger, re-verifying its chain; the ledger must be empty or at
-        exactly the export's starting point. Raises IntegrityFailure on any break."""
-        lines = iter(stream)
-        try:
-            header = msgspec.json.decode(next(lines), type=ExportHeader)
-        except (StopIteration, msgspec.DecodeError, msgspec.ValidationError) as error:
+        """Load an export into an empty ledger; the number of events imported.
+
+        The whole file is verified before anything is written — consecutive positions, every hash
+        recomputed from the re-encoded event, the header's head — so a damaged or truncated file records
+        nothing (IntegrityFailure or InvalidInput). Then it is appended in batches, which the store chains
+        again. The ledger takes over the export's `ledger_id`, so checkpoints of the original still apply.
+        The stream must be seekable (a file).
+        """
+        header = self._read_export_header(stream)
+        if self.head() != 0:
             raise InvalidInput(
-                f"not a ledger export: {error}", field="line 1", rule="export_header_invalid"
-            ) from None
-        if header.format != EXPORT_FORMAT:
-            raise InvalidInput(
-                f"unknown export format {header.format!r}",
-                field="line 1",
-                rule="export_header_invalid",
+                "an export is imported into an empty ledger",
+                field="database",
+                rule="import_target_must_be_empty",
             )
+        start = stream.tell()
+        self._verify_export(stream, header)
+        stream.seek(start)
         with self._lock:
-            if self.head() == 0:
-                # The fresh ledger takes over the exported identity, so old checkpoints still apply.
-                self._recorder.set_meta_if_absent("ledger_id", header.ledger_id)
-                self._force_ledger_id(header.ledger_id)
-            elif self.ledger_id != header.ledger_id:
-                raise InvalidInput(
-                    "this ledger already holds events of another ledger",
-                    field="ledger_id",
-                    rule="import_target_must_be_empty",
-                )
-            self._catch_up()
+            self._force_ledger_id(header.ledger_id)
             imported = 0
             batch_lines: list[tuple[int, str, bytes, bytes, EventBase]] = []
-            for number, raw in enumerate(lines, start=2):
+            for number, raw in enumerate(stream, start=2):
                 batch_lines.append(self._parse_export_line(raw, number))
                 if len(batch_lines) == BATCH_SIZE_MAX:
                     imported += self._import_batch(batch_lines)
@@ -751,15 +762,50 @@ class Ledger:
                 imported += self._import_batch(batch_lines)
                 if progress is not None:
                     progress(len(batch_lines))
-            head = self._recorder.head()
-            if head.position != header.position or head.hash.hex() != header.head_hash:
-                raise IntegrityFailure(
-                    f"the import ends at {head.position}, the export's header says {header.position}"
-                    " with another head hash: the file is incomplete",
-                    position=head.position + 1,
-                    reason="missing",
-                )
             return imported
+
+    @staticmethod
+    def _read_export_header(stream: IO[bytes]) -> ExportHeader:
+        try:
+            header = msgspec.json.decode(stream.readline(), type=ExportHeader)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise InvalidInput(
+                f"not a ledger export: {error}", field="line 1", rule="export_header_invalid"
+            ) from None
+        if header.format != EXPORT_FORMAT:
+            raise InvalidInput(
+                f"unknown export format {header.format!r}", field="line 1", rule="export_header_invalid"
+            )
+        return header
+
+    def _verify_export(self, stream: IO[bytes], header: ExportHeader) -> None:
+        """Recompute an export's chain from the genesis hash; raise at the first line that breaks it."""
+        previous = GENESIS_HASH
+        position = 0
+        for number, raw in enumerate(stream, start=2):
+            line_position, recorded_at, hash_, prev_hash, event = self._parse_export_line(raw, number)
+            position += 1
+            if line_position != position:
+                raise IntegrityFailure(
+                    f"line {number} holds position {line_position}, expected {position}",
+                    position=position,
+                    reason="missing" if line_position > position else "reordered",
+                )
+            recomputed = chain_hash(previous, canonical_bytes(position, recorded_at, encode_event(event)))
+            if prev_hash != previous or recomputed != hash_:
+                raise IntegrityFailure(
+                    f"line {number} (position {position}) does not chain: it was altered",
+                    position=position,
+                    reason="altered",
+                )
+            previous = hash_
+        if position != header.position or previous.hex() != header.head_hash:
+            raise IntegrityFailure(
+                f"the export ends at position {position} but its header says {header.position}: "
+                "the file is incomplete or its header was changed",
+                position=position + 1,
+                reason="missing",
+            )
 
     def _force_ledger_id(self, ledger_id: str) -> None:
         stored = self._recorder.meta("ledger_id")
@@ -823,6 +869,14 @@ class Ledger:
             ) from None
         self._forget_knowledge()
         return len(lines)
+
+
+def _require_existing(url: str) -> None:
+    """Refuse to open a SQLite ledger whose file does not exist (a read must not create one)."""
+    settings = environment_for(url)
+    path = settings.get("SQLITE_DBNAME")
+    if path is not None and not os.path.exists(path):
+        raise NotFound(f"no ledger at {path}: create one with `ledger init` (or check LEDGER_DATABASE_URL)")
 
 
 def _ensure_postgres_schema(url: str) -> None:

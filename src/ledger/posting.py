@@ -1,7 +1,7 @@
 """Deciding a posted event: check it against the rules, compute its points, fill in the server fields.
 
 Pure functions: the caller supplies the cadre's state, the policy book, today's date, the new event's id
-and (for a reversal) the target event. Nothing here reads a clock or a database.
+and (for a reversal) the target event with its log position. Nothing here reads a clock or a database.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ def decide(
     posted_by: str,
     event_id: uuid.UUID,
     target: EventBase | None = None,
+    target_position: int | None = None,
 ) -> CadreEvent:
     """The event to record for `submission`, or InvalidInput naming the field and rule it breaks."""
     check_lifecycle(state, submission, today)
@@ -98,9 +99,20 @@ def decide(
     points = ZERO
     if isinstance(submission, EntryReversed):
         assert state is not None
+        if isinstance(submission.points, Decimal):
+            raise InvalidInput(
+                "a reversal counts its target's points, negated; it takes no override",
+                field="points",
+                rule="points_override_not_allowed",
+            )
         target = check_reversal(state, submission, target)
         points = -points_of(target)
-        computed = {"target_type": type_of(target), "target_effective_on": target.effective_on}
+        assert target_position is not None, "a found target has a position"
+        computed = {
+            "target_type": type_of(target),
+            "target_effective_on": target.effective_on,
+            "target_position": target_position,
+        }
         policy_version = target.policy_version if isinstance(target.policy_version, str) else NO_POLICY
     elif _counts_points(submission):
         assert state is not None
@@ -163,7 +175,7 @@ def _points(event: CadreEvent, state: CadreState, policy: Any) -> tuple[Decimal,
         accrual = rules.tenure_accrual(
             policy,
             service_started_on=state.service_started_on,
-            grade_since=state.grade_since,
+            grade_since=state.grade_on(event.effective_on)[0],
             accrued_through=state.tenure_accrued_through,
             period_end=event.effective_on,
         )
@@ -190,7 +202,11 @@ def _points(event: CadreEvent, state: CadreState, policy: Any) -> tuple[Decimal,
                 field="year",
                 rule="appraisal_year_must_not_be_in_future",
             )
-        return rules.appraisal_points(policy, event.result), {}
+        # A deduction of the same year may cap the result (e.g. a demerit: no better than ungraded).
+        result = event.result
+        for cap in state.appraisal_caps_in(event.year):
+            result = rules.appraisal_at_most(result, cap)  # type: ignore[arg-type]
+        return rules.appraisal_points(policy, result), {}
     if isinstance(event, EvaluationRecorded):
         weighted, points = rules.evaluation_terms(policy, event.scores)
         return points, {"weighted_score": weighted}

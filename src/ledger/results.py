@@ -58,8 +58,11 @@ class HistoryPage(msgspec.Struct, frozen=True):
 
 
 class VerifyReport(msgspec.Struct, frozen=True):
+    """The chain's verdict. `reason` is one word (altered, missing, reordered, inserted); `detail` says more."""
+
     ok: bool
     verified_through: int
     head_hash: str
     first_bad_position: int | None
     reason: str | None
+    detail: str | None = None

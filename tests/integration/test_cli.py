@@ -213,20 +213,45 @@ def test_an_import_with_a_changed_line_is_refused(database: str, tmp_path: Path,
 
 
 def test_policy_show_and_publish(database: str, tmp_path: Path) -> None:
+    assert run("init")[0] == 0
     code, output = run("policy", "show")
     assert code == 0 and 'version = "illustrative-1"' in output
     body = output.replace('version = "illustrative-1"', 'version = "local-2025"')
     path = tmp_path / "local.toml"
     path.write_text(body, encoding="utf-8")
-    assert run("policy", "publish", str(path)) == (
-        0,
-        run("policy", "publish", str(path))[1].replace("already published", "published"),
-    )
+    code, first = run("policy", "publish", str(path))
+    assert code == 0 and first.startswith("published at position")
+    code, second = run("policy", "publish", str(path))
+    assert code == 0 and second == "already " + first
     code, output = run("policy", "show", "--format", "json")
     assert [entry["version"] for entry in json.loads(output)] == ["illustrative-1", "local-2025"]
     path.write_text(body.replace("annual_cap", "annual_capp"), encoding="utf-8")
     code, output = run("policy", "publish", str(path))
     assert code == 2 and "annual_capp" in output
+
+
+def test_publishing_the_packaged_policy_again_is_a_replay(database: str, tmp_path: Path) -> None:
+    from ledger.policy import illustrative_policy_text
+
+    path = tmp_path / "illustrative.toml"
+    path.write_text(illustrative_policy_text(), encoding="utf-8")
+    assert run("init")[0] == 0
+    code, output = run("policy", "publish", str(path))
+    assert (code, output.split(" at ")[0]) == (0, "already published")
+
+
+def test_read_commands_do_not_create_a_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "typo.db"
+    monkeypatch.setenv("LEDGER_DATABASE_URL", f"sqlite:///{missing}")
+    for command in (["verify"], ["history", "C1"], ["checkpoint"], ["policy", "show"]):
+        code, output = run(*command)
+        assert code == 2 and "ledger init" in output, command
+    assert not missing.exists()
+
+
+def test_error_messages_keep_the_rule_name(database: str, tmp_path: Path) -> None:
+    code, output = run("post", str(write_jsonl(tmp_path / "a.jsonl", MERIT)))
+    assert code == 2 and "[cadre_must_be_registered]" in output
 
 
 def test_accrue_posts_base_points_once_per_period(database: str, tmp_path: Path) -> None:

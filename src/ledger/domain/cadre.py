@@ -28,6 +28,7 @@ from ledger.domain.events import (
     CadreLeftLeadership,
     CadreRegistered,
     CadreTransferred,
+    DeductionApplied,
     EntryReversed,
     EventBase,
     InvestigationClosed,
@@ -80,6 +81,7 @@ class CadreState:
     deeds: dict[str, Decimal] = field(default_factory=dict)
     merit_deeds: dict[uuid.UUID, str] = field(default_factory=dict)
     appraisal_years: dict[int, uuid.UUID] = field(default_factory=dict)
+    appraisal_caps: dict[uuid.UUID, tuple[int, str]] = field(default_factory=dict)
     open_recalls: dict[uuid.UUID, date] = field(default_factory=dict)
     completed_recalls: dict[uuid.UUID, tuple[uuid.UUID, date]] = field(default_factory=dict)
     open_investigations: dict[str, uuid.UUID] = field(default_factory=dict)
@@ -88,15 +90,27 @@ class CadreState:
 
     @property
     def grade(self) -> str:
-        return next(reversed(self.grades.values()))[1]
+        return _in_force(self.grades)[1]
 
     @property
     def grade_since(self) -> date:
-        return next(reversed(self.grades.values()))[0]
+        return _in_force(self.grades)[0]
 
     @property
     def unit_id(self) -> str:
-        return next(reversed(self.units.values()))[1]
+        return _in_force(self.units)[1]
+
+    def grade_on(self, day: date) -> tuple[date, str]:
+        """`(grade_since, grade)` in force on `day`."""
+        return _in_force(self.grades, day)
+
+    def unit_on(self, day: date) -> str:
+        """The unit in force on `day`."""
+        return _in_force(self.units, day)[1]
+
+    def appraisal_caps_in(self, year: int) -> list[str]:
+        """The appraisal caps of the deductions in force dated in `year`."""
+        return [cap for cap_year, cap in self.appraisal_caps.values() if cap_year == year]
 
     @property
     def departed_on(self) -> date | None:
@@ -109,6 +123,23 @@ class CadreState:
     @property
     def tenure_accrued_through(self) -> date | None:
         return max(self.accruals.values()) if self.accruals else None
+
+
+def _in_force(changes: dict[uuid.UUID, tuple[date, str]], day: date | None = None) -> tuple[date, str]:
+    """The change in force on `day` (or now): the latest date, ties to the later recording.
+
+    A change posted late with an earlier date does not displace a later one.
+    """
+    best: tuple[tuple[date, int], tuple[date, str]] | None = None
+    for order, change in enumerate(changes.values()):
+        if day is not None and change[0] > day:
+            continue
+        if best is None or (change[0], order) >= best[0]:
+            best = ((change[0], order), change)
+    if best is None:
+        # Before every change: the earliest one (the registration) describes the cadre.
+        return min(changes.values(), key=lambda change: change[0])
+    return best[1]
 
 
 def stream_of(event: EventBase) -> str:
@@ -160,6 +191,9 @@ def apply(state: CadreState, event: EventBase) -> CadreState:
         if event.deed is not None:
             state.deeds[event.deed] = state.deeds.get(event.deed, ZERO) + points
             state.merit_deeds[event_id] = event.deed
+    elif isinstance(event, DeductionApplied):
+        if isinstance(event.appraisal_cap, str):
+            state.appraisal_caps[event_id] = (event.effective_on.year, event.appraisal_cap)
     elif isinstance(event, AppraisalRecorded):
         state.appraisal_years[event.year] = event_id
     elif isinstance(event, RecallOrdered):
@@ -188,6 +222,7 @@ def _undo(state: CadreState, reversal: EntryReversed) -> None:
     state.departures.pop(target, None)
     state.accruals.pop(target, None)
     state.open_recalls.pop(target, None)
+    state.appraisal_caps.pop(target, None)
     if reversal.target_type == "merit.awarded":
         counted = -points_of(reversal)
         year = (
@@ -280,13 +315,13 @@ def _check_sequence(state: CadreState, event: CadreEvent) -> None:
     """Rules that depend on what the cadre's stream already holds."""
     if isinstance(event, CadreDeparted) and state.departures:
         raise InvalidInput("the cadre has already departed", field="type", rule="cadre_must_not_depart_twice")
-    if isinstance(event, CadreTransferred) and event.unit_id == state.unit_id:
+    if isinstance(event, CadreTransferred) and event.unit_id == state.unit_on(event.effective_on):
         raise InvalidInput(
             f"the cadre is already in unit {event.unit_id}",
             field="unit_id",
             rule="transfer_must_change_unit",
         )
-    if isinstance(event, CadreGradeChanged) and event.grade == state.grade:
+    if isinstance(event, CadreGradeChanged) and event.grade == state.grade_on(event.effective_on)[1]:
         raise InvalidInput(
             f"the cadre already holds grade {event.grade}",
             field="grade",

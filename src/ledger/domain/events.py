@@ -317,6 +317,7 @@ class EntryReversed(CadreEvent, frozen=True, kw_only=True, tag="entry.reversed")
     reason: Text
     target_type: str | UnsetType = UNSET
     target_effective_on: date | UnsetType = UNSET
+    target_position: int | UnsetType = UNSET
 
 
 class PolicyPublished(EventBase, frozen=True, kw_only=True, tag="policy.published"):
@@ -392,6 +393,7 @@ SERVER_FIELDS: Final[dict[str, tuple[str, ...]]] = {
             "weighted_score",
             "target_type",
             "target_effective_on",
+            "target_position",
         )
         if field in cls.__struct_fields__
     )
