@@ -58,7 +58,7 @@ class HistoryPage(msgspec.Struct, frozen=True):
 
 
 class VerifyReport(msgspec.Struct, frozen=True):
-    """The chain's verdict. `reason` is one word (altered, missing, reordered, inserted); `detail` says more."""
+    """The chain's verdict: `reason` is one word (altered, missing, reordered, inserted), `detail` more."""
 
     ok: bool
     verified_through: int

@@ -386,34 +386,59 @@ def test_a_late_grade_change_with_an_earlier_date_does_not_displace_the_current_
     from ledger.domain.events import CadreGradeChanged
 
     ledger.post([registration()])
-    ledger.post([CadreGradeChanged(cadre_id="C1", effective_on=date(2025, 6, 1), source=source(), grade="四级主任科员")])
-    ledger.post([CadreGradeChanged(cadre_id="C1", effective_on=date(2024, 6, 1), source=source(), grade="二级科员")])
+    ledger.post(
+        [
+            CadreGradeChanged(
+                cadre_id="C1", effective_on=date(2025, 6, 1), source=source(), grade="四级主任科员"
+            )
+        ]
+    )
+    ledger.post(
+        [CadreGradeChanged(cadre_id="C1", effective_on=date(2024, 6, 1), source=source(), grade="二级科员")]
+    )
     # The grade in force now is still the one of 2025-06-01: changing to it again is refused.
     refusal(
         ledger,
-        [CadreGradeChanged(cadre_id="C1", effective_on=date(2025, 7, 1), source=source(), grade="四级主任科员")],
+        [
+            CadreGradeChanged(
+                cadre_id="C1", effective_on=date(2025, 7, 1), source=source(), grade="四级主任科员"
+            )
+        ],
         "grade_change_must_change_grade",
     )
 
 
 def test_a_deduction_caps_the_appraisal_points_of_its_year(ledger: Ledger) -> None:
     ledger.post([registration()])
-    ledger.post([DeductionApplied(cadre_id="C1", effective_on=date(2024, 6, 1), source=source(), kind="demerit",
-                                  level="county")])
-    capped = AppraisalRecorded(cadre_id="C1", effective_on=date(2025, 1, 10), source=source(), year=2024,
-                               result="excellent")
+    ledger.post(
+        [
+            DeductionApplied(
+                cadre_id="C1", effective_on=date(2024, 6, 1), source=source(), kind="demerit", level="county"
+            )
+        ]
+    )
+    capped = AppraisalRecorded(
+        cadre_id="C1", effective_on=date(2025, 1, 10), source=source(), year=2024, result="excellent"
+    )
     assert ledger.post([capped]).results[0].points == Decimal("0.00"), "a demerit year is ungraded"
-    other_year = AppraisalRecorded(cadre_id="C1", effective_on=date(2025, 1, 10), source=source(), year=2023,
-                                   result="excellent")
+    other_year = AppraisalRecorded(
+        cadre_id="C1", effective_on=date(2025, 1, 10), source=source(), year=2023, result="excellent"
+    )
     assert ledger.post([other_year]).results[0].points == Decimal("5.00")
 
 
 def test_a_reversal_takes_no_client_points(ledger: Ledger) -> None:
     ledger.post([registration()])
     award = ledger.post([merit()]).results[0]
-    reversal = EntryReversed(cadre_id="C1", effective_on=date(2024, 9, 1), source=source(),
-                             target_event_id=award.event_id, reason="x", points=Decimal("-9.00"),
-                             override_reason="more")
+    reversal = EntryReversed(
+        cadre_id="C1",
+        effective_on=date(2024, 9, 1),
+        source=source(),
+        target_event_id=award.event_id,
+        reason="x",
+        points=Decimal("-9.00"),
+        override_reason="more",
+    )
     refusal(ledger, [reversal], "points_override_not_allowed")
 
 
