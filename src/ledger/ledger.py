@@ -133,7 +133,7 @@ class Ledger:
     """One ledger: its log, the writer's knowledge, and every operation on them."""
 
     def __init__(
-        self, application: LedgerApplication, *, clock: Callable[[], datetime], timezone: str
+        self, application: LedgerApplication, *, url: str, clock: Callable[[], datetime], timezone: str
     ) -> None:
         self._application = application
         self._recorder: LedgerRecorder = application.ledger_recorder
@@ -146,6 +146,7 @@ class Ledger:
         self._book = PolicyBook()
         self._stream_versions: dict[str, int] = {}
         self.ledger_id = self._recorder.set_meta_if_absent("ledger_id", str(uuid.uuid4()))
+        self.url = url
 
     # Opening and closing.
 
@@ -177,7 +178,9 @@ class Ledger:
         if not create:
             _require_existing(url)
         _ensure_postgres_schema(url)
-        ledger = cls(LedgerApplication(url), clock=clock or (lambda: datetime.now(UTC)), timezone=zone_name)
+        ledger = cls(
+            LedgerApplication(url), url=url, clock=clock or (lambda: datetime.now(UTC)), timezone=zone_name
+        )
         if create and publish_illustrative and ledger.head() == 0:
             body = illustrative_policy_text()
             policy = load_policy(body)
@@ -650,6 +653,10 @@ class Ledger:
             )
             previous = hash_
         return result
+
+    def records(self, *, after: int = 0, limit: int = CATCH_UP_PAGE) -> list[tuple[int, EventBase]]:
+        """`(position, event)` of up to `limit` events after a position: the log for folds to read."""
+        return [(row[0], decode_event(row[1])) for row in self._recorder.events_after(after, limit)]
 
     def policies(self) -> list[PolicyPublished]:
         """Every published rulebook, in publication order."""

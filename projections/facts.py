@@ -1,0 +1,193 @@
+"""Facts: what each event contributes to the read models, as a compact, storable record.
+
+`fact_of(position, event)` is a pure function of one recorded event. A fact keeps the event's place in
+both time axes (`position`; `effective_on` and `counts_from` as day numbers), its cadre, its points in
+cents, and the few details a read model needs (a unit, a grade, an appraisal result, a gate). A reversal's
+fact names its target's position: folding it marks the target reversed from the reversal's position on.
+
+Facts are the rows of the persisted read model and the input of the in-memory index; the read models are
+folds over facts, so they are folds over events.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Final
+
+import msgspec
+
+from ledger.domain.events import (
+    AppraisalRecorded,
+    CadreDeparted,
+    CadreGradeChanged,
+    CadreLeftLeadership,
+    CadreRegistered,
+    CadreTransferred,
+    DeductionApplied,
+    EntryReversed,
+    EvaluationRecorded,
+    EventBase,
+    InvestigationClosed,
+    InvestigationOpened,
+    MeritAwarded,
+    PolicyPublished,
+    RecallCompleted,
+    RecallOrdered,
+    TenureAccrued,
+    VetoApplied,
+)
+
+__all__ = ["COMPONENTS", "Fact", "Kind", "cents_of", "day", "fact_of", "from_day", "integer"]
+
+# Components of a total, in the order of `Components`; a veto's points count with deductions.
+COMPONENTS: Final = ("tenure", "merit", "deductions", "appraisal", "evaluation", "recall")
+NO_COMPONENT: Final = -1
+
+
+class Kind:
+    """Fact kinds (stored as small integers: never renumber, only add)."""
+
+    POLICY = 0
+    REGISTERED = 1
+    TRANSFERRED = 2
+    GRADE_CHANGED = 3
+    LEFT_LEADERSHIP = 4
+    DEPARTED = 5
+    TENURE = 6
+    MERIT = 7
+    DEDUCTION = 8
+    APPRAISAL = 9
+    EVALUATION = 10
+    RECALL_ORDERED = 11
+    RECALL_COMPLETED = 12
+    VETO = 13
+    INVESTIGATION_OPENED = 14
+    INVESTIGATION_CLOSED = 15
+    REVERSAL = 16
+
+
+COMPONENT_OF_KIND: Final[dict[int, int]] = {
+    Kind.TENURE: 0,
+    Kind.MERIT: 1,
+    Kind.DEDUCTION: 2,
+    Kind.VETO: 2,
+    Kind.APPRAISAL: 3,
+    Kind.EVALUATION: 4,
+    Kind.RECALL_ORDERED: 5,
+    Kind.RECALL_COMPLETED: 5,
+}
+
+_EPOCH: Final = date(1970, 1, 1).toordinal()
+
+Detail = tuple[str | int | bool | None, ...]
+
+
+def day(value: date) -> int:
+    """Days since 1970-01-01: dates as small integers for columns."""
+    return value.toordinal() - _EPOCH
+
+
+def from_day(number: int) -> date:
+    return date.fromordinal(number + _EPOCH)
+
+
+def integer(value: str | int | bool | None) -> int:
+    """A detail that holds a number (a day, a year, months)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected a number in a fact's detail, got {value!r}")
+    return value
+
+
+def cents_of(points: Decimal) -> int:
+    """Points (two places) as an exact integer number of cents."""
+    return int(points.scaleb(2))
+
+
+class Fact(msgspec.Struct, array_like=True, frozen=True):
+    """One event's contribution. `detail` depends on `kind` (see `fact_of`)."""
+
+    position: int
+    kind: int
+    cadre: str | None
+    effective_on: int
+    counts_from: int
+    cents: int
+    target: int  # a reversal's target position, else 0
+    detail: Detail = ()
+
+
+def _points(event: EventBase) -> int:
+    return cents_of(event.points) if isinstance(event.points, Decimal) else 0
+
+
+def fact_of(position: int, event: EventBase) -> Fact:
+    """The fact of the event recorded at `position`."""
+    cadre = getattr(event, "cadre_id", None)
+    effective = day(event.effective_on)
+    cents = _points(event)
+    detail: Detail = ()
+    counts_from = effective
+    target = 0
+    if isinstance(event, TenureAccrued):
+        kind = Kind.TENURE
+    elif isinstance(event, MeritAwarded):
+        kind = Kind.MERIT
+    elif isinstance(event, EvaluationRecorded):
+        kind = Kind.EVALUATION
+    elif isinstance(event, DeductionApplied):
+        kind = Kind.DEDUCTION
+        gate = event.gate_months if isinstance(event.gate_months, int) else 0
+        cap = event.appraisal_cap if isinstance(event.appraisal_cap, str) else None
+        detail = (event.kind, gate, cap)
+    elif isinstance(event, AppraisalRecorded):
+        kind = Kind.APPRAISAL
+        detail = (event.year, event.result)
+    elif isinstance(event, RecallOrdered):
+        kind = Kind.RECALL_ORDERED
+        detail = (event.period, event.reason)
+    elif isinstance(event, RecallCompleted):
+        kind = Kind.RECALL_COMPLETED
+        detail = (event.outcome,)
+    elif isinstance(event, VetoApplied):
+        kind = Kind.VETO
+        detail = (event.year,)
+    elif isinstance(event, InvestigationOpened):
+        kind = Kind.INVESTIGATION_OPENED
+        detail = (event.reference,)
+    elif isinstance(event, InvestigationClosed):
+        kind = Kind.INVESTIGATION_CLOSED
+        detail = (event.reference,)
+    elif isinstance(event, CadreRegistered):
+        kind = Kind.REGISTERED
+        detail = (
+            event.name,
+            event.unit_id,
+            event.grade,
+            day(event.grade_since),
+            event.leadership,
+            event.principal,
+            day(event.service_started_on),
+        )
+    elif isinstance(event, CadreTransferred):
+        kind = Kind.TRANSFERRED
+        detail = (event.unit_id,)
+    elif isinstance(event, CadreGradeChanged):
+        kind = Kind.GRADE_CHANGED
+        detail = (event.grade,)
+    elif isinstance(event, CadreLeftLeadership):
+        kind = Kind.LEFT_LEADERSHIP
+    elif isinstance(event, CadreDeparted):
+        kind = Kind.DEPARTED
+        detail = (event.reason,)
+    elif isinstance(event, EntryReversed):
+        kind = Kind.REVERSAL
+        if isinstance(event.target_effective_on, date):
+            counts_from = day(event.target_effective_on)
+        target = event.target_position if isinstance(event.target_position, int) else 0
+    elif isinstance(event, PolicyPublished):
+        kind = Kind.POLICY
+        detail = (event.version, day(event.effective_from), event.body)
+    else:  # pragma: no cover - every event type is listed above
+        raise TypeError(f"no fact for {type(event).__name__}")
+    return Fact(position, kind, cadre, effective, counts_from, cents, target, detail)

@@ -1,0 +1,184 @@
+"""Where the read models persist: their facts, by version, and how far each version has folded the log.
+
+Tables (in the ledger's own database):
+- `projection_facts_v<N>` — one row per event folded into version N: the fact (see `facts.py`). Rows are
+  only inserted: a reversal is a fact of its own, applied when the facts are folded into the index.
+- `projection_tracking` — `(version, position)`: the log position version N has folded.
+- `projection_meta` — `current_version`: the version reads use.
+
+Exactly once: a page of facts and the new tracking position are written in one transaction, and the
+tracking row is updated only if it still holds the position the page started from (compare and set). Two
+processes folding the same version cannot both commit a page: the loser rolls back and reads the winner's
+rows instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Final
+
+import msgspec
+import sqlalchemy
+from ledger.projections.facts import Fact
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from ledger.store.sql import engine_for
+
+__all__ = ["FactStore"]
+
+LOAD_PAGE_ROWS: Final = 50_000
+_detail_encoder = msgspec.msgpack.Encoder()
+_detail_decoder = msgspec.msgpack.Decoder(tuple[str | int | bool | None, ...])
+
+
+def facts_table(version: int) -> str:
+    return f"projection_facts_v{int(version)}"
+
+
+class FactStore:
+    """The persisted facts of the read models, by version."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = engine_for(url)
+        self.blob = "BYTEA" if self.engine.dialect.name == "postgresql" else "BLOB"
+        with self.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "CREATE TABLE IF NOT EXISTS projection_meta "
+                    "(name VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL)"
+                )
+            )
+            connection.execute(
+                text(
+                    "CREATE TABLE IF NOT EXISTS projection_tracking "
+                    "(version INTEGER PRIMARY KEY, position BIGINT NOT NULL)"
+                )
+            )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def current_version(self) -> int:
+        """The version reads use; version 1 is created on first use."""
+        with self.engine.begin() as connection:
+            row = connection.execute(text("SELECT value FROM projection_meta WHERE name = 'current_version'"))
+            value = row.scalar()
+            if value is not None:
+                return int(value)
+        self.create_version(1)
+        # Another process may set it first.
+        with contextlib.suppress(sqlalchemy.exc.IntegrityError), self.engine.begin() as connection:
+            connection.execute(text("INSERT INTO projection_meta VALUES ('current_version', '1')"))
+        return self.current_version()
+
+    def create_version(self, version: int) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                text(
+                    f"CREATE TABLE IF NOT EXISTS {facts_table(version)} (position BIGINT PRIMARY KEY, "
+                    "kind SMALLINT NOT NULL, cadre VARCHAR(64), effective_on INTEGER NOT NULL, "
+                    "counts_from INTEGER NOT NULL, cents BIGINT NOT NULL, target BIGINT NOT NULL, "
+                    f"detail {self.blob})"
+                )
+            )
+            exists = connection.execute(
+                text("SELECT 1 FROM projection_tracking WHERE version = :v"), {"v": version}
+            )
+            if exists.scalar() is None:
+                connection.execute(text("INSERT INTO projection_tracking VALUES (:v, 0)"), {"v": version})
+
+    def switch(self, version: int) -> None:
+        """Make `version` the one reads use."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                text("UPDATE projection_meta SET value = :v WHERE name = 'current_version'"),
+                {"v": str(version)},
+            )
+
+    def drop_version(self, version: int) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(text(f"DROP TABLE IF EXISTS {facts_table(version)}"))
+            connection.execute(text("DELETE FROM projection_tracking WHERE version = :v"), {"v": version})
+
+    def versions(self) -> list[int]:
+        with self.engine.begin() as connection:
+            return [
+                int(row[0]) for row in connection.execute(text("SELECT version FROM projection_tracking"))
+            ]
+
+    def tracking(self, version: int) -> int:
+        with self.engine.begin() as connection:
+            value = connection.execute(
+                text("SELECT position FROM projection_tracking WHERE version = :v"), {"v": version}
+            ).scalar()
+            return int(value) if value is not None else 0
+
+    def write(self, version: int, facts: Sequence[Fact], start: int, end: int) -> bool:
+        """Insert `facts` and move version's tracking from `start` to `end`, in one transaction.
+
+        False (and nothing written) if the tracking position is no longer `start`.
+        """
+        with self.engine.begin() as connection:
+            moved = connection.execute(
+                text(
+                    "UPDATE projection_tracking SET position = :end WHERE version = :v AND position = :start"
+                ),
+                {"end": end, "v": version, "start": start},
+            )
+            if moved.rowcount != 1:
+                connection.rollback()
+                return False
+            self._insert(connection, version, facts)
+        return True
+
+    def _insert(self, connection: Connection, version: int, facts: Sequence[Fact]) -> None:
+        rows = [
+            (
+                fact.position,
+                fact.kind,
+                fact.cadre,
+                fact.effective_on,
+                fact.counts_from,
+                fact.cents,
+                fact.target,
+                _detail_encoder.encode(fact.detail) if fact.detail else None,
+            )
+            for fact in facts
+        ]
+        if not rows:
+            return
+        placeholder = "%s" if self.engine.dialect.name == "postgresql" else "?"
+        statement = f"INSERT INTO {facts_table(version)} VALUES ({', '.join([placeholder] * 8)})"
+        connection.exec_driver_sql(statement, rows)
+
+    def load(self, version: int, after: int, until: int | None = None) -> Iterator[list[Fact]]:
+        """The facts of `version` after position `after` (up to `until`), in pages, in position order."""
+        while True:
+            bound = "" if until is None else " AND position <= :until"
+            with self.engine.begin() as connection:
+                rows = connection.execute(
+                    text(
+                        f"SELECT position, kind, cadre, effective_on, counts_from, cents, target, detail "
+                        f"FROM {facts_table(version)} WHERE position > :after{bound} "
+                        "ORDER BY position LIMIT :limit"
+                    ),
+                    {"after": after, "until": until, "limit": LOAD_PAGE_ROWS},
+                ).all()
+            if not rows:
+                return
+            yield [
+                Fact(
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4],
+                    row[5],
+                    row[6],
+                    _detail_decoder.decode(row[7]) if row[7] is not None else (),
+                )
+                for row in rows
+            ]
+            after = rows[-1][0]

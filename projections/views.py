@@ -1,0 +1,323 @@
+"""The read models, computed from a snapshot: rankings, eligibility, recalls, boards, escalations.
+
+Pure functions of a `Snapshot` (every cadre's standing at one as_of, known_at), the sparse facts of the
+index and the policy in force; no clock, no database. The rules, in SPEC §5 and §7 terms:
+
+- rank: total descending, then the policy's tie-breakers (each descending), competition ranking — cadres
+  equal on all of them share a rank (1, 2, 2, 4) and are listed by cadre_id;
+- the bottom N of a pool: the cadres ranked below `pool − N` (ties at the edge included);
+- eligibility: every check of `CHECKS`, each with the detail that decided it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Final, cast
+
+import numpy as np
+from ledger.projections.facts import Fact, Kind, day, from_day, integer
+from ledger.projections.index import COMPONENT_COUNT, Array, Index, Snapshot
+from ledger.projections.results import Check, Components
+
+from ledger.domain.events import GRADES, RESULTS, Result
+from ledger.domain.points import quantize
+from ledger.policy.book import PublishedPolicy
+from ledger.policy.load import illustrative_policy
+from ledger.policy.rules import appraisal_at_most
+from ledger.policy.schema import Policy
+
+__all__ = [
+    "bottom",
+    "competition_ranks",
+    "components_of",
+    "eligibility_checks",
+    "open_recalls",
+    "points_of_cents",
+    "policy_at",
+    "rank",
+    "vetoed",
+]
+
+MONTHS_PER_YEAR: Final = 12
+
+
+def points_of_cents(cents: int) -> Decimal:
+    return quantize(Decimal(int(cents)).scaleb(-2))
+
+
+def components_of(snapshot: Snapshot, code: int) -> Components:
+    row = snapshot.components[code]
+    return Components(*(points_of_cents(int(value)) for value in row[:COMPONENT_COUNT]))
+
+
+def policy_at(index: Index, as_of: date, known_at: int) -> Policy:
+    """The policy in force on `as_of` as known at `known_at`; before any, the earliest known; else the
+    packaged illustrative one."""
+    known = [published for published in index.policies if published.position <= known_at]
+    in_force = [published for published in known if published.effective_from <= as_of]
+    chosen: PublishedPolicy | None = None
+    if in_force:
+        chosen = max(in_force, key=lambda published: (published.effective_from, published.position))
+    elif known:
+        chosen = min(known, key=lambda published: (published.effective_from, published.position))
+    return chosen.policy if chosen is not None else illustrative_policy()
+
+
+def months_between_days(start_days: Array, end_day: int) -> Array:
+    """Whole months from each start day to `end_day` (the policy's rule: a month completes on the same day
+    of the next month), never negative."""
+    start = start_days.astype("datetime64[D]")
+    end = np.datetime64(end_day, "D")
+    start_month = start.astype("datetime64[M]")
+    end_month = end.astype("datetime64[M]")
+    months = (end_month - start_month).astype(np.int64)
+    start_dom = (start - start_month.astype("datetime64[D]")).astype(np.int64)
+    end_dom = (end - end_month.astype("datetime64[D]")).astype(np.int64)
+    months -= (end_dom < start_dom).astype(np.int64)
+    result: Array = np.maximum(months, 0)
+    return result
+
+
+def tie_breaker_values(snapshot: Snapshot, name: str) -> Array:
+    """Per cadre code, the value compared for a tie-breaker (more is better)."""
+    if name == "grade_years":
+        return months_between_days(snapshot.grade_since_day, snapshot.as_of_day)
+    if name == "service_years":
+        service = np.array([cadre.service_started_day for cadre in snapshot.index.cadres], dtype=np.int64)
+        return months_between_days(service, snapshot.as_of_day)
+    if name == "excellent_appraisals":
+        return snapshot.excellent.astype(np.int64)
+    if name == "merit_points":
+        return snapshot.components[:, 1]
+    raise ValueError(f"unknown tie-breaker {name!r}")  # pragma: no cover - the policy validates names
+
+
+def rank(snapshot: Snapshot, members: Array, tie_breakers: tuple[str, ...]) -> tuple[Array, Array]:
+    """`members` in ranking order and their competition ranks."""
+    if members.size == 0:
+        return members, members
+    values = [snapshot.totals[members]] + [
+        tie_breaker_values(snapshot, name)[members] for name in tie_breakers
+    ]
+    keys = [snapshot.index.id_order()[members]] + [-value for value in reversed(values)]
+    order = np.lexsort(keys)
+    ordered = np.stack([value[order] for value in values])
+    return members[order], competition_ranks(ordered)
+
+
+def competition_ranks(ordered_values: Array) -> Array:
+    """Ranks 1, 2, 2, 4 … for columns already in ranking order (rows: the compared values)."""
+    count = ordered_values.shape[1]
+    new_group = np.ones(count, dtype=bool)
+    new_group[1:] = np.any(ordered_values[:, 1:] != ordered_values[:, :-1], axis=0)
+    starts = np.where(new_group, np.arange(1, count + 1), 0)
+    return np.maximum.accumulate(starts)
+
+
+def bottom(ranks: Array, size: int) -> Array:
+    """Mask of the bottom `size` of a ranked pool: ranked below pool − size (ties at the edge included)."""
+    pool = ranks.size
+    return ranks > pool - size
+
+
+def recall_count(policy: Policy, pool: int) -> int:
+    if policy.recall.bottom_count is not None:
+        return int(policy.recall.bottom_count)
+    share = policy.recall.bottom_share or Decimal(0)
+    return math.ceil(share * pool)
+
+
+def vetoed(index: Index, snapshot: Snapshot, code: int, year: int) -> bool:
+    return any(
+        fact.kind == Kind.VETO
+        and integer(fact.detail[0]) == year
+        and index.in_force(fact, snapshot.as_of_day, snapshot.known_at)
+        for fact in index.cadres[code].sparse
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRecallFact:
+    ordered_on: date
+    period: str
+    reason: str
+
+
+def open_recalls(index: Index, code: int, as_of_day: int, known_at: int) -> list[OpenRecallFact]:
+    """Recalls ordered and not completed at (as_of, known_at); a completion closes the oldest open one."""
+    facts = [
+        fact
+        for fact in index.cadres[code].sparse
+        if index.in_force(fact, as_of_day, known_at)
+        and fact.kind in (Kind.RECALL_ORDERED, Kind.RECALL_COMPLETED)
+    ]
+    facts.sort(key=lambda fact: (fact.effective_on, fact.position))
+    opened: list[Fact] = []
+    for fact in facts:
+        if fact.kind == Kind.RECALL_ORDERED:
+            opened.append(fact)
+        elif opened:
+            opened.pop(0)
+    return [
+        OpenRecallFact(from_day(fact.effective_on), str(fact.detail[0]), str(fact.detail[1]))
+        for fact in opened
+    ]
+
+
+def open_investigations(index: Index, code: int, as_of_day: int, known_at: int) -> list[str]:
+    facts = [
+        fact
+        for fact in index.cadres[code].sparse
+        if index.in_force(fact, as_of_day, known_at)
+        and fact.kind in (Kind.INVESTIGATION_OPENED, Kind.INVESTIGATION_CLOSED)
+    ]
+    facts.sort(key=lambda fact: (fact.effective_on, fact.position))
+    opened: dict[str, None] = {}
+    for fact in facts:
+        reference = str(fact.detail[0])
+        if fact.kind == Kind.INVESTIGATION_OPENED:
+            opened[reference] = None
+        else:
+            opened.pop(reference, None)
+    return list(opened)
+
+
+def add_months(start: date, months: int) -> date:
+    """`start` moved by whole months, clamped to the end of a shorter month."""
+    month_index = start.month - 1 + months
+    year, month = start.year + month_index // MONTHS_PER_YEAR, month_index % MONTHS_PER_YEAR + 1
+    for day_of_month in range(start.day, 27, -1):
+        try:
+            return date(year, month, day_of_month)
+        except ValueError:
+            continue
+    return date(year, month, min(start.day, 28))
+
+
+def _appraisals(index: Index, code: int, as_of_day: int, known_at: int) -> dict[int, Result]:
+    """Effective appraisal result per year: the recorded result under the caps of that year's deductions."""
+    in_force = [fact for fact in index.cadres[code].sparse if index.in_force(fact, as_of_day, known_at)]
+    caps: dict[int, list[Result]] = {}
+    for fact in in_force:
+        if fact.kind == Kind.DEDUCTION and fact.detail[2] is not None:
+            caps.setdefault(from_day(fact.effective_on).year, []).append(result_of(fact.detail[2]))
+    results: dict[int, Result] = {}
+    for fact in sorted(in_force, key=lambda fact: fact.position):
+        if fact.kind == Kind.APPRAISAL:
+            year, result = integer(fact.detail[0]), result_of(fact.detail[1])
+            for cap in caps.get(year, []):
+                result = appraisal_at_most(result, cap)
+            results[year] = result
+    return results
+
+
+def result_of(value: str | int | bool | None) -> Result:
+    """An appraisal result held in a fact's detail."""
+    if value not in RESULTS:
+        raise ValueError(f"not an appraisal result: {value!r}")
+    return cast(Result, value)
+
+
+def _at_least(result: Result, required: Result) -> bool:
+    """Whether `result` is `required` or better: capping it at `required` leaves `required`."""
+    return appraisal_at_most(result, required) == required
+
+
+def eligibility_checks(
+    index: Index, snapshot: Snapshot, code: int, policy: Policy, *, scope_rank: int | None, pool: int
+) -> list[Check]:
+    """Every check that decides whether a cadre may be promoted, each with its detail."""
+    as_of_day, known_at = snapshot.as_of_day, snapshot.known_at
+    as_of = from_day(as_of_day)
+    rules = policy.eligibility
+    checks: list[Check] = []
+
+    active = bool(snapshot.active[code])
+    departed = int(snapshot.departed_day[code])
+    checks.append(Check("status", active, "active" if active else f"departed on {from_day(departed)}"))
+
+    grade = GRADES[int(snapshot.grade[code])]
+    grade_since = from_day(int(snapshot.grade_since_day[code]))
+    appraisals = _appraisals(index, code, as_of_day, known_at)
+    months = int(months_between_days(np.array([day(grade_since)]), as_of_day)[0])
+    in_grade = {year: result for year, result in appraisals.items() if grade_since.year <= year <= as_of.year}
+    not_counting = sorted(year for year, result in in_grade.items() if result not in rules.counting_results)
+    excellent = sorted(year for year, result in in_grade.items() if result == "excellent")
+    required = Decimal(rules.years_in_grade_min_for(grade))
+    shortened = required - rules.excellent_year_shortens_by * len(excellent)
+    counted = Decimal(months - MONTHS_PER_YEAR * len(not_counting)) / MONTHS_PER_YEAR
+    passed = counted >= shortened
+    detail = (
+        f"{quantize(counted)} counted years in {grade} since {grade_since}, {quantize(shortened)} required"
+    )
+    if excellent:
+        detail += f" ({required} less {rules.excellent_year_shortens_by} for each excellent year: "
+        detail += ", ".join(map(str, excellent)) + ")"
+    if not_counting:
+        detail += "; not counted: " + ", ".join(f"{year} {in_grade[year]}" for year in not_counting)
+    checks.append(Check("years_in_grade", passed, detail))
+
+    if rules.appraisal_required is not None:
+        if appraisals:
+            latest_year = max(appraisals)
+            result = appraisals[latest_year]
+            ok = _at_least(result, rules.appraisal_required)
+            checks.append(
+                Check(
+                    "appraisal", ok, f"{latest_year}: {result} (at least {rules.appraisal_required} required)"
+                )
+            )
+        else:
+            checks.append(Check("appraisal", False, "no appraisal recorded"))
+
+    gates = []
+    for fact in index.cadres[code].sparse:
+        if fact.kind == Kind.DEDUCTION and index.in_force(fact, as_of_day, known_at):
+            kind, gate_months = str(fact.detail[0]), integer(fact.detail[1])
+            until = add_months(from_day(fact.effective_on), gate_months)
+            if as_of < until:
+                gates.append(f"{kind} of {from_day(fact.effective_on)} gates until {until}")
+    checks.append(Check("gates", not gates, "; ".join(gates) if gates else "no active gate"))
+
+    recalls = open_recalls(index, code, as_of_day, known_at)
+    checks.append(
+        Check(
+            "recall",
+            not recalls,
+            "; ".join(f"recall for {r.period} ordered {r.ordered_on} is open" for r in recalls)
+            if recalls
+            else "no open recall",
+        )
+    )
+    investigations = open_investigations(index, code, as_of_day, known_at)
+    checks.append(
+        Check(
+            "investigation",
+            not investigations,
+            "open: " + ", ".join(investigations) if investigations else "no open investigation",
+        )
+    )
+    veto = vetoed(index, snapshot, code, as_of.year)
+    checks.append(
+        Check("veto", not veto, f"one-vote veto in {as_of.year}" if veto else f"no veto in {as_of.year}")
+    )
+
+    standing = rules.standing
+    if standing.top_share is None and standing.points_min is None:
+        checks.append(Check("standing", True, "the policy sets no standing rule"))
+    else:
+        total = points_of_cents(int(snapshot.totals[code]))
+        reasons = []
+        ok = False
+        if standing.top_share is not None and scope_rank is not None:
+            allowed = math.ceil(standing.top_share * pool)
+            ok = ok or scope_rank <= allowed
+            reasons.append(f"rank {scope_rank} of {pool} (top {standing.top_share}: {allowed})")
+        if standing.points_min is not None:
+            ok = ok or total >= standing.points_min
+            reasons.append(f"total {total} (minimum {standing.points_min})")
+        checks.append(Check("standing", ok, " or ".join(reasons) if reasons else "not ranked"))
+    return checks
