@@ -12,6 +12,7 @@ Points are summed as integer cents. `bincount` adds in float64, which is exact f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -124,6 +125,12 @@ class Snapshot:
         self.principal = registrations["principal"] & leadership
         self.excellent = index.count_excellent(as_of_day, known_at, count)
 
+    @functools.cached_property
+    def components_list(self) -> list[list[int]]:
+        """The components as Python integers (faster to read one cadre at a time than NumPy scalars)."""
+        rows: list[list[int]] = self.components.tolist()
+        return rows
+
     def members(self, scope: str) -> Array:
         """Codes of the active cadres in `scope` (validated by the caller)."""
         if scope == "all":
@@ -159,12 +166,21 @@ class Index:
                 "counts_from": np.int32,
                 "key": np.int64,
                 "cents": np.int64,
+                # The same cents as float64 (exact below 2**53), ready for bincount's weights.
+                "cents_float": np.float64,
                 "reversed_at": np.int64,
             }
         )
         self.registrations = Columns(
-            {"position": np.int64, "day": np.int32, "leadership": np.bool_, "principal": np.bool_}
+            {
+                "position": np.int64,
+                "day": np.int32,
+                "leadership": np.bool_,
+                "principal": np.bool_,
+                "service_started_day": np.int32,
+            }
         )
+
         changes = {
             "position": np.int64,
             "cadre": np.int32,
@@ -189,6 +205,8 @@ class Index:
         # Sparse facts (appraisals, deductions, recalls, vetoes, investigations) by position, for reversals.
         self.sparse: dict[int, Fact] = {}
         self.sparse_reversed_at: dict[int, int] = {}
+        # Rows of the score columns that a reversal has taken back (few: a fraction of a percent).
+        self.reversed_rows: list[int] = []
         self._order_cache: tuple[int, Array] | None = None
 
     # Folding facts in.
@@ -218,6 +236,7 @@ class Index:
                 self._add_lifecycle(fact, code)
             self.position = fact.position
         scores_count = len(scores["position"])
+        scores["cents_float"] = scores["cents"]
         scores["reversed_at"] = [NEVER] * scores_count
         self.scores.append(scores)
         for reversal in pending_reversals:
@@ -249,6 +268,7 @@ class Index:
                     "day": [fact.effective_on],
                     "leadership": [bool(leadership)],
                     "principal": [bool(principal)],
+                    "service_started_day": [integer(service_started)],
                 }
             )
             self._order_cache = None
@@ -317,6 +337,8 @@ class Index:
             row = columns.find(target)
             if row is not None:
                 columns["reversed_at"][row] = at
+                if columns is self.scores:
+                    self.reversed_rows.append(row)
         if target in self.sparse:
             self.sparse_reversed_at[target] = at
 
@@ -331,16 +353,24 @@ class Index:
         )
 
     def sums(self, as_of_day: int, known_at: int, count: int) -> tuple[Array, Array]:
-        """Totals and components (cents) per cadre code."""
+        """Totals and components (cents) per cadre code.
+
+        Reversed scores are few: they are summed like the others, then taken back where their reversal is
+        known, so the hot loop over every score is one comparison, one multiplication and one bincount.
+        """
         known = self.scores.known(known_at)
-        counts_from = self.scores["counts_from"][:known]
-        reversed_at = self.scores["reversed_at"][:known]
-        weights = np.where(
-            (counts_from <= as_of_day) & (reversed_at > known_at), self.scores["cents"][:known], 0
-        )
-        components = np.bincount(
-            self.scores["key"][:known], weights=weights, minlength=count * COMPONENT_COUNT
-        )[: count * COMPONENT_COUNT]
+        keys = self.scores["key"][:known]
+        weights = self.scores["cents_float"][:known] * (self.scores["counts_from"][:known] <= as_of_day)
+        cells = count * COMPONENT_COUNT
+        components = np.bincount(keys, weights=weights, minlength=cells)[:cells]
+        if self.reversed_rows:
+            rows = np.fromiter(self.reversed_rows, dtype=np.int64, count=len(self.reversed_rows))
+            rows = rows[rows < known]
+            rows = rows[
+                (self.scores["reversed_at"][rows] <= known_at)
+                & (self.scores["counts_from"][rows] <= as_of_day)
+            ]
+            np.subtract.at(components, keys[rows], self.scores["cents_float"][rows])
         components = np.rint(components).astype(np.int64).reshape(count, COMPONENT_COUNT)
         return components.sum(axis=1), components
 

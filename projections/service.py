@@ -18,6 +18,7 @@ switches; every process notices the switch on its next catch-up and reloads.
 from __future__ import annotations
 
 import base64
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,6 +34,7 @@ from ledger.projections.results import (
     BoardEntry,
     BoardsView,
     CadreView,
+    Components,
     EligibilityView,
     Escalation,
     EscalationsView,
@@ -48,6 +50,7 @@ from ledger.projections.store import FactStore
 from ledger.projections.views import (
     bottom,
     components_of,
+    decimals_of,
     eligibility_checks,
     open_recalls,
     points_of_cents,
@@ -101,6 +104,7 @@ class Projections:
         self.index = Index()
         for page in self.store.load(self.version, 0):
             self.index.add(page)
+        _settle()
 
     def position(self) -> int:
         """The log position the read models have reached."""
@@ -109,10 +113,13 @@ class Projections:
     def catch_up(self) -> int:
         """Fold every event appended since the last catch-up; the new position."""
         with self._lock:
-            current = self.store.current_version()
+            state = self.store.state()
+            current, tracked = state if state is not None else (self.store.current_version(), 0)
             if current != self.version:
                 self.version = current
                 self._load()
+            elif tracked == self.index.position and self.ledger.head() == tracked:
+                return tracked  # nothing new: the common case of a read
             while True:
                 tracked = self.store.tracking(self.version)
                 if tracked > self.index.position:
@@ -166,6 +173,7 @@ class Projections:
             self.store.switch(new)
             self.version = new
             self.index = fresh
+        _settle()
         self.store.drop_version(old)
         return position
 
@@ -313,27 +321,10 @@ class Projections:
             order, ranks = self._ranked(snapshot, snapshot.members(scope))
             previous = self._snapshot(previous_as_of, position)
             previous_order, previous_ranks = self._ranked(previous, previous.members(scope))
-            previous_rank = {
-                int(code): int(r) for code, r in zip(previous_order, previous_ranks, strict=True)
-            }
             end = len(order) if limit is None else min(len(order), offset + limit)
-            entries = []
-            for code_value, rank_number in zip(order[offset:end], ranks[offset:end], strict=True):
-                code, rank_value = int(code_value), int(rank_number)
-                before = previous_rank.get(code)
-                entries.append(
-                    RankingEntry(
-                        rank=rank_value,
-                        cadre_id=self.index.cadres[code].cadre_id,
-                        name=self.index.cadres[code].name,
-                        unit_id=self.index.unit_ids[int(snapshot.unit[code])],
-                        grade=GRADES[int(snapshot.grade[code])],
-                        total=points_of_cents(int(snapshot.totals[code])),
-                        components=components_of(snapshot, code),
-                        previous_rank=before,
-                        movement=None if before is None else before - rank_value,
-                    )
-                )
+            entries = self._ranking_entries(
+                snapshot, order[offset:end], ranks[offset:end], previous_order, previous_ranks
+            )
             next_cursor = _encode_cursor(scope, as_of, position, end) if end < len(order) else None
             return RankingsView(
                 scope=scope,
@@ -344,6 +335,46 @@ class Projections:
                 entries=entries,
                 next_cursor=next_cursor,
             )
+
+    def _ranking_entries(
+        self,
+        snapshot: Snapshot,
+        codes_array: Array,
+        ranks: Array,
+        previous_order: Array,
+        previous_ranks: Array,
+    ) -> list[RankingEntry]:
+        """The entries of a page of a ranking. Built from plain lists: a ranking of the whole city has
+        thousands of entries and seven figures each, and per-item NumPy access would dominate the read."""
+        previous = np.zeros(snapshot.count, dtype=np.int64)
+        previous[previous_order] = previous_ranks
+        codes: list[int] = codes_array.tolist()
+        figures = decimals_of(
+            np.column_stack([snapshot.totals[codes_array], snapshot.components[codes_array]]).ravel().tolist()
+        )
+        cadres, unit_ids = self.index.cadres, self.index.unit_ids
+        units: list[int] = snapshot.unit[codes_array].tolist()
+        grades: list[int] = snapshot.grade[codes_array].tolist()
+        befores: list[int] = previous[codes_array].tolist()
+        entries = []
+        for offset, (code, rank_value) in enumerate(zip(codes, ranks.tolist(), strict=True)):
+            first = offset * 7
+            before = befores[offset] or None
+            cadre = cadres[code]
+            entries.append(
+                RankingEntry(
+                    rank_value,
+                    cadre.cadre_id,
+                    cadre.name,
+                    unit_ids[units[offset]],
+                    GRADES[grades[offset]],
+                    figures[first],
+                    Components(*figures[first + 1 : first + 7]),
+                    before,
+                    None if before is None else before - rank_value,
+                )
+            )
+        return entries
 
     def eligibility(
         self,
@@ -590,6 +621,16 @@ class Projections:
                 position=position,
                 escalations=escalations,
             )
+
+
+def _settle() -> None:
+    """Move the objects of a freshly loaded index out of the garbage collector's sight.
+
+    The index holds hundreds of thousands of long-lived objects; without this, a full collection
+    triggered by a read's allocations walks all of them and stalls that read for tens of milliseconds.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _page_size(limit: int | None) -> int | None:

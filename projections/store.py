@@ -108,6 +108,17 @@ class FactStore:
                 int(row[0]) for row in connection.execute(text("SELECT version FROM projection_tracking"))
             ]
 
+    def state(self) -> tuple[int, int] | None:
+        """`(current_version, its tracked position)` in one query; None before the first version exists."""
+        with self.engine.begin() as connection:
+            row = connection.execute(
+                text(
+                    "SELECT t.version, t.position FROM projection_meta m JOIN projection_tracking t "
+                    "ON t.version = CAST(m.value AS INTEGER) WHERE m.name = 'current_version'"
+                )
+            ).first()
+            return None if row is None else (int(row[0]), int(row[1]))
+
     def tracking(self, version: int) -> int:
         with self.engine.begin() as connection:
             value = connection.execute(

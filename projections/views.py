@@ -19,7 +19,7 @@ from typing import Final, cast
 
 import numpy as np
 from ledger.projections.facts import Fact, Kind, day, from_day, integer
-from ledger.projections.index import COMPONENT_COUNT, Array, Index, Snapshot
+from ledger.projections.index import Array, Index, Snapshot
 from ledger.projections.results import Check, Components
 
 from ledger.domain.events import GRADES, RESULTS, Result
@@ -33,6 +33,7 @@ __all__ = [
     "bottom",
     "competition_ranks",
     "components_of",
+    "decimals_of",
     "eligibility_checks",
     "open_recalls",
     "points_of_cents",
@@ -44,13 +45,41 @@ __all__ = [
 MONTHS_PER_YEAR: Final = 12
 
 
+_POINTS_CACHE: dict[int, Decimal] = {}
+POINTS_CACHE_SIZE_MAX: Final = 200_000
+
+
 def points_of_cents(cents: int) -> Decimal:
-    return quantize(Decimal(int(cents)).scaleb(-2))
+    """Points from cents. A ranking turns tens of thousands of figures into Decimals and many repeat, so
+    the Decimals are kept (bounded); `scaleb(-2)` of an integer has exactly two places."""
+    value = _POINTS_CACHE.get(cents)
+    if value is None:
+        if len(_POINTS_CACHE) >= POINTS_CACHE_SIZE_MAX:
+            _POINTS_CACHE.clear()
+        value = _POINTS_CACHE[cents] = Decimal(int(cents)).scaleb(-2)
+    return value
+
+
+def decimals_of(cents: list[int]) -> list[Decimal]:
+    """Points for many figures at once (through the same bounded cache as `points_of_cents`)."""
+    cache = _POINTS_CACHE
+    if len(cache) >= POINTS_CACHE_SIZE_MAX:
+        cache.clear()
+    for value in set(cents).difference(cache):
+        cache[value] = Decimal(value).scaleb(-2)
+    return [cache[value] for value in cents]
 
 
 def components_of(snapshot: Snapshot, code: int) -> Components:
-    row = snapshot.components[code]
-    return Components(*(points_of_cents(int(value)) for value in row[:COMPONENT_COUNT]))
+    tenure, merit, deductions, appraisal, evaluation, recall = snapshot.components_list[code]
+    return Components(
+        points_of_cents(tenure),
+        points_of_cents(merit),
+        points_of_cents(deductions),
+        points_of_cents(appraisal),
+        points_of_cents(evaluation),
+        points_of_cents(recall),
+    )
 
 
 def policy_at(index: Index, as_of: date, known_at: int) -> Policy:
@@ -86,8 +115,7 @@ def tie_breaker_values(snapshot: Snapshot, name: str) -> Array:
     if name == "grade_years":
         return months_between_days(snapshot.grade_since_day, snapshot.as_of_day)
     if name == "service_years":
-        service = np.array([cadre.service_started_day for cadre in snapshot.index.cadres], dtype=np.int64)
-        return months_between_days(service, snapshot.as_of_day)
+        return months_between_days(snapshot.index.registrations["service_started_day"], snapshot.as_of_day)
     if name == "excellent_appraisals":
         return snapshot.excellent.astype(np.int64)
     if name == "merit_points":

@@ -474,6 +474,239 @@ def demo(
         )
 
 
+# The read models (ledger.projections).
+
+Scope = Annotated[
+    str,
+    typer.Option(
+        "--scope", "-s", help="all, unit:<id>, grade:<title>, cohort:principal, cohort:left_leadership"
+    ),
+]
+EachScope = Annotated[
+    str,
+    typer.Option(
+        "--scope",
+        "-s",
+        help="unit:* (every unit), all, unit:<id>, grade:<title>, cohort:principal, cohort:left_leadership",
+    ),
+]
+PeriodOption = Annotated[str, typer.Option("--period", "-p", help="2025, 2025Q3, 2025-07 or 2025-W27")]
+
+
+@contextmanager
+def _projections(database: str | None) -> Iterator[Any]:
+    """The read models, caught up with the log (errors turned into exit codes by `_opened`)."""
+    from ledger.projections.errors import NotCaughtUp
+    from ledger.projections.service import Projections
+
+    with _opened(database, create=False) as ledger:
+        projections = Projections.open(ledger)
+        try:
+            yield projections
+        except NotCaughtUp as error:
+            _fail(EXIT_FAILED, str(error))
+        finally:
+            projections.close()
+
+
+@app.command()
+def rankings(
+    database: Database = None,
+    scope: Scope = "all",
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period", "-p", help="Read as of the period's last day and compare with the period before"
+        ),
+    ] = None,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Rank a scope: competition ranks, the policy's tie-breakers, the previous period's rank and movement."""
+    with _projections(database) as projections:
+        view = projections.rankings(scope, period=period, as_of=_as_of(as_of), known_at=_known_at(known_at))
+    _print_rows(
+        fmt,
+        view,
+        f"{view.scope} as of {view.as_of} (previous {view.previous_as_of}), known at {view.position}",
+        [
+            "rank",
+            "cadre_id",
+            "name",
+            "unit_id",
+            "grade",
+            "total",
+            "tenure",
+            "merit",
+            "deductions",
+            "appraisal",
+            "evaluation",
+            "recall",
+            "previous_rank",
+            "movement",
+        ],
+        [
+            [
+                e.rank,
+                e.cadre_id,
+                e.name,
+                e.unit_id,
+                e.grade,
+                e.total,
+                e.components.tenure,
+                e.components.merit,
+                e.components.deductions,
+                e.components.appraisal,
+                e.components.evaluation,
+                e.components.recall,
+                e.previous_rank,
+                _movement(e.movement),
+            ]
+            for e in view.entries
+        ],
+    )
+
+
+def _movement(movement: int | None) -> str:
+    if movement is None:
+        return "new"
+    return f"+{movement}" if movement > 0 else str(movement) if movement < 0 else "="
+
+
+@app.command()
+def eligibility(
+    cadre_id: Annotated[
+        str | None, typer.Argument(help="A cadre; without one, the shortlist of the scope")
+    ] = None,
+    database: Database = None,
+    scope: Scope = "all",
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Whether a cadre may be promoted, with every check; or the promotion shortlist of a scope."""
+    with _projections(database) as projections:
+        if cadre_id is None:
+            shortlist = projections.shortlist(scope, as_of=_as_of(as_of), known_at=_known_at(known_at))
+            _print_rows(
+                fmt,
+                shortlist,
+                f"shortlist of {shortlist.scope} as of {shortlist.as_of}, known at position "
+                f"{shortlist.position}: {len(shortlist.entries)} eligible",
+                ["rank", "cadre_id", "name", "unit_id", "grade", "total"],
+                [[e.rank, e.cadre_id, e.name, e.unit_id, e.grade, e.total] for e in shortlist.entries],
+            )
+            return
+        view = projections.eligibility(
+            cadre_id, as_of=_as_of(as_of), known_at=_known_at(known_at), scope=scope
+        )
+    verdict = "eligible" if view.eligible else "not eligible"
+    _print_rows(
+        fmt,
+        view,
+        f"{view.cadre_id}: {verdict} as of {view.as_of}, known at position {view.position}",
+        ["check", "passed", "detail"],
+        [[check.check, "yes" if check.passed else "NO", check.detail] for check in view.checks],
+    )
+
+
+@app.command()
+def recalls(
+    period: PeriodOption,
+    database: Database = None,
+    scope: EachScope = "unit:*",
+    known_at: KnownAt = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """The 回炉 list of a period: the bottom of each pool with enough cadres, and the recalls still open."""
+    with _projections(database) as projections:
+        view = projections.recalls(period, scope, known_at=_known_at(known_at))
+    if fmt is Format.table and view.open_recalls:
+        _print_rows(
+            fmt,
+            view,
+            f"open recalls as of {view.as_of}",
+            ["cadre_id", "ordered_on", "period", "reason"],
+            [[r.cadre_id, r.ordered_on, r.period, r.reason] for r in view.open_recalls],
+        )
+    _print_rows(
+        fmt,
+        view,
+        f"recall candidates for {view.period} ({view.scope}), known at position {view.position}",
+        ["cadre_id", "name", "unit_id", "rank", "pool_size", "total"],
+        [[c.cadre_id, c.name, c.unit_id, c.rank, c.pool_size, c.total] for c in view.candidates],
+    )
+
+
+@app.command()
+def boards(
+    period: PeriodOption,
+    database: Database = None,
+    scope: Scope = "all",
+    known_at: KnownAt = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """红黑榜 of a period: the red board (top, no vetoed cadres) and the black board (bottom)."""
+    with _projections(database) as projections:
+        view = projections.boards(period, scope, known_at=_known_at(known_at))
+    rows = [["red", e.rank, e.cadre_id, e.name, e.unit_id, e.total] for e in view.red] + [
+        ["black", e.rank, e.cadre_id, e.name, e.unit_id, e.total] for e in view.black
+    ]
+    _print_rows(
+        fmt,
+        view,
+        f"boards of {view.period} ({view.scope}), known at position {view.position}",
+        ["board", "rank", "cadre_id", "name", "unit_id", "total"],
+        rows,
+    )
+
+
+@app.command()
+def escalations(
+    period: PeriodOption,
+    database: Database = None,
+    scope: EachScope = "unit:*",
+    known_at: KnownAt = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Cadres in the bottom for consecutive periods, with the ladder step and its action."""
+    with _projections(database) as projections:
+        view = projections.escalations(period, scope, known_at=_known_at(known_at))
+    _print_rows(
+        fmt,
+        view,
+        f"escalations at {view.period} ({view.scope}), known at position {view.position}",
+        ["cadre_id", "name", "unit_id", "streak", "step", "action", "label"],
+        [[e.cadre_id, e.name, e.unit_id, e.streak, e.step, e.action, e.label] for e in view.escalations],
+    )
+
+
+@app.command()
+def rebuild(database: Database = None) -> None:
+    """Rebuild every read model from the log into a new version while the old one serves, then switch."""
+    from ledger.projections.service import Projections
+    from ledger.projections.store import FactStore
+
+    with _opened(database, create=False) as ledger:
+        projections = Projections(ledger, FactStore(ledger.url))
+        try:
+            total = ledger.head()
+            started = time.perf_counter()
+            with _progress("rebuilding", total) as progress:
+                task = progress.add_task("rebuilding", total=total)
+                position = projections.rebuild(progress=lambda n: progress.advance(task, n))
+            seconds = time.perf_counter() - started
+        finally:
+            projections.close()
+    rate = position / seconds if seconds else 0.0
+    out.print(
+        f"rebuilt version {projections.version} through position {position} in {seconds:.1f} s "
+        f"({rate:,.0f} events/s)",
+        highlight=False,
+    )
+
+
 def main() -> None:
     """Console script entry point."""
     try:

@@ -6,7 +6,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
 
 from ledger.store.application import environment_for
 
@@ -27,11 +26,10 @@ def engine_for(url: str) -> Engine:
     """An engine on the database of the ledger at `url` (same SQLite file, same PostgreSQL schema)."""
     settings = environment_for(url)
     if "SQLITE_DBNAME" in settings:
-        # The ledger's own connection has put the file in WAL mode; each use opens its connection so that
-        # threads never share one.
+        # The ledger's own connection has put the file in WAL mode. The pool hands each checkout to one
+        # thread at a time, so connections may move between threads.
         return sqlalchemy.create_engine(
             f"sqlite+pysqlite:///{settings['SQLITE_DBNAME']}",
-            poolclass=NullPool,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
         )
     parts = urlsplit(url)
