@@ -11,6 +11,7 @@ folds over facts, so they are folds over events.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 from typing import Final
@@ -38,7 +39,17 @@ from ledger.domain.events import (
     VetoApplied,
 )
 
-__all__ = ["COMPONENTS", "Fact", "Kind", "cents_of", "day", "fact_of", "from_day", "integer"]
+__all__ = [
+    "COMPONENTS",
+    "Fact",
+    "Kind",
+    "cents_of",
+    "day",
+    "fact_of",
+    "facts_of_stored",
+    "from_day",
+    "integer",
+]
 
 # Components of a total, in the order of `Components`; a veto's points count with deductions.
 COMPONENTS: Final = ("tenure", "merit", "deductions", "appraisal", "evaluation", "recall")
@@ -191,3 +202,131 @@ def fact_of(position: int, event: EventBase) -> Fact:
     else:  # pragma: no cover - every event type is listed above
         raise TypeError(f"no fact for {type(event).__name__}")
     return Fact(position, kind, cadre, effective, counts_from, cents, target, detail)
+
+
+# Reading facts straight from the stored format.
+#
+# Decoding each event into its full struct (UUIDs, sources, Decimals, Literal checks) costs more than all the
+# rest of a rebuild. Facts need a handful of fields, so `facts_of_stored` decodes the stored JSON (see
+# `ledger.store.mapper`) into one flat struct that skips every other field; dates are read from text through
+# a cache (a log has a few thousand distinct dates) and points from their two-place text. It must give what
+# `fact_of` gives for every event: tests/unit/test_projection_facts.py holds them to each other.
+
+KIND_OF_TYPE: Final[dict[str, int]] = {
+    "policy.published": Kind.POLICY,
+    "cadre.registered": Kind.REGISTERED,
+    "cadre.transferred": Kind.TRANSFERRED,
+    "cadre.grade_changed": Kind.GRADE_CHANGED,
+    "cadre.left_leadership": Kind.LEFT_LEADERSHIP,
+    "cadre.departed": Kind.DEPARTED,
+    "tenure.accrued": Kind.TENURE,
+    "merit.awarded": Kind.MERIT,
+    "deduction.applied": Kind.DEDUCTION,
+    "appraisal.recorded": Kind.APPRAISAL,
+    "evaluation.recorded": Kind.EVALUATION,
+    "recall.ordered": Kind.RECALL_ORDERED,
+    "recall.completed": Kind.RECALL_COMPLETED,
+    "veto.applied": Kind.VETO,
+    "investigation.opened": Kind.INVESTIGATION_OPENED,
+    "investigation.closed": Kind.INVESTIGATION_CLOSED,
+    "entry.reversed": Kind.REVERSAL,
+}
+
+
+class _Stored(msgspec.Struct):
+    """The fields of a stored event that facts read; every other field is skipped unparsed."""
+
+    type: str
+    effective_on: str
+    cadre_id: str | None = None
+    points: str | None = None
+    name: str | None = None
+    unit_id: str | None = None
+    grade: str | None = None
+    grade_since: str | None = None
+    leadership: bool = False
+    principal: bool = False
+    service_started_on: str | None = None
+    kind: str | None = None
+    gate_months: int | None = None
+    appraisal_cap: str | None = None
+    year: int | None = None
+    result: str | None = None
+    period: str | None = None
+    reason: str | None = None
+    outcome: str | None = None
+    reference: str | None = None
+    target_effective_on: str | None = None
+    target_position: int | None = None
+    version: str | None = None
+    effective_from: str | None = None
+    body: str | None = None
+
+
+_stored_decoder = msgspec.json.Decoder(_Stored)
+_DAYS: dict[str, int] = {}
+
+
+def _day_of(text: str) -> int:
+    number = _DAYS.get(text)
+    if number is None:
+        number = _DAYS[text] = day(date.fromisoformat(text))
+    return number
+
+
+def facts_of_stored(rows: Iterable[tuple[int, bytes]]) -> list[Fact]:
+    """The facts of stored events `(position, stored JSON)`: the same as `fact_of` of the decoded events."""
+    facts = []
+    decode = _stored_decoder.decode
+    for position, state in rows:
+        event = decode(state)
+        kind = KIND_OF_TYPE[event.type]
+        effective = _day_of(event.effective_on)
+        # Stored points always have two places ("-2.00"): without the point they are cents.
+        cents = int(event.points.replace(".", "")) if event.points is not None else 0
+        counts_from = effective
+        target = 0
+        detail: Detail = ()
+        if kind in _PLAIN_KINDS:
+            pass
+        elif kind == Kind.DEDUCTION:
+            detail = (event.kind, event.gate_months or 0, event.appraisal_cap)
+        elif kind == Kind.APPRAISAL:
+            detail = (event.year, event.result)
+        elif kind == Kind.RECALL_ORDERED:
+            detail = (event.period, event.reason)
+        elif kind == Kind.RECALL_COMPLETED:
+            detail = (event.outcome,)
+        elif kind == Kind.VETO:
+            detail = (event.year,)
+        elif kind in (Kind.INVESTIGATION_OPENED, Kind.INVESTIGATION_CLOSED):
+            detail = (event.reference,)
+        elif kind == Kind.REGISTERED:
+            assert event.grade_since is not None and event.service_started_on is not None
+            detail = (
+                event.name,
+                event.unit_id,
+                event.grade,
+                _day_of(event.grade_since),
+                event.leadership,
+                event.principal,
+                _day_of(event.service_started_on),
+            )
+        elif kind == Kind.TRANSFERRED:
+            detail = (event.unit_id,)
+        elif kind == Kind.GRADE_CHANGED:
+            detail = (event.grade,)
+        elif kind == Kind.DEPARTED:
+            detail = (event.reason,)
+        elif kind == Kind.REVERSAL:
+            if event.target_effective_on is not None:
+                counts_from = _day_of(event.target_effective_on)
+            target = event.target_position or 0
+        elif kind == Kind.POLICY:
+            assert event.effective_from is not None
+            detail = (event.version, _day_of(event.effective_from), event.body)
+        facts.append(Fact(position, kind, event.cadre_id, effective, counts_from, cents, target, detail))
+    return facts
+
+
+_PLAIN_KINDS: Final = frozenset({Kind.TENURE, Kind.MERIT, Kind.EVALUATION, Kind.LEFT_LEADERSHIP})

@@ -212,33 +212,52 @@ class Index:
     # Folding facts in.
 
     def add(self, facts: Iterable[Fact]) -> None:
-        """Fold facts (in position order, each after `self.position`)."""
-        scores: dict[str, list[Any]] = {name: [] for name in ("position", "counts_from", "key", "cents")}
+        """Fold facts (in position order; those at or before `self.position` are skipped)."""
+        positions: list[int] = []
+        counts_from: list[int] = []
+        keys: list[int] = []
+        cents: list[int] = []
         pending_reversals: list[Fact] = []
+        cadre_codes = self.cadre_codes
+        last = self.position
         for fact in facts:
-            if fact.position <= self.position:
+            position, kind = fact.position, fact.kind
+            if position <= last:
                 continue
-            component = COMPONENT_OF_KIND.get(fact.kind, NO_COMPONENT)
-            if fact.kind == Kind.REVERSAL:
+            last = position
+            if kind in _SCORE_ONLY_KINDS:
+                # Tenure, merit and evaluation facts are nearly all of a log: the short path.
+                positions.append(position)
+                counts_from.append(fact.counts_from)
+                keys.append(cadre_codes[fact.cadre] * COMPONENT_COUNT + COMPONENT_OF_KIND[kind])  # type: ignore[index]
+                cents.append(fact.cents)
+            elif kind == Kind.REVERSAL:
                 pending_reversals.append(fact)
-            elif fact.kind == Kind.POLICY:
+            elif kind == Kind.POLICY:
                 version, effective_from, body = fact.detail
                 self.policies.add(
-                    str(version), from_day(integer(effective_from)), fact.position, load_policy(str(body))
+                    str(version), from_day(integer(effective_from)), position, load_policy(str(body))
                 )
             else:
                 code = self._cadre_code(fact)
+                component = COMPONENT_OF_KIND.get(kind, NO_COMPONENT)
                 if component != NO_COMPONENT:
-                    scores["position"].append(fact.position)
-                    scores["counts_from"].append(fact.counts_from)
-                    scores["key"].append(code * COMPONENT_COUNT + component)
-                    scores["cents"].append(fact.cents)
+                    positions.append(position)
+                    counts_from.append(fact.counts_from)
+                    keys.append(code * COMPONENT_COUNT + component)
+                    cents.append(fact.cents)
                 self._add_lifecycle(fact, code)
-            self.position = fact.position
-        scores_count = len(scores["position"])
-        scores["cents_float"] = scores["cents"]
-        scores["reversed_at"] = [NEVER] * scores_count
-        self.scores.append(scores)
+        self.position = last
+        self.scores.append(
+            {
+                "position": positions,
+                "counts_from": counts_from,
+                "key": keys,
+                "cents": cents,
+                "cents_float": cents,
+                "reversed_at": [NEVER] * len(positions),
+            }
+        )
         for reversal in pending_reversals:
             self.reverse(reversal.target, reversal.position)
 
@@ -428,6 +447,7 @@ class Index:
         return Snapshot(self, as_of_day, min(known_at, self.position))
 
 
+_SCORE_ONLY_KINDS: Final = frozenset({Kind.TENURE, Kind.MERIT, Kind.EVALUATION})
 SPARSE_KINDS: Final = frozenset(
     {
         Kind.APPRAISAL,

@@ -28,7 +28,7 @@ from typing import Any, Final
 import msgspec
 import numpy as np
 from ledger.projections.errors import NotCaughtUp
-from ledger.projections.facts import day, fact_of, from_day
+from ledger.projections.facts import day, facts_of_stored, from_day
 from ledger.projections.index import Array, Index, Snapshot
 from ledger.projections.results import (
     BoardEntry,
@@ -126,11 +126,11 @@ class Projections:
                     for page in self.store.load(self.version, self.index.position, tracked):
                         self.index.add(page)
                     continue
-                records = self.ledger.records(after=tracked, limit=FOLD_PAGE_EVENTS)
-                if not records:
+                stored = self.ledger.stored(after=tracked, limit=FOLD_PAGE_EVENTS)
+                if not stored:
                     return self.index.position
-                facts = [fact_of(position, event) for position, event in records]
-                if self.store.write(self.version, facts, tracked, records[-1][0]):
+                facts = facts_of_stored(stored)
+                if self.store.write(self.version, facts, tracked, stored[-1][0]):
                     self.index.add(facts)
 
     def wait_for(self, min_position: int, *, timeout: float = MIN_POSITION_WAIT_SECONDS_MAX) -> int:
@@ -159,16 +159,16 @@ class Projections:
         fresh = Index()
         position = 0
         while True:
-            records = self.ledger.records(after=position, limit=FOLD_PAGE_EVENTS)
-            if not records:
+            stored = self.ledger.stored(after=position, limit=FOLD_PAGE_EVENTS)
+            if not stored:
                 break
-            facts = [fact_of(at, event) for at, event in records]
-            if not self.store.write(new, facts, position, records[-1][0]):
+            facts = facts_of_stored(stored)
+            if not self.store.write(new, facts, position, stored[-1][0]):
                 raise RuntimeError(f"version {new} was written by another rebuild at the same time")
             fresh.add(facts)
-            position = records[-1][0]
+            position = stored[-1][0]
             if progress is not None:
-                progress(len(records))
+                progress(len(stored))
         with self._lock:
             self.store.switch(new)
             self.version = new

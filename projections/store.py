@@ -42,7 +42,10 @@ class FactStore:
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = engine_for(url)
-        self.blob = "BYTEA" if self.engine.dialect.name == "postgresql" else "BLOB"
+        postgres = self.engine.dialect.name == "postgresql"
+        self.blob = "BYTEA" if postgres else "BLOB"
+        # On SQLite only INTEGER PRIMARY KEY is the rowid itself; BIGINT would build a second index.
+        self.position_key = "BIGINT PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY"
         with self.engine.begin() as connection:
             connection.execute(
                 text(
@@ -77,7 +80,7 @@ class FactStore:
         with self.engine.begin() as connection:
             connection.execute(
                 text(
-                    f"CREATE TABLE IF NOT EXISTS {facts_table(version)} (position BIGINT PRIMARY KEY, "
+                    f"CREATE TABLE IF NOT EXISTS {facts_table(version)} (position {self.position_key}, "
                     "kind SMALLINT NOT NULL, cadre VARCHAR(64), effective_on INTEGER NOT NULL, "
                     "counts_from INTEGER NOT NULL, cents BIGINT NOT NULL, target BIGINT NOT NULL, "
                     f"detail {self.blob})"

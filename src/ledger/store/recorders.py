@@ -205,6 +205,15 @@ class LedgerRecorder:
             )
             return [(row[0], bytes(row[1]), row[2], bytes(row[3])) for row in cursor.fetchall()]
 
+    def states_after(self, position: int, limit: int) -> list[tuple[int, bytes]]:
+        """`(position, state)` of up to `limit` events after `position` (no chain columns)."""
+        with self._cursor(write=False) as cursor:
+            cursor.execute(
+                self._sql("SELECT {pos}, state FROM {events} WHERE {pos} > ? ORDER BY {pos} LIMIT ?"),
+                (position, limit),
+            )
+            return [(row[0], bytes(row[1])) for row in cursor.fetchall()]
+
     def event_at(self, position: int) -> tuple[int, bytes, str, bytes] | None:
         rows = self.events_after(position - 1, 1)
         return rows[0] if rows and rows[0][0] == position else None
