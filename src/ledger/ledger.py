@@ -35,6 +35,7 @@ from ledger.domain.cadre import (
     stream_of,
 )
 from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, NotFound
+from ledger.domain.ids import new_event_id
 from ledger.domain.events import (
     CadreEvent,
     CadreRegistered,
@@ -75,9 +76,6 @@ DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
 EXPORT_FORMAT: Final = "cadre-ledger-export/1"
 ACCRUAL_SYSTEM: Final = "ledger.accrue"
 POLICY_SYSTEM: Final = "ledger.policy"
-# Loading one cadre's stream costs a query; past this many unknown cadres in a batch, one scan of
-# the whole log is cheaper.
-CADRE_LOADS_BEFORE_FULL_SCAN: Final = 64
 
 
 class LoggedEvent(msgspec.Struct, frozen=True):
@@ -337,7 +335,7 @@ class Ledger:
     def _decide(
         self, event: EventBase, posted_by: str, today: date, pending: dict[uuid.UUID, tuple[int, EventBase]]
     ) -> EventBase:
-        event_id = uuid.uuid4()
+        event_id = new_event_id()
         if isinstance(event, PolicyPublished):
             return decide_policy(event, book=self._book, today=today, posted_by=posted_by, event_id=event_id)
         assert isinstance(event, CadreEvent)

@@ -21,6 +21,7 @@ __all__ = ["DEFAULT_DATABASE_URL", "LedgerApplication", "environment_for"]
 
 DEFAULT_DATABASE_URL = "sqlite:///ledger.db"
 SQLITE_LOCK_TIMEOUT_SECONDS = 30
+SQLITE_SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 
 
 def environment_for(url: str) -> dict[str, str]:
@@ -39,7 +40,15 @@ def environment_for(url: str) -> dict[str, str]:
                 field="LEDGER_DATABASE_URL",
                 rule="database_url_invalid",
             )
+        synchronous = parse_qs(parts.query).get("synchronous", ["full"])[0].upper()
+        if synchronous not in SQLITE_SYNCHRONOUS_MODES:
+            raise InvalidInput(
+                f"synchronous={synchronous.lower()!r}: use full (the default) or normal",
+                field="LEDGER_DATABASE_URL",
+                rule="database_url_invalid",
+            )
         return common | {
+            "LEDGER_SQLITE_SYNCHRONOUS": synchronous,
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": os.path.abspath(path),
             "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_SECONDS),
@@ -92,6 +101,8 @@ class LedgerApplication(Application[Any]):
         recorder = self.recorder
         assert isinstance(recorder, LedgerRecorder)
         self.ledger_recorder: LedgerRecorder = recorder
+        if "LEDGER_SQLITE_SYNCHRONOUS" in settings:
+            recorder.synchronous = settings["LEDGER_SQLITE_SYNCHRONOUS"]  # type: ignore[attr-defined]
 
     def append(self, events: Sequence[Recorded], **kwargs: Any) -> Sequence[int]:
         """Store `events` in one transaction, in the given order (the positions follow it).

@@ -36,6 +36,8 @@ from ledger.store.batch import AppendOutcome, BatchWrite, StaleHead
 __all__ = ["Head", "LedgerRecorder", "LedgerSQLiteRecorder"]
 
 PAGE_ROWS = 5_000
+SOURCE_KEYS_PER_QUERY = 1_000  # 2,000 parameters: within SQLite's and PostgreSQL's limits
+WAL_CHECKPOINT_PAGES = 16_384  # 64 MiB of 4 KiB pages
 
 
 class Head:
@@ -163,16 +165,21 @@ class LedgerRecorder:
             return self._read_head(cursor)
 
     def sources(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[bytes, int]]:
-        """The recorded fingerprint and position of each `(system, key)` that exists."""
+        """The recorded fingerprint and position of each `(system, key)` that exists (one query per
+        batch: the keys are joined as a VALUES list against the primary key)."""
         found: dict[tuple[str, str], tuple[bytes, int]] = {}
         if not keys:
             return found
         with self._cursor(write=False) as cursor:
-            for start in range(0, len(keys), 400):
-                chunk = keys[start : start + 400]
-                condition = " OR ".join(["(system = ? AND key = ?)"] * len(chunk))
+            for start in range(0, len(keys), SOURCE_KEYS_PER_QUERY):
+                chunk = keys[start : start + SOURCE_KEYS_PER_QUERY]
+                values = ", ".join(["(?, ?)"] * len(chunk))
                 cursor.execute(
-                    self._sql("SELECT system, key, fingerprint, position FROM {sources} WHERE " + condition),
+                    self._sql(
+                        f"WITH wanted (system, key) AS (VALUES {values}) "
+                        "SELECT s.system, s.key, s.fingerprint, s.position FROM wanted "
+                        "JOIN {sources} s ON s.system = wanted.system AND s.key = wanted.key"
+                    ),
                     [value for pair in chunk for value in pair],
                 )
                 for system, key, fingerprint, position in cursor.fetchall():
@@ -330,6 +337,12 @@ class _SQLiteCursorContext:
         self._manager = self.recorder.datastore.get_connection(commit=self.write)
         self.connection = self._manager.__enter__()
         self.cursor = self.connection.cursor()
+        if self.write:
+            # Per connection, and only outside a transaction: set them on every write (they cost nothing).
+            self.cursor.execute(f"PRAGMA synchronous = {self.recorder.synchronous}")
+            # A batch of a thousand events writes more pages than the default checkpoint interval (1,000
+            # pages): checkpoint, and sync the database file, every few batches rather than every batch.
+            self.cursor.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
         self.cursor.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
         return self.cursor
 
@@ -344,7 +357,14 @@ class _SQLiteCursorContext:
 
 
 class LedgerSQLiteRecorder(LedgerRecorder, SQLiteApplicationRecorder):
-    """The embedded store: one SQLite file in WAL mode."""
+    """The embedded store: one SQLite file in WAL mode.
+
+    `synchronous` is FULL unless the URL says `?synchronous=normal`: FULL syncs the write-ahead log at
+    every commit, so an acknowledged batch survives a power loss; NORMAL syncs only at checkpoints, which
+    survives a crash of the process but may lose the last commits to a power loss — for bulk loads.
+    """
+
+    synchronous = "FULL"
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
