@@ -35,7 +35,6 @@ from ledger.domain.cadre import (
     stream_of,
 )
 from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, NotFound
-from ledger.domain.ids import new_event_id
 from ledger.domain.events import (
     CadreEvent,
     CadreRegistered,
@@ -48,6 +47,7 @@ from ledger.domain.events import (
     recorded_id,
     type_of,
 )
+from ledger.domain.ids import new_event_id
 from ledger.domain.periods import parse_period
 from ledger.domain.points import ZERO
 from ledger.integrity.chain import (

@@ -1,4 +1,4 @@
-"""Facts read straight from the stored JSON equal the facts of the decoded events, for every event of a city."""
+"""Facts read from the stored JSON equal the facts of the decoded events, for every event of a city."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
+from ledger.projections.facts import fact_of, facts_of_stored
+
 from ledger import Ledger
 from ledger.demo import run_demo
 from ledger.domain.events import EVENT_TYPES
-from ledger.projections.facts import fact_of, facts_of_stored
 from tests.conftest import fixed_clock
 
 
