@@ -35,7 +35,7 @@ from ledger.store.batch import AppendOutcome, BatchWrite, StaleHead
 
 __all__ = ["Head", "LedgerRecorder", "LedgerSQLiteRecorder"]
 
-PAGE_ROWS = 5_000
+VERIFY_PAGE_ROWS = 20_000
 SOURCE_KEYS_PER_QUERY = 1_000  # 2,000 parameters: within SQLite's and PostgreSQL's limits
 WAL_CHECKPOINT_PAGES = 16_384  # 64 MiB of 4 KiB pages
 
@@ -248,40 +248,44 @@ class LedgerRecorder:
             return int(row[0]) if row and row[0] is not None else 0
 
     def log_rows(self) -> Iterator[LogRow]:
-        """Every position of the log, in order, with event and chain sides joined (see LogRow)."""
+        """Every position of the log in order, event and chain sides joined (see LogRow), as plain tuples.
+
+        Events are read with their chain rows (a LEFT JOIN: an event without one shows as such; a deleted
+        event shows as a gap in positions); chain rows past the last event come at the end.
+        """
         start = 0
         while True:
             with self._cursor(write=False) as cursor:
                 cursor.execute(
                     self._sql(
-                        "SELECT {pos}, state, originator_id, originator_version, topic FROM {events} "
-                        "WHERE {pos} > ? ORDER BY {pos} LIMIT ?"
+                        "SELECT e.{pos}, e.state, e.originator_id, e.originator_version, e.topic, "
+                        "c.event_id, c.recorded_at, c.hash FROM {events} e "
+                        "LEFT JOIN {chain} c ON c.position = e.{pos} "
+                        "WHERE e.{pos} > ? ORDER BY e.{pos} LIMIT ?"
                     ),
-                    (start, PAGE_ROWS),
+                    (start, VERIFY_PAGE_ROWS),
                 )
-                events = cursor.fetchall()
-                last_event = events[-1][0] if events else None
-                if last_event is None:
-                    cursor.execute(
-                        self._sql(
-                            "SELECT position, event_id, recorded_at, hash FROM {chain} "
-                            "WHERE position > ? ORDER BY position"
-                        ),
-                        (start,),
-                    )
-                else:
-                    cursor.execute(
-                        self._sql(
-                            "SELECT position, event_id, recorded_at, hash FROM {chain} "
-                            "WHERE position > ? AND position <= ? ORDER BY position"
-                        ),
-                        (start, last_event),
-                    )
-                chains = cursor.fetchall()
-            if not events and not chains:
-                return
-            yield from _merge(events, chains)
-            start = max(last_event or 0, chains[-1][0] if chains else 0)
+                rows = cursor.fetchall()
+            if not rows:
+                break
+            if isinstance(rows[0][1], memoryview):  # PostgreSQL's bytea
+                rows = [
+                    (r[0], bytes(r[1]), r[2], r[3], r[4], r[5], r[6], None if r[7] is None else bytes(r[7]))
+                    for r in rows
+                ]
+            yield from rows
+            start = rows[-1][0]
+        with self._cursor(write=False) as cursor:
+            cursor.execute(
+                self._sql(
+                    "SELECT position, event_id, recorded_at, hash FROM {chain} WHERE position > ? "
+                    "ORDER BY position LIMIT 1"
+                ),
+                (start,),
+            )
+            trailing = cursor.fetchone()
+        if trailing is not None:
+            yield LogRow(trailing[0], None, None, None, None, trailing[1], trailing[2], bytes(trailing[3]))
 
     def meta(self, name: str) -> str | None:
         with self._cursor(write=False) as cursor:
@@ -298,34 +302,6 @@ class LedgerRecorder:
                 return str(row[0])
             cursor.execute(self._sql("INSERT INTO {meta} VALUES (?, ?)"), (name, value))
             return value
-
-
-def _merge(events: list[Any], chains: list[Any]) -> Iterator[LogRow]:
-    """Join event rows and chain rows on position; either side may lack a position."""
-    event_index = chain_index = 0
-    while event_index < len(events) or chain_index < len(chains):
-        event = events[event_index] if event_index < len(events) else None
-        chain = chains[chain_index] if chain_index < len(chains) else None
-        if event is not None and (chain is None or event[0] < chain[0]):
-            yield LogRow(event[0], bytes(event[1]), event[2], event[3], event[4], None, None, None)
-            event_index += 1
-        elif chain is not None and (event is None or chain[0] < event[0]):
-            yield LogRow(chain[0], None, None, None, None, chain[1], chain[2], bytes(chain[3]))
-            chain_index += 1
-        else:
-            assert event is not None and chain is not None
-            yield LogRow(
-                event[0],
-                bytes(event[1]),
-                event[2],
-                event[3],
-                event[4],
-                chain[1],
-                chain[2],
-                bytes(chain[3]),
-            )
-            event_index += 1
-            chain_index += 1
 
 
 class _SQLiteCursorContext:
