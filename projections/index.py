@@ -19,6 +19,10 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+
+from ledger.domain.events import GRADES, RESULTS
+from ledger.policy.book import PolicyBook
+from ledger.policy.load import load_policy
 from ledger.projections.facts import (
     COMPONENT_OF_KIND,
     COMPONENTS,
@@ -28,10 +32,6 @@ from ledger.projections.facts import (
     from_day,
     integer,
 )
-
-from ledger.domain.events import GRADES, RESULTS
-from ledger.policy.book import PolicyBook
-from ledger.policy.load import load_policy
 
 __all__ = ["NEVER", "Index", "Snapshot"]
 

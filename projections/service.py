@@ -27,6 +27,11 @@ from typing import Any, Final
 
 import msgspec
 import numpy as np
+
+from ledger.domain.errors import InvalidInput, NotFound
+from ledger.domain.events import GRADES
+from ledger.domain.periods import Period, parse_period, period_containing
+from ledger.ledger import Ledger
 from ledger.projections.errors import NotCaughtUp
 from ledger.projections.facts import day, facts_of_stored, from_day
 from ledger.projections.index import Array, Index, Snapshot
@@ -59,11 +64,6 @@ from ledger.projections.views import (
     recall_count,
     vetoed,
 )
-
-from ledger.domain.errors import InvalidInput, NotFound
-from ledger.domain.events import GRADES
-from ledger.domain.periods import Period, parse_period, period_containing
-from ledger.ledger import Ledger
 
 __all__ = ["MIN_POSITION_WAIT_SECONDS_MAX", "PAGE_SIZE_MAX", "Projections"]
 

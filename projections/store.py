@@ -20,10 +20,10 @@ from typing import Final
 
 import msgspec
 import sqlalchemy
-from ledger.projections.facts import Fact
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from ledger.projections.facts import Fact
 from ledger.store.sql import engine_for
 
 __all__ = ["FactStore"]

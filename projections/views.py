@@ -18,9 +18,6 @@ from decimal import Decimal
 from typing import Final, cast
 
 import numpy as np
-from ledger.projections.facts import Fact, Kind, day, from_day, integer
-from ledger.projections.index import Array, Index, Snapshot
-from ledger.projections.results import Check, Components
 
 from ledger.domain.events import GRADES, RESULTS, Result
 from ledger.domain.points import quantize
@@ -28,6 +25,9 @@ from ledger.policy.book import PublishedPolicy
 from ledger.policy.load import illustrative_policy
 from ledger.policy.rules import appraisal_at_most
 from ledger.policy.schema import Policy
+from ledger.projections.facts import Fact, Kind, day, from_day, integer
+from ledger.projections.index import Array, Index, Snapshot
+from ledger.projections.results import Check, Components
 
 __all__ = [
     "bottom",

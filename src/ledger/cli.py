@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ledger.cli_access import keys_app, serve
 from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, NotFound
 from ledger.integrity.verify import Checkpoint
 from ledger.ledger import BATCH_SIZE_MAX, Ledger
@@ -46,6 +47,8 @@ app = typer.Typer(
 )
 policy_app = typer.Typer(help="Show or publish the rulebook (policy).", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+app.add_typer(keys_app, name="keys")
+app.command()(serve)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)

@@ -6,11 +6,10 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from ledger.projections.facts import fact_of, facts_of_stored
-
 from ledger import Ledger
 from ledger.demo import run_demo
 from ledger.domain.events import EVENT_TYPES
+from ledger.projections.facts import fact_of, facts_of_stored
 from tests.conftest import fixed_clock
 
 

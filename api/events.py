@@ -1,0 +1,152 @@
+"""Posting events (posters) and reading the log (auditors).
+
+A posted body is decoded twice over, strictly: first its envelope `{"events": [...]}` with each item kept
+as raw JSON, then each item with `ledger.wire.decode_event_json`, which refuses unknown fields, numbers
+for points and anything msgspec would otherwise coerce, and names the item and field. Litestar's own body
+conversion is lenient (`"7"` would become 7), so these handlers read the raw body instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.concurrency import sync_to_thread
+from litestar.di import NamedDependency
+from litestar.params import PathParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from ledger.access import ApiKey, Role
+from ledger.api.auth import check_may_post, key_of, requires
+from ledger.api.openapi import SECURITY
+from ledger.api.params import DEFAULT_LIMIT, AfterQuery, LimitQuery
+from ledger.api.problems import MalformedBody
+from ledger.api.responses import errors, success
+from ledger.api.schemas import EventDocument, EventsPage
+from ledger.api.services import Services
+from ledger.domain.errors import InvalidInput
+from ledger.domain.events import EventBase
+from ledger.ledger import BATCH_SIZE_MAX, LoggedEvent
+from ledger.results import PostResult
+from ledger.wire import decode_event_json, invalid_from
+
+__all__ = ["EventsController", "decode_batch"]
+
+
+class _Batch(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[msgspec.Raw]
+
+
+_batch_decoder = msgspec.json.Decoder(_Batch, strict=True)
+
+
+def decode_batch(body: bytes) -> list[EventBase]:
+    """The events of a posted body; MalformedBody (400) or InvalidInput (422) naming the item and field."""
+    if not body.strip():
+        raise MalformedBody('the body is empty: send {"events": [...]}')
+    try:
+        batch = _batch_decoder.decode(body)
+    except msgspec.ValidationError as error:
+        raise invalid_from(error) from None
+    except msgspec.DecodeError as error:
+        raise MalformedBody(f"the body is not well-formed JSON: {error}") from None
+    if not batch.events:
+        raise InvalidInput("a batch holds at least one event", field="events", rule="batch_must_not_be_empty")
+    if len(batch.events) > BATCH_SIZE_MAX:
+        raise InvalidInput(
+            f"a batch holds at most {BATCH_SIZE_MAX} events, not {len(batch.events)}",
+            field="events",
+            rule="batch_too_large",
+        )
+    return [decode_event_json(bytes(raw), item=index) for index, raw in enumerate(batch.events)]
+
+
+def _post(services: Services, key: ApiKey, body: bytes) -> PostResult:
+    events = decode_batch(body)
+    check_may_post(key, events)
+    result = services.ledger.post(events, posted_by=key.principal)
+    return result
+
+
+def _document(logged: LoggedEvent) -> EventDocument:
+    return EventDocument(
+        position=logged.position,
+        recorded_at=logged.recorded_at,
+        hash=logged.hash,
+        prev_hash=logged.prev_hash,
+        event=logged.event,  # type: ignore[arg-type]
+    )
+
+
+class EventsController(Controller):
+    """`/v1/events`: one controller for the path's methods, so that OPTIONS lists them all."""
+
+    path = "/v1/events"
+
+    @post(
+        "/",
+        opt=requires(Role.poster),
+        tags=["events"],
+        summary="Post a batch of events",
+        description=(
+            "Record 1 to 1,000 events atomically. Each item answers with its `event_id`, `position`, "
+            "`points`, `hash` and `replayed`. 201 when anything is new, 200 when every item replays an "
+            "earlier post (same `source.system` and `source.key`, same content). The same key with other "
+            "content is a 409; invalid content a 422 naming the item and field; either way nothing is "
+            "recorded. A poster key posts only as its own `source.system`, only its event types (else 403)."
+        ),
+        security=SECURITY,
+        status_code=HTTP_201_CREATED,
+        responses={
+            HTTP_200_OK: success(PostResult, "Every item replays an earlier post; nothing new was recorded.")
+        }
+        | errors(400, 401, 403, 409, 413, 422),
+    )
+    async def post_events(
+        self, request: Request[Any, Any, Any], services: NamedDependency[Services]
+    ) -> Response[PostResult]:
+        body = await request.body()
+        result = await sync_to_thread(_post, services, key_of(request), body)
+        status = HTTP_200_OK if all(item.replayed for item in result.results) else HTTP_201_CREATED
+        return Response(result, status_code=status)
+
+    @get(
+        "/",
+        opt=requires(Role.auditor),
+        tags=["events"],
+        summary="Read the log in order",
+        description=(
+            "Events in position order after `after`, each with its recording time, hash and previous hash. "
+            "`next_after` is null on the last page."
+        ),
+        security=SECURITY,
+        sync_to_thread=True,
+        responses=errors(401, 403, 422),
+    )
+    def list_events(
+        self, services: NamedDependency[Services], after: AfterQuery = 0, limit: LimitQuery = DEFAULT_LIMIT
+    ) -> EventsPage:
+        head = services.ledger.head()
+        logged = services.ledger.events(after=after, limit=limit)
+        documents = [_document(entry) for entry in logged]
+        next_after = documents[-1].position if documents and documents[-1].position < head else None
+        return EventsPage(position=head, events=documents, next_after=next_after)
+
+    @get(
+        "/{event_id:uuid}",
+        opt=requires(Role.auditor),
+        tags=["events"],
+        summary="Read one event",
+        description="One event with its position, recording time, hash and the previous event's hash.",
+        security=SECURITY,
+        sync_to_thread=True,
+        responses=errors(401, 403, 404),
+    )
+    def get_event(
+        self,
+        services: NamedDependency[Services],
+        event_id: Annotated[uuid.UUID, PathParameter(description="The event's id.")],
+    ) -> EventDocument:
+        return _document(services.ledger.event(event_id))

@@ -1,0 +1,54 @@
+"""The access log: one line per request (method, path, status, milliseconds, principal), `ledger.api.access`.
+
+It wraps Litestar's whole ASGI handler, outside routing and CORS, so requests to unknown routes and CORS
+preflights are logged too. Errors are logged where they are mapped (`ledger.api.problems`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+__all__ = ["AccessLog"]
+
+logger = logging.getLogger("ledger.api.access")
+
+ASGIApp = Any
+
+
+class AccessLog:
+    """ASGI middleware that logs each HTTP request once its response has started."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def send_and_note(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            if logger.isEnabledFor(logging.INFO):
+                key = scope.get("user")
+                principal = getattr(key, "principal", "-")
+                client = scope.get("client") or ("-", 0)
+                logger.info(
+                    '%s "%s %s" %d %.1fms %s',
+                    client[0],
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                    principal,
+                )

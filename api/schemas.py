@@ -1,0 +1,90 @@
+"""The documents the HTTP API adds to the library's own (`ledger.results`, `ledger.projections.results`).
+
+Request bodies are decoded strictly by hand (see `ledger.api.events`); the request structs here describe
+them for the OpenAPI document, with unknown fields forbidden.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from ledger.domain.events import POLICY_BODY_LENGTH_MAX, Event
+from ledger.ledger import BATCH_SIZE_MAX
+
+__all__ = [
+    "EventDocument",
+    "EventsBody",
+    "EventsPage",
+    "Health",
+    "PoliciesView",
+    "PolicyBody",
+    "PolicyDocument",
+    "PolicySummary",
+]
+
+
+class EventsBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A batch of events to post, recorded atomically (all or nothing)."""
+
+    events: Annotated[list[Event], Meta(min_length=1, max_length=BATCH_SIZE_MAX)]
+
+
+class PolicyBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A rulebook to publish: its TOML text."""
+
+    body: Annotated[str, Meta(min_length=1, max_length=POLICY_BODY_LENGTH_MAX)]
+
+
+class EventDocument(msgspec.Struct, frozen=True):
+    """One recorded event with its place in the log, its recording time, its hash and the previous hash."""
+
+    position: int
+    recorded_at: datetime
+    hash: str
+    prev_hash: str
+    event: Event
+
+
+class EventsPage(msgspec.Struct, frozen=True):
+    """A page of the log in position order; pass `next_after` back as `after` for the next page."""
+
+    position: int
+    events: list[EventDocument]
+    next_after: int | None
+
+
+class PolicySummary(msgspec.Struct, frozen=True):
+    """A published rulebook without its text."""
+
+    version: str
+    effective_from: date
+    published_on: date
+    posted_by: str
+
+
+class PolicyDocument(msgspec.Struct, frozen=True):
+    """A published rulebook with its TOML text."""
+
+    version: str
+    effective_from: date
+    published_on: date
+    posted_by: str
+    body: str
+
+
+class PoliciesView(msgspec.Struct, frozen=True):
+    """Every published rulebook, in publication order."""
+
+    policies: list[PolicySummary]
+
+
+class Health(msgspec.Struct, frozen=True):
+    """Whether the process is alive, or ready to answer; `position` is the log head when ready."""
+
+    status: Literal["live", "ready"]
+    position: int | None = None
+    read_models_position: int | None = None

@@ -1,0 +1,223 @@
+"""End to end: `serve` in a real server process on 127.0.0.1, several clients at once.
+
+Goal: what the in-process tests cannot show — the production server (uvicorn, uvloop, httptools, worker
+processes) answers over real sockets, and concurrent posts with overlapping idempotency keys lose nothing
+and duplicate nothing, and the chain still verifies. Method: seed a ledger file, create keys, start
+`serve` on a free port in a subprocess, poll /health/ready with a deadline, post from threads, read back
+the log, stop the server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ledger import Ledger
+from ledger.access import KeyStore, Role
+from tests.conftest import registration
+
+pytestmark = pytest.mark.slow
+
+READY_DEADLINE_SECONDS = 60.0
+STOP_DEADLINE_SECONDS = 20.0
+REQUEST_TIMEOUT_SECONDS = 60.0
+CLIENTS = 6
+BATCHES_PER_CLIENT = 8
+BATCH_SIZE = 25
+# Every client posts the same key space in a different order, so most keys are posted several times.
+KEY_SPACE = 200
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Server:
+    def __init__(self, url: str, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.url = url
+        self.base = f"http://127.0.0.1:{port}"
+        self.process = process
+        self.log = log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def wait_until_ready(server: Server) -> None:
+    deadline = time.monotonic() + READY_DEADLINE_SECONDS
+    with httpx.Client(base_url=server.base, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                pytest.fail(f"the server exited with {server.process.returncode}:\n{server.output()}")
+            try:
+                if client.get("/health/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)  # polling interval while the server starts, not a synchronization
+    pytest.fail(f"the server was not ready within {READY_DEADLINE_SECONDS} s:\n{server.output()}")
+
+
+def stop(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGINT)
+        try:
+            server.process.wait(STOP_DEADLINE_SECONDS)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(STOP_DEADLINE_SECONDS)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> tuple[str, dict[str, str]]:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with Ledger.open(url) as ledger:
+        ledger.post([registration(f"C{n}", unit_id=f"U{n % 3}", key=f"reg-{n}") for n in range(20)])
+    with KeyStore.open(url) as keys:
+        tokens = {
+            "poster": keys.create("hr-sync", Role.poster, system="hr", event_types=["merit.awarded"]).token,
+            "reader": keys.create("reader", Role.reader).token,
+            "auditor": keys.create("auditor", Role.auditor).token,
+        }
+    return url, tokens
+
+
+@pytest.fixture(params=[1, 2], ids=["one-worker", "two-workers"])
+def server(
+    request: pytest.FixtureRequest, seeded: tuple[str, dict[str, str]], tmp_path: Path
+) -> Iterator[Server]:
+    url, _tokens = seeded
+    port = free_port()
+    log = tmp_path / "server.log"
+    command = [
+        sys.executable,
+        "-m",
+        "ledger.cli_access",
+        "serve",
+        "--database",
+        url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(request.param),
+    ]
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("LEDGER_")}
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
+    running = Server(url, port, process, log)
+    try:
+        wait_until_ready(running)
+        yield running
+    finally:
+        stop(running)
+
+
+def merit(key: int) -> dict[str, Any]:
+    return {
+        "type": "merit.awarded",
+        "cadre_id": f"C{key % 20}",
+        "effective_on": f"2024-{1 + key % 12:02d}-{1 + key % 28:02d}",
+        "source": {"system": "hr", "key": f"e2e-{key}"},
+        "award": "citation",
+        "level": "unit",
+    }
+
+
+def post_batches(server: Server, token: str, client_number: int) -> list[tuple[int, dict[str, Any]]]:
+    """One client's posts: every batch's status and body."""
+    answers = []
+    keys = [(client_number * 37 + step * 13) % KEY_SPACE for step in range(BATCHES_PER_CLIENT * BATCH_SIZE)]
+    with httpx.Client(
+        base_url=server.base, timeout=REQUEST_TIMEOUT_SECONDS, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
+        for start in range(0, len(keys), BATCH_SIZE):
+            batch = list(dict.fromkeys(keys[start : start + BATCH_SIZE]))
+            response = client.post("/v1/events", json={"events": [merit(key) for key in batch]})
+            answers.append((response.status_code, response.json() | {"keys": batch}))
+    return answers
+
+
+def test_concurrent_posts_with_overlapping_keys_lose_and_duplicate_nothing(
+    server: Server, seeded: tuple[str, dict[str, str]]
+) -> None:
+    _url, tokens = seeded
+    with httpx.Client(
+        base_url=server.base, headers={"Authorization": f"Bearer {tokens['auditor']}"}
+    ) as auditor:
+        head_before = auditor.get("/v1/events", params={"after": 0, "limit": 1}).json()["position"]
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        answers = [
+            answer
+            for client_answers in pool.map(
+                lambda number: post_batches(server, tokens["poster"], number), range(CLIENTS)
+            )
+            for answer in client_answers
+        ]
+    assert all(status in (200, 201) for status, _ in answers), [a for a in answers if a[0] not in (200, 201)]
+    # Every acknowledged key has one event: the same event id and position whoever posted it.
+    placed: dict[int, tuple[str, int]] = {}
+    for _status, body in answers:
+        for key, item in zip(body["keys"], body["results"], strict=True):
+            placed.setdefault(key, (item["event_id"], item["position"]))
+            assert placed[key] == (item["event_id"], item["position"]), f"key {key} placed twice"
+    positions = sorted(position for _, position in placed.values())
+    assert positions == list(range(head_before + 1, head_before + len(placed) + 1)), "dense, no duplicates"
+    with httpx.Client(
+        base_url=server.base,
+        headers={"Authorization": f"Bearer {tokens['auditor']}"},
+        timeout=REQUEST_TIMEOUT_SECONDS,
+    ) as auditor:
+        log = auditor.get("/v1/events", params={"after": head_before, "limit": 1000}).json()
+        assert log["position"] == head_before + len(placed)
+        assert sorted(event["event"]["source"]["key"] for event in log["events"]) == sorted(
+            f"e2e-{key}" for key in placed
+        )
+        assert {event["event"]["posted_by"] for event in log["events"]} == {"hr-sync"}
+        report = auditor.get("/v1/audit/verify").json()
+        assert report["ok"] is True
+        assert report["verified_through"] == head_before + len(placed)
+
+
+def test_the_server_answers_reads_keys_and_errors_over_real_sockets(
+    server: Server, seeded: tuple[str, dict[str, str]]
+) -> None:
+    _url, tokens = seeded
+    with httpx.Client(base_url=server.base, timeout=REQUEST_TIMEOUT_SECONDS) as client:
+        assert client.get("/v1/cadres/C1/history").status_code == 401
+        reader = {"Authorization": f"Bearer {tokens['reader']}"}
+        history = client.get("/v1/cadres/C1/history", headers=reader)
+        assert history.status_code == 200
+        assert history.json()["entries"][0]["type"] == "cadre.registered"
+        ranking = client.get("/v1/rankings", params={"scope": "unit:U1"}, headers=reader)
+        assert ranking.status_code == 200, ranking.text
+        poster = {"Authorization": f"Bearer {tokens['poster']}"}
+        assert client.get("/v1/cadres/C1/history", headers=poster).status_code == 403
+        too_large = client.post(
+            "/v1/events",
+            content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+            headers=poster | {"Content-Type": "application/json"},
+        )
+        assert too_large.status_code == 413
+        assert too_large.headers["content-type"] == "application/problem+json"
+        assert client.get("/schema/openapi.json").status_code == 200
+    stop(server)
+    assert server.process.returncode is not None
+    output = server.output()
+    assert "Traceback" not in output, output
+    assert '"GET /v1/cadres/C1/history" 200' in output, "requests are logged"
