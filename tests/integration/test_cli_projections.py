@@ -19,26 +19,45 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def registration(cadre_id: str, unit_id: str) -> dict:
-    return {"type": "cadre.registered", "cadre_id": cadre_id, "effective_on": "2024-01-02",
-            "source": {"system": "hr", "key": f"reg-{cadre_id}"}, "name": f"干部{cadre_id}", "unit_id": unit_id,
-            "grade": "一级科员", "leadership": False, "principal": False, "service_started_on": "2015-07-01",
-            "grade_since": "2021-01-01"}
+    return {
+        "type": "cadre.registered",
+        "cadre_id": cadre_id,
+        "effective_on": "2024-01-02",
+        "source": {"system": "hr", "key": f"reg-{cadre_id}"},
+        "name": f"干部{cadre_id}",
+        "unit_id": unit_id,
+        "grade": "一级科员",
+        "leadership": False,
+        "principal": False,
+        "service_started_on": "2015-07-01",
+        "grade_since": "2021-01-01",
+    }
 
 
 def merit(cadre_id: str, number: int, award: str) -> dict:
-    return {"type": "merit.awarded", "cadre_id": cadre_id, "effective_on": "2024-03-01",
-            "source": {"system": "merit-office", "key": f"m-{cadre_id}-{number}"}, "award": award,
-            "level": "county"}
+    return {
+        "type": "merit.awarded",
+        "cadre_id": cadre_id,
+        "effective_on": "2024-03-01",
+        "source": {"system": "merit-office", "key": f"m-{cadre_id}-{number}"},
+        "award": award,
+        "level": "county",
+    }
 
 
 @pytest.fixture
 def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LEDGER_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     events = [registration(f"C{n}", "U1" if n < 4 else "U2") for n in range(6)]
-    events += [merit("C1", 1, "merit_first_class"), merit("C2", 1, "merit_third_class"),
-               merit("C4", 1, "citation")]
+    events += [
+        merit("C1", 1, "merit_first_class"),
+        merit("C2", 1, "merit_third_class"),
+        merit("C4", 1, "citation"),
+    ]
     path = tmp_path / "events.jsonl"
-    path.write_text("".join(json.dumps(event, ensure_ascii=False) + "\n" for event in events), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(event, ensure_ascii=False) + "\n" for event in events), encoding="utf-8"
+    )
     code, output = run("post", str(path))
     assert code == 0, output
     return tmp_path
@@ -74,15 +93,26 @@ def test_eligibility_names_every_check(database: Path) -> None:
     assert code == 0, output
     view = json.loads(output)
     assert [check["check"] for check in view["checks"]] == [
-        "status", "years_in_grade", "appraisal", "gates", "recall", "investigation", "veto", "standing"]
+        "status",
+        "years_in_grade",
+        "appraisal",
+        "gates",
+        "recall",
+        "investigation",
+        "veto",
+        "standing",
+    ]
     assert view["eligible"] is False, "no appraisal is recorded"
     code, output = run("eligibility", "--scope", "unit:U1", "--as-of", "2024-06-30", "--format", "json")
     assert code == 0 and json.loads(output)["entries"] == []
 
 
 def test_boards_recalls_and_escalations_answer(database: Path) -> None:
-    for command in (["boards", "--period", "2024Q2"], ["recalls", "--period", "2024Q2"],
-                    ["escalations", "--period", "2024Q2"]):
+    for command in (
+        ["boards", "--period", "2024Q2"],
+        ["recalls", "--period", "2024Q2"],
+        ["escalations", "--period", "2024Q2"],
+    ):
         code, output = run(*command, "--format", "json")
         assert code == 0, (command, output)
         assert json.loads(output)["period"] == "2024Q2"
