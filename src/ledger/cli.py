@@ -16,16 +16,16 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import msgspec
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ledger.cli_access import keys_app, serve
+from ledger.cli_common import EXIT_FAILED, EXIT_INVALID, Database, err, fail, out, print_json, print_table
 from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, NotFound
 from ledger.integrity.verify import Checkpoint
 from ledger.ledger import BATCH_SIZE_MAX, Ledger
@@ -33,10 +33,6 @@ from ledger.wire import decode_jsonl
 
 __all__ = ["app", "main"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-TABLE_WIDTH_OFF_TERMINAL = 160
 
 app = typer.Typer(
     name="ledger",
@@ -50,9 +46,6 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
 app.command()(serve)
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True)
-
 
 class Format(StrEnum):
     table = "table"
@@ -60,26 +53,12 @@ class Format(StrEnum):
     csv = "csv"
 
 
-Database = Annotated[
-    str | None,
-    typer.Option(
-        "--database",
-        "-d",
-        envvar="LEDGER_DATABASE_URL",
-        help="Database URL: sqlite:///ledger.db (default) or postgresql://…",
-    ),
-]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
 AsOf = Annotated[str | None, typer.Option("--as-of", help="Valid date YYYY-MM-DD (default today)")]
 KnownAt = Annotated[
     str | None,
     typer.Option("--known-at", help="As known at: an RFC 3339 instant or a log position (default now)"),
 ]
-
-
-def _fail(code: int, message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
 
 
 @contextmanager
@@ -89,15 +68,15 @@ def _opened(database: str | None, **options: Any) -> Iterator[Ledger]:
         with Ledger.open(database, **options) as ledger:
             yield ledger
     except InvalidInput as error:
-        _fail(EXIT_INVALID, error.describe())
+        fail(EXIT_INVALID, error.describe())
     except Conflict as error:
-        _fail(EXIT_FAILED, f"conflict [exists_with_different_content]: {error}")
+        fail(EXIT_FAILED, f"conflict [exists_with_different_content]: {error}")
     except NotFound as error:
-        _fail(EXIT_INVALID, str(error))
+        fail(EXIT_INVALID, str(error))
     except IntegrityFailure as error:
-        _fail(EXIT_FAILED, str(error))
+        fail(EXIT_FAILED, str(error))
     except LedgerError as error:
-        _fail(EXIT_FAILED, str(error))
+        fail(EXIT_FAILED, str(error))
 
 
 def _as_of(text: str | None) -> date | None:
@@ -106,7 +85,7 @@ def _as_of(text: str | None) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        _fail(EXIT_INVALID, f"--as-of: {text!r} is not a date YYYY-MM-DD")
+        fail(EXIT_INVALID, f"--as-of: {text!r} is not a date YYYY-MM-DD")
 
 
 def _known_at(text: str | None) -> int | datetime | None:
@@ -117,15 +96,10 @@ def _known_at(text: str | None) -> int | datetime | None:
     try:
         instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        _fail(EXIT_INVALID, f"--known-at: {text!r} is neither a position nor an RFC 3339 instant")
+        fail(EXIT_INVALID, f"--known-at: {text!r} is neither a position nor an RFC 3339 instant")
     if instant.tzinfo is None:
-        _fail(EXIT_INVALID, f"--known-at: {text!r} needs a time zone, e.g. 2025-01-01T00:00:00Z")
+        fail(EXIT_INVALID, f"--known-at: {text!r} needs a time zone, e.g. 2025-01-01T00:00:00Z")
     return instant
-
-
-def _print_json(document: Any) -> None:
-    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n")
-    sys.stdout.flush()
 
 
 def _print_rows(
@@ -133,7 +107,7 @@ def _print_rows(
 ) -> None:
     """One document three ways: JSON as is, CSV of the rows, a table for people."""
     if fmt is Format.json:
-        _print_json(document)
+        print_json(document)
         return
     if fmt is Format.csv:
         buffer = io.StringIO()
@@ -147,9 +121,7 @@ def _print_rows(
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*["" if value is None else str(value) for value in row])
-    # Off a terminal (a pipe, a file) rich assumes 80 columns; a table for people deserves more.
-    console = out if out.is_terminal else Console(soft_wrap=True, width=TABLE_WIDTH_OFF_TERMINAL)
-    console.print(table)
+    print_table(table)
 
 
 def _progress(description: str, total: int | None) -> Progress:
@@ -189,14 +161,14 @@ def post(
     try:
         stream = sys.stdin.buffer if str(file) == "-" else file.open("rb")
     except OSError as error:
-        _fail(EXIT_INVALID, f"cannot read {file}: {error.strerror}")
+        fail(EXIT_INVALID, f"cannot read {file}: {error.strerror}")
     with stream:
         try:
             events = decode_jsonl(stream)
         except InvalidInput as error:
-            _fail(EXIT_INVALID, f"{file}: {error.describe()}")
+            fail(EXIT_INVALID, f"{file}: {error.describe()}")
     if not events:
-        _fail(EXIT_INVALID, f"{file}: no events")
+        fail(EXIT_INVALID, f"{file}: no events")
     results = []
     position = 0
     with _opened(database) as ledger, _progress("posting", len(events)) as progress:
@@ -207,7 +179,7 @@ def post(
                 result = ledger.post(chunk, posted_by=posted_by or _principal())
             except InvalidInput as error:
                 where = f"line {start + (error.item or 0) + 1}"
-                _fail(
+                fail(
                     EXIT_INVALID,
                     f"{file} {where}: "
                     f"{InvalidInput(error.message, field=error.field, rule=error.rule).describe()}"
@@ -215,7 +187,7 @@ def post(
                 )
             except Conflict as error:
                 where = f"line {start + (error.item or 0) + 1}"
-                _fail(
+                fail(
                     EXIT_FAILED,
                     f"{file} {where}: conflict: source {error.system}/{error.key} "
                     "was recorded with other content [exists_with_different_content]"
@@ -299,11 +271,11 @@ def verify(
         try:
             checkpoint = msgspec.json.decode(against.read_bytes(), type=Checkpoint)
         except (OSError, msgspec.MsgspecError) as error:
-            _fail(EXIT_INVALID, f"--against {against}: not a checkpoint ({error})")
+            fail(EXIT_INVALID, f"--against {against}: not a checkpoint ({error})")
     with _opened(database, create=False) as ledger:
         report = ledger.verify(checkpoint)
     if fmt is Format.json:
-        _print_json(report)
+        print_json(report)
     elif report.ok:
         out.print(
             f"ok: verified through position {report.verified_through}, head hash "
@@ -383,7 +355,7 @@ def accrue(
         result = ledger.accrue(period, posted_by=_principal(), progress=lambda n: progress.advance(task, n))
     new = [item for item in result.results if not item.replayed]
     if fmt is Format.json:
-        _print_json(result)
+        print_json(result)
     else:
         out.print(
             f"{period}: {len(new)} accruals posted, {len(result.results) - len(new)} "
@@ -425,7 +397,7 @@ def policy_show(
         else sorted((p for p in policies if p.effective_from <= today), key=lambda p: p.effective_from)[-1:]
     )
     if not chosen:
-        _fail(EXIT_INVALID, f"no policy {version or 'in force today'}")
+        fail(EXIT_INVALID, f"no policy {version or 'in force today'}")
     sys.stdout.write(chosen[0].body)
 
 
@@ -438,7 +410,7 @@ def policy_publish(
     try:
         body = file.read_text(encoding="utf-8")
     except OSError as error:
-        _fail(EXIT_INVALID, f"cannot read {file}: {error.strerror}")
+        fail(EXIT_INVALID, f"cannot read {file}: {error.strerror}")
     with _opened(database) as ledger:
         result = ledger.publish_policy(body, posted_by=_principal())
     item = result.results[0]
@@ -459,7 +431,7 @@ def demo(
     from ledger.demo import run_demo
 
     if scale not in ("small", "city"):
-        _fail(EXIT_INVALID, f"--scale: {scale!r} is not small or city")
+        fail(EXIT_INVALID, f"--scale: {scale!r} is not small or city")
     with _opened(database) as ledger:
         if if_empty and ledger.head() > len(ledger.policies()):
             out.print(f"the ledger holds {ledger.head()} events; not seeding", highlight=False)
@@ -507,7 +479,7 @@ def _projections(database: str | None) -> Iterator[Any]:
         try:
             yield projections
         except NotCaughtUp as error:
-            _fail(EXIT_FAILED, str(error))
+            fail(EXIT_FAILED, str(error))
         finally:
             projections.close()
 

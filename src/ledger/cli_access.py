@@ -8,52 +8,35 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any, Final, NoReturn
+from typing import Annotated, Any, Final
 
 import msgspec
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from ledger.access import DEMO_SYSTEM, ApiKey, IssuedKey, KeyStore, Role
+from ledger.cli_common import EXIT_FAILED, EXIT_INVALID, Database, err, fail, out, print_json, print_table
 from ledger.domain.errors import InvalidInput, LedgerError, NotFound
 from ledger.domain.events import CadreRegistered
 from ledger.domain.periods import period_containing
 
 __all__ = ["keys_app", "serve"]
 
-EXIT_INVALID: Final = 2
-EXIT_FAILED: Final = 1
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8000
 WORKERS_MAX: Final = 64
-TABLE_WIDTH_OFF_TERMINAL: Final = 160
 # How far into the log `keys demo` looks for a cadre to use in its examples.
 EXAMPLE_SCAN_EVENTS: Final = 2_000
 GRACEFUL_SHUTDOWN_SECONDS: Final = 10
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 keys_app = typer.Typer(
     help="API keys: create, list and revoke them (only their hashes are stored).", no_args_is_help=True
 )
-
-Database = Annotated[
-    str | None,
-    typer.Option(
-        "--database",
-        "-d",
-        envvar="LEDGER_DATABASE_URL",
-        help="Database URL: sqlite:///ledger.db (default) or postgresql://…",
-    ),
-]
 
 
 class Format(StrEnum):
@@ -64,11 +47,6 @@ class Format(StrEnum):
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or json")]
 
 
-def _fail(code: int, message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
-
-
 @contextmanager
 def _keys(database: str | None) -> Iterator[KeyStore]:
     """Open the key store and turn its errors into exit codes and messages."""
@@ -76,16 +54,11 @@ def _keys(database: str | None) -> Iterator[KeyStore]:
         with KeyStore.open(database) as store:
             yield store
     except InvalidInput as error:
-        _fail(EXIT_INVALID, error.describe())
+        fail(EXIT_INVALID, error.describe())
     except NotFound as error:
-        _fail(EXIT_INVALID, str(error))
+        fail(EXIT_INVALID, str(error))
     except LedgerError as error:
-        _fail(EXIT_FAILED, str(error))
-
-
-def _print_json(document: Any) -> None:
-    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n")
-    sys.stdout.flush()
+        fail(EXIT_FAILED, str(error))
 
 
 def _key_row(key: ApiKey) -> list[str]:
@@ -107,8 +80,7 @@ def _print_keys(keys: list[ApiKey], title: str) -> None:
         table.add_column(column, overflow="fold")
     for key in keys:
         table.add_row(*_key_row(key))
-    console = out if out.is_terminal else Console(soft_wrap=True, width=TABLE_WIDTH_OFF_TERMINAL)
-    console.print(table)
+    print_table(table)
 
 
 @keys_app.command("create")
@@ -133,7 +105,7 @@ def create(
     with _keys(database) as store:
         issued = store.create(principal, role, system=system, event_types=types)
     if fmt is Format.json:
-        _print_json(issued)
+        print_json(issued)
         return
     _print_keys([issued.key], "created")
     out.print(f"\n{issued.token}\n", highlight=False)
@@ -150,7 +122,7 @@ def list_keys(
     with _keys(database) as store:
         keys = store.keys(include_revoked=not active)
     if fmt is Format.json:
-        _print_json(keys)
+        print_json(keys)
     else:
         _print_keys(keys, f"{len(keys)} keys")
 
@@ -165,7 +137,7 @@ def revoke(
     with _keys(database) as store:
         revoked = store.revoke(key)
     if fmt is Format.json:
-        _print_json(revoked)
+        print_json(revoked)
     else:
         out.print(f"revoked {revoked.key_id} ({revoked.principal}, {revoked.role.value})", highlight=False)
 
@@ -231,7 +203,7 @@ def demo(
     with _keys(database) as store:
         issued: list[IssuedKey] = store.issue_demo_keys()
     if fmt is Format.json:
-        _print_json(issued)
+        print_json(issued)
         return
     tokens = {key.key.role: key.token for key in issued}
     out.print(
@@ -299,7 +271,7 @@ def serve(
             ledger_id = ledger.ledger_id
         KeyStore.open(url).close()
     except LedgerError as error:
-        _fail(EXIT_INVALID, f"cannot open the ledger at {url}: {error}")
+        fail(EXIT_INVALID, f"cannot open the ledger at {url}: {error}")
     # Workers are separate processes: they read their configuration from the environment.
     os.environ["LEDGER_DATABASE_URL"] = url
     if cors_origin:

@@ -60,7 +60,7 @@ from ledger.integrity.chain import (
 from ledger.integrity.verify import Checkpoint, VerifyOutcome, check_checkpoint, verify_rows
 from ledger.policy.book import PolicyBook
 from ledger.policy.load import illustrative_policy_text, load_policy
-from ledger.posting import check_client_fields, decide, decide_policy, fingerprint
+from ledger.posting import check_client_fields, client_fingerprint, decide, decide_policy, fingerprint
 from ledger.results import HistoryEntry, HistoryPage, PostedItem, PostResult, VerifyReport
 from ledger.store.application import DEFAULT_DATABASE_URL, LedgerApplication, environment_for
 from ledger.store.batch import BatchWrite, StaleHead
@@ -226,7 +226,7 @@ class Ledger:
                 check_client_fields(event)
             except InvalidInput as error:
                 raise error.at_item(index) from None
-        fingerprints = [fingerprint(event) for event in events]
+        fingerprints = [client_fingerprint(event) for event in events]
         with self._lock:
             for _attempt in range(APPEND_ATTEMPTS_MAX):
                 self._catch_up()

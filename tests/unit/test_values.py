@@ -96,3 +96,23 @@ def test_jsonl_errors_name_the_line() -> None:
     with pytest.raises(InvalidInput) as caught:
         decode_jsonl([MERIT % b"", b"\n", MERIT % b',"x":1'])
     assert "line 3" in caught.value.message and caught.value.field == "x"
+
+
+def test_a_client_event_fingerprints_as_the_event_recorded_from_it() -> None:
+    import uuid
+
+    import msgspec
+
+    from ledger.posting import check_client_fields, client_fingerprint, fingerprint
+
+    client = decode_event_json(MERIT % b"")
+    check_client_fields(client)
+    recorded = msgspec.structs.replace(
+        client, event_id=uuid.uuid4(), posted_by="hr", points=Decimal("1.00"), policy_version="v1"
+    )
+    assert client_fingerprint(client) == fingerprint(client) == fingerprint(recorded)
+    overridden = decode_event_json(MERIT % b',"points":"2.50","override_reason":"committee"')
+    check_client_fields(overridden)
+    assert client_fingerprint(overridden) == fingerprint(
+        msgspec.structs.replace(overridden, event_id=uuid.uuid4(), posted_by="hr", policy_version="v1")
+    )

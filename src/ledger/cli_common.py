@@ -1,0 +1,60 @@
+"""What both shell faces share (`ledger.cli` and `ledger.cli_access`): exit codes, consoles, the database
+option, and the ways a document is printed."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, Final, NoReturn
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "Database",
+    "err",
+    "fail",
+    "out",
+    "print_json",
+    "print_table",
+]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1  # verification failed, or an idempotency conflict
+EXIT_INVALID: Final = 2  # invalid input or usage
+TABLE_WIDTH_OFF_TERMINAL: Final = 160
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+Database = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        "-d",
+        envvar="LEDGER_DATABASE_URL",
+        help="Database URL: sqlite:///ledger.db (default) or postgresql://…",
+    ),
+]
+
+
+def fail(code: int, message: str) -> NoReturn:
+    """Print an error (its `[rule]` kept: rich would read it as markup) and exit with `code`."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n")
+    sys.stdout.flush()
+
+
+def print_table(table: Table) -> None:
+    # Off a terminal (a pipe, a file) rich assumes 80 columns; a table for people deserves more.
+    console = out if out.is_terminal else Console(soft_wrap=True, width=TABLE_WIDTH_OFF_TERMINAL)
+    console.print(table)
