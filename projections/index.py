@@ -38,8 +38,8 @@ __all__ = ["NEVER", "Index", "Snapshot"]
 NEVER: Final = np.iinfo(np.int64).max  # reversed_at of a fact no reversal has taken back
 INITIAL_CAPACITY: Final = 1 << 12
 COMPONENT_COUNT: Final = len(COMPONENTS)
-GRADE_CODES: Final = {title: code for code, title in enumerate(GRADES)}
-RESULT_CODES: Final = {result: code for code, result in enumerate(RESULTS)}
+GRADE_CODES: Final[dict[str, int]] = {title: code for code, title in enumerate(GRADES)}
+RESULT_CODES: Final[dict[str, int]] = {result: code for code, result in enumerate(RESULTS)}
 EXCELLENT: Final = RESULT_CODES["excellent"]
 
 Array = npt.NDArray[Any]

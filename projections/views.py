@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Final, cast
+from typing import Final
 
 import numpy as np
 
@@ -244,9 +244,10 @@ def _appraisals(index: Index, code: int, as_of_day: int, known_at: int) -> dict[
 
 def result_of(value: str | int | bool | None) -> Result:
     """An appraisal result held in a fact's detail."""
-    if value not in RESULTS:
-        raise ValueError(f"not an appraisal result: {value!r}")
-    return cast(Result, value)
+    for result in RESULTS:
+        if value == result:
+            return result
+    raise ValueError(f"not an appraisal result: {value!r}")
 
 
 def _at_least(result: Result, required: Result) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -75,20 +75,6 @@ Year = Annotated[int, Meta(ge=1950, le=2200)]
 Text = Annotated[str, Meta(min_length=1, max_length=REASON_LENGTH_MAX)]
 
 # The official grade titles (《公务员职务与职级并行规定》), lowest first.
-GRADES: Final = (
-    "二级科员",
-    "一级科员",
-    "四级主任科员",
-    "三级主任科员",
-    "二级主任科员",
-    "一级主任科员",
-    "四级调研员",
-    "三级调研员",
-    "二级调研员",
-    "一级调研员",
-    "二级巡视员",
-    "一级巡视员",
-)
 Grade = Literal[
     "二级科员",
     "一级科员",
@@ -103,17 +89,9 @@ Grade = Literal[
     "二级巡视员",
     "一级巡视员",
 ]
-LEVELS: Final = ("national", "provincial", "municipal", "county", "unit")
+GRADES: Final[tuple[Grade, ...]] = get_args(Grade)
 Level = Literal["national", "provincial", "municipal", "county", "unit"]
-AWARDS: Final = (
-    "citation",
-    "merit_third_class",
-    "merit_second_class",
-    "merit_first_class",
-    "honorary_title",
-    "commendation",
-    "performance_award",
-)
+LEVELS: Final[tuple[Level, ...]] = get_args(Level)
 Award = Literal[
     "citation",
     "merit_third_class",
@@ -123,18 +101,7 @@ Award = Literal[
     "commendation",
     "performance_award",
 ]
-DEDUCTION_KINDS: Final = (
-    "criticism",
-    "admonishment",
-    "party_warning",
-    "party_serious_warning",
-    "government_warning",
-    "demerit",
-    "major_demerit",
-    "demotion",
-    "dismissal",
-    "organizational_adjustment",
-)
+AWARDS: Final[tuple[Award, ...]] = get_args(Award)
 DeductionKind = Literal[
     "criticism",
     "admonishment",
@@ -147,9 +114,10 @@ DeductionKind = Literal[
     "dismissal",
     "organizational_adjustment",
 ]
+DEDUCTION_KINDS: Final[tuple[DeductionKind, ...]] = get_args(DeductionKind)
 # Appraisal results, best first.
-RESULTS: Final = ("excellent", "competent", "basically_competent", "incompetent", "ungraded")
 Result = Literal["excellent", "competent", "basically_competent", "incompetent", "ungraded"]
+RESULTS: Final[tuple[Result, ...]] = get_args(Result)
 DepartureReason = Literal["retired", "resigned", "dismissed", "deceased", "transferred_out"]
 RecallOutcome = Literal["passed", "failed"]
 
