@@ -304,15 +304,16 @@ class Projections:
         the scope, date and log position of the first page, so pages stay consistent.
         """
         offset = 0
+        previous_as_of: date | None = None
         if cursor is not None:
-            scope, as_of_text, pinned, offset = _decode_cursor(cursor)
-            as_of, known_at, period, min_position = date.fromisoformat(as_of_text), pinned, None, None
+            scope, as_of, previous_as_of, known_at, offset = _decode_cursor(cursor)
+            period, min_position = None, None
         if period is not None:
             span = self._period(period)
             as_of, previous_as_of = span.last_day, span.previous().last_day
         else:
             as_of = as_of or self.ledger.today()
-            previous_as_of = period_containing("quarter", as_of).previous().last_day
+            previous_as_of = previous_as_of or period_containing("quarter", as_of).previous().last_day
         limit = _page_size(limit)
         with self._lock:
             position = self._read_position(known_at, min_position)
@@ -325,7 +326,9 @@ class Projections:
             entries = self._ranking_entries(
                 snapshot, order[offset:end], ranks[offset:end], previous_order, previous_ranks
             )
-            next_cursor = _encode_cursor(scope, as_of, position, end) if end < len(order) else None
+            next_cursor = (
+                _encode_cursor(scope, as_of, position, end, previous_as_of) if end < len(order) else None
+            )
             return RankingsView(
                 scope=scope,
                 as_of=as_of,
@@ -427,8 +430,8 @@ class Projections:
         """The promotion shortlist: the eligible cadres of a scope, in rank order."""
         offset = 0
         if cursor is not None:
-            scope, as_of_text, pinned, offset = _decode_cursor(cursor)
-            as_of, known_at, min_position = date.fromisoformat(as_of_text), pinned, None
+            scope, as_of, _previous, known_at, offset = _decode_cursor(cursor)
+            min_position = None
         as_of = as_of or self.ledger.today()
         limit = _page_size(limit)
         with self._lock:
@@ -643,20 +646,28 @@ def _page_size(limit: int | None) -> int | None:
     return limit
 
 
-def _encode_cursor(scope: str, as_of: date, position: int, offset: int) -> str:
-    raw = msgspec.json.encode([scope, as_of.isoformat(), position, offset])
+def _encode_cursor(
+    scope: str, as_of: date, position: int, offset: int, previous_as_of: date | None = None
+) -> str:
+    """An opaque cursor pinning what the first page was read at, so later pages stay consistent."""
+    previous = previous_as_of.isoformat() if previous_as_of else ""
+    raw = msgspec.json.encode([scope, as_of.isoformat(), previous, position, offset])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str, int, int]:
+def _decode_cursor(cursor: str) -> tuple[str, date, date | None, int, int]:
+    """`(scope, as_of, previous_as_of, position, offset)` of a cursor this module gave out."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        scope, as_of, position, offset = msgspec.json.decode(raw, type=tuple[str, str, int, int])
-        date.fromisoformat(as_of)
+        scope, as_of, previous, position, offset = msgspec.json.decode(
+            raw, type=tuple[str, str, str, int, int]
+        )
+        pinned_as_of = date.fromisoformat(as_of)
+        previous_as_of = date.fromisoformat(previous) if previous else None
     except (ValueError, msgspec.MsgspecError):
         raise InvalidInput(
             "not a cursor this ledger gave out", field="cursor", rule="cursor_invalid"
         ) from None
     if position < 0 or offset < 0:
         raise InvalidInput("not a cursor this ledger gave out", field="cursor", rule="cursor_invalid")
-    return scope, as_of, position, offset
+    return scope, pinned_as_of, previous_as_of, position, offset

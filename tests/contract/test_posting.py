@@ -455,3 +455,41 @@ def test_a_truncated_export_imports_nothing(ledger: Ledger, tmp_path) -> None:
         with pytest.raises(IntegrityFailure):
             copy.import_(truncated)
         assert copy.head() == 0
+
+
+def test_a_recall_completion_cannot_precede_the_recall_it_completes(ledger: Ledger) -> None:
+    ledger.post([registration()])
+    ledger.post(
+        [
+            RecallOrdered(
+                cadre_id="C1", effective_on=date(2025, 6, 1), source=source(), period="2025Q2", reason="末位"
+            )
+        ]
+    )
+    refusal(
+        ledger,
+        [RecallCompleted(cadre_id="C1", effective_on=date(2025, 3, 1), source=source(), outcome="passed")],
+        "recall_completion_must_not_precede_order",
+    )
+
+
+def test_an_investigation_cannot_close_before_it_opened(ledger: Ledger) -> None:
+    from ledger.domain.events import InvestigationClosed, InvestigationOpened
+
+    ledger.post([registration()])
+    ledger.post(
+        [
+            InvestigationOpened(
+                cadre_id="C1", effective_on=date(2025, 6, 1), source=source(), reference="纪-2025-7"
+            )
+        ]
+    )
+    refusal(
+        ledger,
+        [
+            InvestigationClosed(
+                cadre_id="C1", effective_on=date(2025, 3, 1), source=source(), reference="纪-2025-7"
+            )
+        ],
+        "investigation_close_must_not_precede_opening",
+    )

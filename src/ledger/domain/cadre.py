@@ -85,6 +85,7 @@ class CadreState:
     open_recalls: dict[uuid.UUID, date] = field(default_factory=dict)
     completed_recalls: dict[uuid.UUID, tuple[uuid.UUID, date]] = field(default_factory=dict)
     open_investigations: dict[str, uuid.UUID] = field(default_factory=dict)
+    investigation_opened_on: dict[uuid.UUID, date] = field(default_factory=dict)
     closed_investigations: dict[uuid.UUID, tuple[str, uuid.UUID]] = field(default_factory=dict)
     reversed: set[uuid.UUID] = field(default_factory=set)
 
@@ -107,6 +108,12 @@ class CadreState:
     def unit_on(self, day: date) -> str:
         """The unit in force on `day`."""
         return _in_force(self.units, day)[1]
+
+    def oldest_open_recall(self) -> uuid.UUID:
+        """The open recall a completion closes: the earliest ordered, ties to the earlier recorded — the
+        order in which the read models fold recalls."""
+        order = {recall_id: index for index, recall_id in enumerate(self.open_recalls)}
+        return min(self.open_recalls, key=lambda recall_id: (self.open_recalls[recall_id], order[recall_id]))
 
     def appraisal_caps_in(self, year: int) -> list[str]:
         """The appraisal caps of the deductions in force dated in `year`."""
@@ -201,10 +208,11 @@ def apply(state: CadreState, event: EventBase) -> CadreState:
     elif isinstance(event, RecallCompleted):
         # A completion closes the oldest open recall; which one is kept to reopen it on reversal.
         if state.open_recalls:
-            recall_id = next(iter(state.open_recalls))
+            recall_id = state.oldest_open_recall()
             state.completed_recalls[event_id] = (recall_id, state.open_recalls.pop(recall_id))
     elif isinstance(event, InvestigationOpened):
         state.open_investigations[event.reference] = event_id
+        state.investigation_opened_on[event_id] = event.effective_on
     elif isinstance(event, InvestigationClosed):
         opened = state.open_investigations.pop(event.reference, None)
         if opened is not None:
@@ -339,20 +347,37 @@ def _check_sequence(state: CadreState, event: CadreEvent) -> None:
             field="year",
             rule="appraisal_must_be_recorded_once_per_year",
         )
-    if isinstance(event, RecallCompleted) and not state.open_recalls:
-        raise InvalidInput("the cadre has no open recall", field="type", rule="recall_must_be_open")
+    if isinstance(event, RecallCompleted):
+        if not state.open_recalls:
+            raise InvalidInput("the cadre has no open recall", field="type", rule="recall_must_be_open")
+        ordered_on = state.open_recalls[state.oldest_open_recall()]
+        if event.effective_on < ordered_on:
+            raise InvalidInput(
+                f"the recall it completes was ordered on {ordered_on}; a completion cannot precede it",
+                field="effective_on",
+                rule="recall_completion_must_not_precede_order",
+            )
     if isinstance(event, InvestigationOpened) and event.reference in state.open_investigations:
         raise InvalidInput(
             f"investigation {event.reference} is already open",
             field="reference",
             rule="investigation_must_not_be_open",
         )
-    if isinstance(event, InvestigationClosed) and event.reference not in state.open_investigations:
-        raise InvalidInput(
-            f"no open investigation {event.reference}",
-            field="reference",
-            rule="investigation_must_be_open",
-        )
+    if isinstance(event, InvestigationClosed):
+        opened = state.open_investigations.get(event.reference)
+        if opened is None:
+            raise InvalidInput(
+                f"no open investigation {event.reference}",
+                field="reference",
+                rule="investigation_must_be_open",
+            )
+        opened_on = state.investigation_opened_on[opened]
+        if event.effective_on < opened_on:
+            raise InvalidInput(
+                f"investigation {event.reference} was opened on {opened_on}; it cannot close before",
+                field="effective_on",
+                rule="investigation_close_must_not_precede_opening",
+            )
 
 
 def check_reversal(state: CadreState, event: EntryReversed, target: EventBase | None) -> EventBase:
