@@ -7,7 +7,7 @@ STAMP_DEV := $(VENV)/.installed-dev
 STAMP_BENCH := $(VENV)/.installed-bench
 export LEDGER_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint bench venv dev clean
+.PHONY: run test lint bench soak venv dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ $(STAMP_BENCH): $(STAMP_DEV)
 # into benchmarks/.cache/ and reused; BENCH_ARGS=--growth-10m adds the 10M-event growth point (slow).
 bench: $(STAMP_BENCH)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# A bounded mixed read/write load against a real `ledger serve` for SOAK_SECONDS (default 60): latency by
+# route, errors by status, throughput and the server's memory (docs/reliability.md). Not run in CI.
+soak: $(STAMP_DEV)
+	$(BIN)/python -m soak.soak
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -19,7 +19,6 @@ from collections.abc import Iterator, Sequence
 from typing import Final
 
 import msgspec
-import sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
@@ -29,6 +28,8 @@ from ledger.store.sql import engine_for
 __all__ = ["FactStore"]
 
 LOAD_PAGE_ROWS: Final = 50_000
+# An arbitrary constant naming the advisory lock under which read-model tables are created or dropped.
+SCHEMA_LOCK_KEY: Final = 0x1ED6E3
 _detail_encoder = msgspec.msgpack.Encoder()
 _detail_decoder = msgspec.msgpack.Decoder(tuple[str | int | bool | None, ...])
 
@@ -46,7 +47,7 @@ class FactStore:
         self.blob = "BYTEA" if postgres else "BLOB"
         # On SQLite only INTEGER PRIMARY KEY is the rowid itself; BIGINT would build a second index.
         self.position_key = "BIGINT PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY"
-        with self.engine.begin() as connection:
+        with self._schema_change() as connection:
             connection.execute(
                 text(
                     "CREATE TABLE IF NOT EXISTS projection_meta "
@@ -63,6 +64,19 @@ class FactStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    @contextlib.contextmanager
+    def _schema_change(self) -> Iterator[Connection]:
+        """A transaction for creating or dropping tables, one process at a time.
+
+        On PostgreSQL, concurrent `CREATE TABLE IF NOT EXISTS` can both pass the check and one fails on
+        the catalog's unique index; an advisory lock held to the end of the transaction serializes them.
+        SQLite serializes writers anyway.
+        """
+        with self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            yield connection
+
     def current_version(self) -> int:
         """The version reads use; version 1 is created on first use."""
         with self.engine.begin() as connection:
@@ -71,13 +85,15 @@ class FactStore:
             if value is not None:
                 return int(value)
         self.create_version(1)
-        # Another process may set it first.
-        with contextlib.suppress(sqlalchemy.exc.IntegrityError), self.engine.begin() as connection:
-            connection.execute(text("INSERT INTO projection_meta VALUES ('current_version', '1')"))
+        with self.engine.begin() as connection:
+            # Another process may set it first: then its value stands.
+            connection.execute(
+                text("INSERT INTO projection_meta VALUES ('current_version', '1') ON CONFLICT DO NOTHING")
+            )
         return self.current_version()
 
     def create_version(self, version: int) -> None:
-        with self.engine.begin() as connection:
+        with self._schema_change() as connection:
             connection.execute(
                 text(
                     f"CREATE TABLE IF NOT EXISTS {facts_table(version)} (position {self.position_key}, "
@@ -86,11 +102,10 @@ class FactStore:
                     f"detail {self.blob})"
                 )
             )
-            exists = connection.execute(
-                text("SELECT 1 FROM projection_tracking WHERE version = :v"), {"v": version}
+            connection.execute(
+                text("INSERT INTO projection_tracking VALUES (:v, 0) ON CONFLICT (version) DO NOTHING"),
+                {"v": version},
             )
-            if exists.scalar() is None:
-                connection.execute(text("INSERT INTO projection_tracking VALUES (:v, 0)"), {"v": version})
 
     def switch(self, version: int) -> None:
         """Make `version` the one reads use."""
@@ -101,7 +116,7 @@ class FactStore:
             )
 
     def drop_version(self, version: int) -> None:
-        with self.engine.begin() as connection:
+        with self._schema_change() as connection:
             connection.execute(text(f"DROP TABLE IF EXISTS {facts_table(version)}"))
             connection.execute(text("DELETE FROM projection_tracking WHERE version = :v"), {"v": version})
 

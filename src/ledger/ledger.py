@@ -760,18 +760,23 @@ class Ledger:
         with self._lock:
             self._force_ledger_id(header.ledger_id)
             imported = 0
+            versions: dict[str, int] = {}
             batch_lines: list[tuple[int, str, bytes, bytes, EventBase]] = []
-            for number, raw in enumerate(stream, start=2):
-                batch_lines.append(self._parse_export_line(raw, number))
-                if len(batch_lines) == BATCH_SIZE_MAX:
-                    imported += self._import_batch(batch_lines)
-                    batch_lines = []
+            try:
+                for number, raw in enumerate(stream, start=2):
+                    batch_lines.append(self._parse_export_line(raw, number))
+                    if len(batch_lines) == BATCH_SIZE_MAX:
+                        imported += self._import_batch(batch_lines, versions)
+                        batch_lines = []
+                        if progress is not None:
+                            progress(BATCH_SIZE_MAX)
+                if batch_lines:
+                    imported += self._import_batch(batch_lines, versions)
                     if progress is not None:
-                        progress(BATCH_SIZE_MAX)
-            if batch_lines:
-                imported += self._import_batch(batch_lines)
-                if progress is not None:
-                    progress(len(batch_lines))
+                        progress(len(batch_lines))
+            finally:
+                # The writer learns the imported log from the log itself.
+                self._forget_knowledge()
             return imported
 
     @staticmethod
@@ -850,7 +855,10 @@ class Ledger:
                 rule="export_line_invalid",
             ) from None
 
-    def _import_batch(self, lines: list[tuple[int, str, bytes, bytes, EventBase]]) -> int:
+    def _import_batch(
+        self, lines: list[tuple[int, str, bytes, bytes, EventBase]], versions: dict[str, int]
+    ) -> int:
+        """Append one batch of an export; `versions` carries each stream's version from batch to batch."""
         head = self._recorder.head()
         if lines[0][0] != head.position + 1 or lines[0][3] != head.hash:
             raise IntegrityFailure(
@@ -860,24 +868,20 @@ class Ledger:
             )
         plan = []
         sources = []
-        for position, _recorded_at, _hash, _previous, event in lines:
+        for _position, _recorded_at, _hash, _previous, event in lines:
             stream = stream_of(event)
-            version = self._stream_versions.get(stream, 0) + 1
-            self._stream_versions[stream] = version
+            versions[stream] = version = versions.get(stream, 0) + 1
             plan.append(Recorded(stream, version, event))
             sources.append((event.source.system, event.source.key, fingerprint(event)))
-            del position
         batch = BatchWrite(head.position, [str(r.event.event_id) for r in plan], sources)
         try:
             self._application.append(plan, batch=batch, imported=[(line[1], line[2]) for line in lines])
         except IntegrityError as error:
-            self._forget_knowledge()
             raise IntegrityFailure(
                 f"the import breaks the chain or repeats an event: {error}",
                 position=lines[0][0],
                 reason="altered",
             ) from None
-        self._forget_knowledge()
         return len(lines)
 
 
