@@ -522,7 +522,15 @@ class Ledger:
                     field="known_at",
                     rule="known_at_must_be_aware",
                 )
-            return self._recorder.position_known_at(format_recorded_at(known_at))
+            try:
+                instant = format_recorded_at(known_at)
+            except OverflowError:
+                raise InvalidInput(
+                    "the instant lies outside the calendar once in UTC",
+                    field="known_at",
+                    rule="known_at_out_of_range",
+                ) from None
+            return self._recorder.position_known_at(instant)
         if known_at < 0:
             raise InvalidInput("a position is 0 or more", field="known_at", rule="known_at_out_of_range")
         return min(known_at, head)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -85,7 +85,26 @@ def decode_event_json(raw: bytes, *, item: int | None = None) -> EventBase:
         event: EventBase = _event_decoder.decode(raw)
     except msgspec.MsgspecError as error:
         raise invalid_from(error, item=item) from None
+    if b"\\u0000" in raw:
+        _refuse_nul(msgspec.json.decode(raw), item)
     return event
+
+
+def _refuse_nul(value: Any, item: int | None, path: str = "") -> None:
+    """Refuse text holding U+0000, naming the field: PostgreSQL cannot store it, and it is never meant."""
+    if isinstance(value, str) and "\x00" in value:
+        raise InvalidInput(
+            "text must not contain the NUL character (U+0000)",
+            field=path or None,
+            rule="text_must_not_contain_nul",
+            item=item,
+        )
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _refuse_nul(inner, item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            _refuse_nul(inner, item, f"{path}[{index}]")
 
 
 def decode_jsonl(lines: Iterable[bytes]) -> list[EventBase]:

@@ -493,3 +493,13 @@ def test_an_investigation_cannot_close_before_it_opened(ledger: Ledger) -> None:
         ],
         "investigation_close_must_not_precede_opening",
     )
+
+
+def test_an_instant_outside_the_calendar_in_utc_is_refused(ledger: Ledger) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    ledger.post([registration()])
+    beyond = datetime(9999, 12, 31, 23, 59, tzinfo=timezone(-timedelta(hours=23, minutes=59)))
+    with pytest.raises(InvalidInput) as caught:
+        ledger.history("C1", known_at=beyond)
+    assert (caught.value.field, caught.value.rule) == ("known_at", "known_at_out_of_range")

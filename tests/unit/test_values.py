@@ -116,3 +116,14 @@ def test_a_client_event_fingerprints_as_the_event_recorded_from_it() -> None:
     assert client_fingerprint(overridden) == fingerprint(
         msgspec.structs.replace(overridden, event_id=uuid.uuid4(), posted_by="hr", policy_version="v1")
     )
+
+
+def test_a_period_past_the_calendar_is_refused_as_invalid() -> None:
+    with pytest.raises(ValueError, match="within the calendar"):
+        parse_period("9999-W52")
+
+
+def test_text_with_a_nul_character_is_refused_naming_the_field() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        decode_event_json(MERIT.replace(b'"key":"1"', b'"key":"a\\u0000b"') % b"")
+    assert (caught.value.field, caught.value.rule) == ("source.key", "text_must_not_contain_nul")

@@ -55,9 +55,10 @@ def parse_period(text: str) -> Period:
         year, week = int(match[1]), int(match[2])
         try:
             monday = date.fromisocalendar(year, week, 1)
-        except ValueError as error:
-            raise ValueError(f"{text!r}: {year} has no ISO week {week}") from error
-        return Period(text, monday, monday + timedelta(days=6), "week")
+            sunday = monday + timedelta(days=6)
+        except (ValueError, OverflowError) as error:
+            raise ValueError(f"{text!r}: {year} has no ISO week {week} within the calendar") from error
+        return Period(text, monday, sunday, "week")
     raise ValueError(f"{text!r} is not a period: write 2025, 2025Q3, 2025-07 or 2025-W27")
 
 
