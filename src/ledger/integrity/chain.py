@@ -39,10 +39,11 @@ def format_recorded_at(instant: datetime) -> str:
 
 
 def parse_recorded_at(text: str) -> datetime:
-    """The instant written by `format_recorded_at`."""
-    if len(text) != RECORDED_AT_LENGTH or not text.endswith("Z"):
+    """The instant written by `format_recorded_at` (`fromisoformat` reads it fifty times faster than
+    `strptime`, which a history of hundreds of entries felt)."""
+    if len(text) != RECORDED_AT_LENGTH or text[10] != "T" or not text.endswith("Z"):
         raise ValueError(f"not a recorded_at instant: {text!r}")
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
 
 
 def canonical_bytes(position: int, recorded_at: str, state: bytes) -> bytes:

@@ -48,6 +48,18 @@ class _Probe(msgspec.Struct):
     cadre_id: str | None = None
 
 
+class _TopicCache(dict[str, str | None]):
+    """`topic_of` memoized as a dict."""
+
+    def __init__(self, topic_of: Callable[[str], str | None]) -> None:
+        super().__init__()
+        self._topic_of = topic_of
+
+    def __missing__(self, event_type: str) -> str | None:
+        topic = self[event_type] = self._topic_of(event_type)
+        return topic
+
+
 class Checkpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A position of one ledger and the chain hash there; keep it away from the database."""
 
@@ -93,6 +105,8 @@ def verify_rows(
     versions: dict[str, int] = {}
     decode = _probe_decoder.decode
     sha256 = hashlib.sha256
+    # The expected topic of each type, looked up once per type rather than called once per event.
+    topics: dict[str, str | None] = _TopicCache(topic_of)
 
     def failure(position: int, reason: str, detail: str) -> VerifyOutcome:
         return VerifyOutcome(verified, previous, position, reason, detail)
@@ -131,7 +145,7 @@ def verify_rows(
             return failure(position, "altered", "the chain entry names another event")
         stream = probe.cadre_id if probe.cadre_id is not None else POLICY_STREAM
         version = versions.get(stream, 0) + 1
-        if originator_id != stream or originator_version != version or topic != topic_of(probe.type):
+        if originator_id != stream or originator_version != version or topic != topics[probe.type]:
             return failure(
                 position,
                 "altered",

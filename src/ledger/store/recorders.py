@@ -294,7 +294,13 @@ class LedgerRecorder:
             return None if row is None else str(row[0])
 
     def set_meta_if_absent(self, name: str, value: str) -> str:
-        """Store `value` under `name` unless one is there; the stored value either way."""
+        """Store `value` under `name` unless one is there; the stored value either way.
+
+        Reads first, so that opening an existing ledger does not wait for the write lock.
+        """
+        stored = self.meta(name)
+        if stored is not None:
+            return stored
         with self._cursor(write=True) as cursor:
             cursor.execute(self._sql("SELECT value FROM {meta} WHERE name = ?"), (name,))
             row = cursor.fetchone()
