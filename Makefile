@@ -43,6 +43,7 @@ lint: $(STAMP_DEV)
 	$(BIN)/ruff check src projections api tests benchmarks
 	$(BIN)/ruff format --check src projections api tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/mypy benchmarks soak
 
 # The dev install plus matplotlib (the growth plot); strict editable like `dev`, so benchmarks see src/.
 $(STAMP_BENCH): $(STAMP_DEV)

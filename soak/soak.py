@@ -323,7 +323,7 @@ def run(seconds: float, posters: int, readers: int) -> dict[str, Any]:
         total = Tally()
         for worker in workers:
             total.merge(worker.tally)
-        routes = {}
+        routes: dict[str, dict[str, Any]] = {}
         for route in sorted(total.latencies):
             values = total.latencies[route]
             routes[route] = {
