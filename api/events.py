@@ -52,6 +52,8 @@ def decode_batch(body: bytes) -> list[EventBase]:
         raise invalid_from(error) from None
     except msgspec.DecodeError as error:
         raise MalformedBody(f"the body is not well-formed JSON: {error}") from None
+    except RecursionError:
+        raise MalformedBody("the body nests too deeply to be a batch of events") from None
     if not batch.events:
         raise InvalidInput("a batch holds at least one event", field="events", rule="batch_must_not_be_empty")
     if len(batch.events) > BATCH_SIZE_MAX:

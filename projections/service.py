@@ -308,12 +308,17 @@ class Projections:
         if cursor is not None:
             scope, as_of, previous_as_of, known_at, offset = _decode_cursor(cursor)
             period, min_position = None, None
-        if period is not None:
-            span = self._period(period)
-            as_of, previous_as_of = span.last_day, span.previous().last_day
-        else:
-            as_of = as_of or self.ledger.today()
-            previous_as_of = previous_as_of or period_containing("quarter", as_of).previous().last_day
+        try:
+            if period is not None:
+                span = self._period(period)
+                as_of, previous_as_of = span.last_day, span.previous().last_day
+            else:
+                as_of = as_of or self.ledger.today()
+                previous_as_of = previous_as_of or period_containing("quarter", as_of).previous().last_day
+        except ValueError as error:
+            raise InvalidInput(
+                str(error), field="period" if period else "as_of", rule="period_invalid"
+            ) from None
         limit = _page_size(limit)
         with self._lock:
             position = self._read_position(known_at, min_position)
@@ -598,7 +603,10 @@ class Projections:
                     break
                 for code in alive:
                     streaks[code] = streaks.get(code, 0) + 1
-                current = current.previous()
+                try:
+                    current = current.previous()
+                except ValueError:
+                    break  # the calendar's first period
             snapshot = self._snapshot(span.last_day, position)
             escalations = []
             for code, streak in sorted(

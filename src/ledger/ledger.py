@@ -226,7 +226,7 @@ class Ledger:
                 check_client_fields(event)
             except InvalidInput as error:
                 raise error.at_item(index) from None
-        fingerprints = [client_fingerprint(event) for event in events]
+        fingerprints = [client_fingerprint(event, item=index) for index, event in enumerate(events)]
         with self._lock:
             for _attempt in range(APPEND_ATTEMPTS_MAX):
                 self._catch_up()

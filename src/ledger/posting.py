@@ -39,6 +39,7 @@ from ledger.policy import rules
 from ledger.policy.book import PolicyBook
 from ledger.policy.load import load_policy
 from ledger.store.mapper import encode_event
+from ledger.wire import refuse_nul
 
 __all__ = ["check_client_fields", "client_fingerprint", "decide", "decide_policy", "fingerprint"]
 
@@ -81,10 +82,14 @@ def fingerprint(event: EventBase) -> bytes:
     return hashlib.sha256(encode_event(msgspec.structs.replace(event, **cleared))).digest()
 
 
-def client_fingerprint(event: EventBase) -> bytes:
+def client_fingerprint(event: EventBase, *, item: int | None = None) -> bytes:
     """`fingerprint` of an event that passed `check_client_fields`: it holds nothing the ledger sets (and
-    points only with an override reason), so it is hashed as it is, without a copy."""
-    return hashlib.sha256(encode_event(event)).digest()
+    points only with an override reason), so it is hashed as it is, without a copy. Text holding U+0000 is
+    refused here, for every face: PostgreSQL cannot store it."""
+    encoded = encode_event(event)
+    if b"\\u0000" in encoded:
+        refuse_nul(msgspec.to_builtins(event), item)
+    return hashlib.sha256(encoded).digest()
 
 
 def decide(
@@ -170,8 +175,12 @@ def _counts_points(event: EventBase) -> bool:
 
 def _points(event: CadreEvent, state: CadreState, policy: Any) -> tuple[Decimal, dict[str, Any]]:
     """Points and computed payload fields of a scoring event under `policy`."""
+    if isinstance(event, (TenureAccrued, RecallOrdered, EvaluationRecorded)):
+        try:
+            period = parse_period(event.period)
+        except ValueError as error:
+            raise InvalidInput(str(error), field="period", rule="period_invalid") from None
     if isinstance(event, TenureAccrued):
-        period = parse_period(event.period)
         if not period.first_day <= event.effective_on <= period.last_day:
             raise InvalidInput(
                 f"an accrual for {period.name} is dated within it ({period.first_day}…{period.last_day})",

@@ -19,7 +19,7 @@ from ledger.domain.errors import InvalidInput
 from ledger.domain.events import Event, EventBase
 from ledger.domain.points import POINTS_PATTERN
 
-__all__ = ["decode_event_json", "decode_jsonl", "field_of", "invalid_from"]
+__all__ = ["decode_event_json", "decode_jsonl", "field_of", "invalid_from", "refuse_nul"]
 
 LINE_LENGTH_MAX: Final = 256 * 1024
 
@@ -70,6 +70,8 @@ def decode_event_json(raw: bytes, *, item: int | None = None) -> EventBase:
         raise InvalidInput(f"an event is at most {LINE_LENGTH_MAX} bytes", item=item, rule="event_too_large")
     try:
         _probe_decoder.decode(raw)
+    except RecursionError:
+        raise InvalidInput("the event nests too deeply", item=item, rule="json_malformed") from None
     except msgspec.ValidationError as error:
         if field_of(str(error)) == "points":
             raise InvalidInput(
@@ -85,12 +87,14 @@ def decode_event_json(raw: bytes, *, item: int | None = None) -> EventBase:
         event: EventBase = _event_decoder.decode(raw)
     except msgspec.MsgspecError as error:
         raise invalid_from(error, item=item) from None
+    except RecursionError:
+        raise InvalidInput("the event nests too deeply", item=item, rule="json_malformed") from None
     if b"\\u0000" in raw:
-        _refuse_nul(msgspec.json.decode(raw), item)
+        refuse_nul(msgspec.json.decode(raw), item)
     return event
 
 
-def _refuse_nul(value: Any, item: int | None, path: str = "") -> None:
+def refuse_nul(value: Any, item: int | None, path: str = "") -> None:
     """Refuse text holding U+0000, naming the field: PostgreSQL cannot store it, and it is never meant."""
     if isinstance(value, str) and "\x00" in value:
         raise InvalidInput(
@@ -101,10 +105,10 @@ def _refuse_nul(value: Any, item: int | None, path: str = "") -> None:
         )
     if isinstance(value, dict):
         for key, inner in value.items():
-            _refuse_nul(inner, item, f"{path}.{key}" if path else key)
+            refuse_nul(inner, item, f"{path}.{key}" if path else key)
     elif isinstance(value, list):
         for index, inner in enumerate(value):
-            _refuse_nul(inner, item, f"{path}[{index}]")
+            refuse_nul(inner, item, f"{path}[{index}]")
 
 
 def decode_jsonl(lines: Iterable[bytes]) -> list[EventBase]:

@@ -1,5 +1,5 @@
-"""Every route × every credential: no key, malformed, unknown, wrong secret, revoked, each role, and a
-poster of another system (SPEC §12 Access).
+"""Every route × every credential: no key, malformed, unknown, wrong secret, a revoked key of each role,
+each role, and a poster of another system (SPEC §12 Access).
 
 Each route is called with a request it would accept from the right key; the table says which role that
 is. Credentials that do not authenticate get 401 with `WWW-Authenticate`; keys of a role that may not call
@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ledger.access import Role
 from ledger.api.problems import PROBLEM_MEDIA_TYPE
 from ledger.policy.load import illustrative_policy_text
 from tests.api.conftest import HR, Api
@@ -100,6 +101,35 @@ def test_a_key_answers_2xx_where_its_role_allows_and_403_elsewhere(
             "system_not_allowed" if who == "other_system" and role == "poster" else "role_not_allowed"
         )
         assert problem["rule"] == expected_rule
+
+
+@pytest.fixture(scope="module")
+def revoked_of_every_role(shared_api: Api) -> Api:
+    """The shared app with a revoked key of every role as credential `revoked_<role>` (the fixtures revoke
+    a reader's only); the poster's had the grants the matrix's merit needs."""
+    for role in Role:
+        grants: dict[str, Any] = (
+            {"system": HR, "event_types": ["merit.awarded"]} if role is Role.poster else {}
+        )
+        issued = shared_api.keys.create(f"revoked-{role.value}", role, **grants)
+        shared_api.keys.revoke(issued.key.key_id)
+        shared_api.tokens[f"revoked_{role.value}"] = issued.token
+    return shared_api
+
+
+@pytest.mark.parametrize("role", [role.value for role in Role])
+@pytest.mark.parametrize(
+    ("method", "template", "required", "payload"), ROUTES, ids=[f"{r[0]} {r[1]}" for r in ROUTES]
+)
+def test_a_revoked_key_of_any_role_is_refused_with_401_even_where_its_role_was_allowed(
+    revoked_of_every_role: Api, method: str, template: str, required: str, payload: Any, role: str
+) -> None:
+    api = revoked_of_every_role
+    head = api.ledger.head()
+    response = call(api, method, template, payload, f"revoked_{role}")
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert api.ledger.head() == head
 
 
 def test_every_v1_route_is_in_the_matrix(shared_api: Api) -> None:

@@ -25,8 +25,11 @@ class Period(msgspec.Struct, frozen=True):
     kind: str  # year, quarter, month or week
 
     def previous(self) -> Period:
-        """The period of the same kind just before this one."""
-        return period_containing(self.kind, self.first_day - timedelta(days=1))
+        """The period of the same kind just before this one (ValueError before the calendar's first)."""
+        try:
+            return period_containing(self.kind, self.first_day - timedelta(days=1))
+        except OverflowError:
+            raise ValueError(f"no period comes before {self.name}") from None
 
     def months(self) -> int:
         """Whole months the period spans (0 for a week)."""
@@ -40,7 +43,18 @@ def _month_end(year: int, month: int) -> date:
 
 
 def parse_period(text: str) -> Period:
-    """The period named by `text`; ValueError names the accepted shapes."""
+    """The period named by `text`; ValueError names the accepted shapes (or a period with no days)."""
+    try:
+        return _parse_period(text)
+    except OverflowError:
+        raise ValueError(f"{text!r} names no days of the calendar") from None
+    except ValueError as error:
+        if "out of range" in str(error):  # year 0, from `date`
+            raise ValueError(f"{text!r} names no days of the calendar") from None
+        raise
+
+
+def _parse_period(text: str) -> Period:
     if match := _YEAR.match(text):
         year = int(match[1])
         return Period(text, date(year, 1, 1), date(year, 12, 31), "year")
