@@ -240,6 +240,15 @@ class Projections:
         policy = policy_at(self.index, from_day(snapshot.as_of_day), snapshot.known_at)
         return rank(snapshot, members, tuple(policy.ranking.tie_breakers))
 
+    def _identity(self, snapshot: Snapshot, code: int) -> dict[str, str]:
+        """Who a cadre is in a read: its id, name and unit as of the snapshot."""
+        cadre = self.index.cadres[code]
+        return {
+            "cadre_id": cadre.cadre_id,
+            "name": cadre.name,
+            "unit_id": self.index.unit_ids[int(snapshot.unit[code])],
+        }
+
     @staticmethod
     def _period(period: str) -> Period:
         try:
@@ -454,9 +463,7 @@ class Projections:
             entries = [
                 ShortlistEntry(
                     rank=r,
-                    cadre_id=self.index.cadres[code].cadre_id,
-                    name=self.index.cadres[code].name,
-                    unit_id=self.index.unit_ids[int(snapshot.unit[code])],
+                    **self._identity(snapshot, code),
                     grade=GRADES[int(snapshot.grade[code])],
                     total=points_of_cents(int(snapshot.totals[code])),
                 )
@@ -500,9 +507,7 @@ class Projections:
                     code = int(code_value)
                     candidates.append(
                         RecallCandidate(
-                            cadre_id=self.index.cadres[code].cadre_id,
-                            name=self.index.cadres[code].name,
-                            unit_id=self.index.unit_ids[int(snapshot.unit[code])],
+                            **self._identity(snapshot, code),
                             rank=int(r),
                             pool_size=len(members),
                             total=points_of_cents(int(snapshot.totals[code])),
@@ -565,9 +570,7 @@ class Projections:
     def _board_entry(self, snapshot: Snapshot, code: int, rank_value: int) -> BoardEntry:
         return BoardEntry(
             rank=rank_value,
-            cadre_id=self.index.cadres[code].cadre_id,
-            name=self.index.cadres[code].name,
-            unit_id=self.index.unit_ids[int(snapshot.unit[code])],
+            **self._identity(snapshot, code),
             total=points_of_cents(int(snapshot.totals[code])),
         )
 
@@ -615,9 +618,7 @@ class Projections:
                 step = ladder[min(streak, len(ladder)) - 1]
                 escalations.append(
                     Escalation(
-                        cadre_id=self.index.cadres[code].cadre_id,
-                        name=self.index.cadres[code].name,
-                        unit_id=self.index.unit_ids[int(snapshot.unit[code])],
+                        **self._identity(snapshot, code),
                         streak=streak,
                         step=step.step,
                         action=step.action,
