@@ -36,7 +36,7 @@ class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
         self.chain_table = f'"{schema}".ledger_chain'
         self.sources_table = f'"{schema}".ledger_sources'
         self.meta_table = f'"{schema}".ledger_meta'
-        statements = self.ledger_tables("BYTEA", "TEXT")
+        statements = self.ledger_tables("BYTEA", "BIGINT PRIMARY KEY")
         # Index names are not schema-qualified in PostgreSQL.
         statements[1] = statements[1].replace(f"{self.chain_table}_recorded_at", "ledger_chain_recorded_at")
         self.sql_create_statements.extend(cast(Composed, SQL(statement)) for statement in statements)
