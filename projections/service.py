@@ -640,9 +640,7 @@ def _settle() -> None:
 
     The index holds hundreds of thousands of long-lived objects; without this, a full collection
     triggered by a read's allocations walks all of them and stalls that read for tens of milliseconds.
-    What an earlier load froze is unfrozen first, so that an index a rebuild replaced can be collected.
     """
-    gc.unfreeze()
     gc.collect()
     gc.freeze()
 
