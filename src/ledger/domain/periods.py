@@ -31,10 +31,6 @@ class Period(msgspec.Struct, frozen=True):
         except OverflowError:
             raise ValueError(f"no period comes before {self.name}") from None
 
-    def months(self) -> int:
-        """Whole months the period spans (0 for a week)."""
-        return {"year": 12, "quarter": 3, "month": 1, "week": 0}[self.kind]
-
 
 def _month_end(year: int, month: int) -> date:
     if month == 12:
