@@ -52,7 +52,7 @@ ROUTES: list[tuple[str, str, str, Any]] = [
     ("GET", "/v1/audit/verify", "auditor", {}),
     ("GET", "/v1/audit/checkpoint", "auditor", {}),
     ("GET", "/v1/policies", "reader", {}),
-    ("GET", "/v1/policies/illustrative-1", "reader", {}),
+    ("GET", "/v1/policies/illustrative-2", "reader", {}),
     ("POST", "/v1/policies", "admin", {"body": illustrative_policy_text()}),
 ]
 
@@ -145,7 +145,7 @@ def test_every_v1_route_is_in_the_matrix(shared_api: Api) -> None:
 
 
 def _generic(template: str) -> str:
-    return template.replace("/C1", "/{cadre_id}").replace("illustrative-1", "{version}")
+    return template.replace("/C1", "/{cadre_id}").replace("illustrative-2", "{version}")
 
 
 @pytest.mark.parametrize(

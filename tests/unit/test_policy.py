@@ -58,7 +58,7 @@ def with_tenure(**values: object) -> Policy:
 def test_the_illustrative_policy_loads_and_says_it_is_illustrative() -> None:
     policy = illustrative_policy()
     assert policy.illustrative is True
-    assert policy.version == "illustrative-1"
+    assert policy.version == "illustrative-2"
     assert policy.effective_from == date(2020, 1, 1)
     assert "ILLUSTRATIVE POLICY" in TEXT
     assert policy_findings(policy) == []
@@ -76,7 +76,8 @@ def test_decimals_are_held_as_decimals_with_points_at_two_places() -> None:
     assert policy.merit.points.of("citation").at("unit") == D("0.50")
     assert str(policy.merit.annual_cap) == "30.00"
     assert policy.evaluation.weights.leadership == D("0.4")
-    assert policy.eligibility.years_in_grade_min_for("一级科员") == D("3")
+    assert policy.eligibility.years_in_grade_min_for("一级科员") == D("2")
+    assert policy.eligibility.years_in_grade_min_for("二级调研员") == D("3")
     assert policy.eligibility.years_in_grade_min_for("二级科员") == D("2")
 
 
@@ -129,7 +130,8 @@ def test_a_missing_deduction_kind_is_refused_naming_the_kind() -> None:
 
 
 def test_a_missing_section_is_refused() -> None:
-    error = refusal(changed('[veto]\npoints = "0.00"\n', ""))
+    veto = '[veto]\npoints = "0.00"\nbarred_awards = ["commendation", "honorary_title", "performance_award"]'
+    error = refusal(changed(veto, ""))
     assert error.field == "veto"
 
 
@@ -178,13 +180,13 @@ def test_an_override_for_a_type_without_points_is_refused() -> None:
 
 
 def test_an_unknown_grade_title_in_years_in_grade_is_refused() -> None:
-    error = refusal(changed('"一级科员" = "3"', '"科长" = "3"'))
+    error = refusal(changed('"二级调研员" = "3"', '"科长" = "3"'))
     assert error.field == "eligibility.years_in_grade_min.科长"
 
 
 def test_a_bad_value_in_years_in_grade_names_its_grade() -> None:
-    error = refusal(changed('"一级主任科员" = "3"', '"一级主任科员" = 3'))
-    assert error.field == "eligibility.years_in_grade_min.一级主任科员"
+    error = refusal(changed('"二级调研员" = "3"', '"二级调研员" = 3'))
+    assert error.field == "eligibility.years_in_grade_min.二级调研员"
 
 
 def test_years_in_grade_without_a_default_is_refused() -> None:
@@ -227,7 +229,7 @@ def test_the_first_accrual_brings_in_the_whole_past_through_the_period_end() -> 
     accrual = tenure_accrual(
         illustrative_policy(),
         service_started_on=date(2010, 1, 1),
-        grade_since=date(2018, 1, 1),
+        grade_starts=[date(2018, 1, 1)],
         accrued_through=None,
         period_end=date(2019, 12, 31),
     )
@@ -241,7 +243,7 @@ def test_a_quarter_earns_a_quarter_of_each_yearly_rate() -> None:
     accrual = tenure_accrual(
         illustrative_policy(),
         service_started_on=date(2010, 1, 1),
-        grade_since=date(2018, 1, 1),
+        grade_starts=[date(2018, 1, 1)],
         accrued_through=date(2019, 12, 31),
         period_end=date(2020, 3, 31),
     )
@@ -256,7 +258,7 @@ def test_grade_months_restart_after_a_grade_change() -> None:
     accrual = tenure_accrual(
         policy,
         service_started_on=date(2010, 1, 1),
-        grade_since=date(2020, 4, 1),
+        grade_starts=[date(2020, 4, 1)],
         accrued_through=date(2019, 12, 31),
         period_end=date(2020, 12, 31),
     )
@@ -265,11 +267,26 @@ def test_grade_months_restart_after_a_grade_change() -> None:
     assert accrual.points == D("1.38")
 
 
+def test_months_in_the_grade_left_still_count_after_a_grade_change() -> None:
+    """In 一级科员 from 2018-01-01, promoted on 2020-04-01, accrued through 2019-12-31; the 2020 accrual:
+    service 11 years (11.00) less 10 (10.00) = 1.00; grades: 27 months in the first (0.5 × 27 / 12 = 1.125
+    → 1.13) plus 9 in the second (0.375 → 0.38), less 24 months of the first through 2019 (1.00) = 0.51.
+    Total 1.51 — the three months of 2020 in the old grade are not lost."""
+    accrual = tenure_accrual(
+        illustrative_policy(),
+        service_started_on=date(2010, 1, 1),
+        grade_starts=[date(2018, 1, 1), date(2020, 4, 1)],
+        accrued_through=date(2019, 12, 31),
+        period_end=date(2020, 12, 31),
+    )
+    assert (accrual.points, accrual.grade_years) == (D("1.51"), D("0.75"))
+
+
 def test_service_beyond_the_cap_earns_nothing_more() -> None:
     accrual = tenure_accrual(
         illustrative_policy(),
         service_started_on=date(1985, 1, 1),
-        grade_since=date(2000, 1, 1),
+        grade_starts=[date(2000, 1, 1)],
         accrued_through=date(2019, 12, 31),
         period_end=date(2020, 12, 31),
     )
@@ -282,7 +299,7 @@ def test_the_year_a_cap_is_reached_earns_only_up_to_the_cap() -> None:
     accrual = tenure_accrual(
         illustrative_policy(),
         service_started_on=date(1990, 7, 1),
-        grade_since=date(2020, 1, 1),
+        grade_starts=[date(2020, 1, 1)],
         accrued_through=date(2019, 12, 31),
         period_end=date(2020, 12, 31),
     )
@@ -294,7 +311,7 @@ def test_an_accrual_for_a_period_already_accrued_earns_nothing() -> None:
     accrual = tenure_accrual(
         illustrative_policy(),
         service_started_on=date(2010, 1, 1),
-        grade_since=date(2018, 1, 1),
+        grade_starts=[date(2018, 1, 1)],
         accrued_through=date(2020, 12, 31),
         period_end=date(2020, 6, 30),
     )
@@ -306,7 +323,7 @@ def test_tenure_rates_come_from_the_policy() -> None:
     accrual = tenure_accrual(
         policy,
         service_started_on=date(2020, 1, 1),
-        grade_since=date(2020, 1, 1),
+        grade_starts=[date(2020, 1, 1)],
         accrued_through=None,
         period_end=date(2020, 6, 30),
     )

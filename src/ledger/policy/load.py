@@ -178,6 +178,8 @@ def policy_findings(policy: Policy) -> list[PolicyFinding]:
         require(ZERO < recall.bottom_share <= ONE, "recall.bottom_share", "must be > 0 and ≤ 1")
 
     require(policy.veto.points <= 0, "veto.points", "a veto must not add points")
+    barred = policy.veto.barred_awards
+    require(len(set(barred)) == len(barred), "veto.barred_awards", "each award may appear once")
 
     tie_breakers = policy.ranking.tie_breakers
     require(

@@ -5,14 +5,15 @@ years later and an auditor with a pencil all get the same answer. Arithmetic is 
 and every figure of points leaves through `ledger.domain.points.quantize` (two places, half-up).
 
 Tenure is the one rule that accrues over time. Its points for a period are the difference of two
-cumulative figures — base points earned from the start of service (and of the grade) up to the
+closed-form figures — base points earned from the start of service, and in each grade held, up to the
 period's end, minus the same up to the end of the previous accrual — each rounded to two places
-before subtracting. So accruals period by period add up exactly to one accrual over the whole span,
+before subtracting. So accruals at any cadence add up exactly to one accrual over the whole span,
 with no rounding drift, and caps are simply caps on the cumulative months.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Final
@@ -36,11 +37,14 @@ __all__ = [
     "SCORE_MAX",
     "DeductionTerms",
     "TenureAccrual",
+    "add_months",
     "appraisal_at_most",
     "appraisal_points",
+    "base_points_through",
     "check_override",
     "deduction_terms",
     "evaluation_terms",
+    "grade_stints",
     "merit_points",
     "months_between",
     "recall_completed_points",
@@ -84,6 +88,19 @@ def months_between(start: date, end: date) -> int:
     return max(months, 0)
 
 
+def add_months(start: date, months: int) -> date:
+    """`start` moved by whole months, clamped to the end of a shorter month (the end of an influence
+    period)."""
+    month_index = start.month - 1 + months
+    year, month = start.year + month_index // MONTHS_PER_YEAR, month_index % MONTHS_PER_YEAR + 1
+    for day_of_month in range(start.day, 27, -1):
+        try:
+            return date(year, month, day_of_month)
+        except ValueError:
+            continue
+    return date(year, month, min(start.day, 28))
+
+
 def _months_through(start: date, last_day: date) -> int:
     """Whole months served from `start` through `last_day` inclusive (to the day after it)."""
     if last_day == date.max:
@@ -100,41 +117,71 @@ def _cumulative(rate_per_year: Decimal, years_max: int, months: int) -> Decimal:
     return quantize(rate_per_year * min(months, years_max * MONTHS_PER_YEAR) / MONTHS_PER_YEAR)
 
 
+def grade_stints(grade_starts: Iterable[date], through: date) -> list[tuple[date, date]]:
+    """The grades held up to `through`, as `(first day, day after the last)` spans.
+
+    `grade_starts` are the dates from which each grade in force was held (a registration's
+    `grade_since`, each grade change's `effective_on`); several on one day make one stint. Grades taken
+    after `through` are left out; the last stint runs through `through` inclusive.
+    """
+    starts = sorted({start for start in grade_starts if start <= through})
+    if not starts:
+        return []
+    ends = [*starts[1:], through + timedelta(days=1) if through != date.max else through]
+    return list(zip(starts, ends, strict=True))
+
+
+def base_points_through(
+    policy: Policy, *, service_started_on: date, grade_starts: Iterable[date], through: date
+) -> Decimal:
+    """The closed-form base points (基础分) of a cadre up to `through` inclusive.
+
+    Service: `service_points_per_year` for the whole months served, at most `service_years_max` years.
+    Grades: `grade_points_per_year` for the whole months actually served in each grade held, at most
+    `grade_years_max` years in each. Each figure is rounded to two places, then added.
+    """
+    rules = policy.tenure
+    total = _cumulative(
+        rules.service_points_per_year,
+        rules.service_years_max,
+        _months_through(service_started_on, through),
+    )
+    for start, end in grade_stints(grade_starts, through):
+        total += _cumulative(rules.grade_points_per_year, rules.grade_years_max, months_between(start, end))
+    return quantize(total)
+
+
 def tenure_accrual(
     policy: Policy,
     *,
     service_started_on: date,
-    grade_since: date,
+    grade_starts: Iterable[date],
     accrued_through: date | None,
     period_end: date,
 ) -> TenureAccrual:
     """Base points for tenure earned after `accrued_through` up to `period_end`.
 
-    `accrued_through` is the last day of the cadre's previous accrual; None for the first, which
-    brings in the whole past. Both it and `period_end` are inclusive: a cadre who started on
-    2020-01-01 has served three whole months through 2020-03-31. Grade months count from
-    `grade_since`, so after a grade change they restart. The points are never negative (an accrual
-    for a period already accrued earns nothing).
+    The closed-form figure at `period_end` less the same figure at `accrued_through`, the last day of
+    the cadre's previous accrual (None for the first, which brings in the whole past), both computed
+    from the same grade history and policy. So accruals at any cadence — monthly, quarterly, yearly,
+    irregular — add up to the closed-form figure at the last one, to the cent. The points are never
+    negative (an accrual for a period already accrued earns nothing).
     """
-    rules = policy.tenure
-    service_months_end = _months_through(service_started_on, period_end)
-    grade_months_end = _months_through(grade_since, period_end)
-    if accrued_through is None:
-        service_months_start = grade_months_start = 0
-    else:
-        service_months_start = _months_through(service_started_on, accrued_through)
-        # A grade taken after the previous accrual had no months in it then (this gives 0).
-        grade_months_start = _months_through(grade_since, accrued_through)
-    service_points = _cumulative(
-        rules.service_points_per_year, rules.service_years_max, service_months_end
-    ) - _cumulative(rules.service_points_per_year, rules.service_years_max, service_months_start)
-    grade_points = _cumulative(
-        rules.grade_points_per_year, rules.grade_years_max, grade_months_end
-    ) - _cumulative(rules.grade_points_per_year, rules.grade_years_max, grade_months_start)
+    starts = list(grade_starts)
+    end_figure = base_points_through(
+        policy, service_started_on=service_started_on, grade_starts=starts, through=period_end
+    )
+    start_figure = ZERO
+    if accrued_through is not None:
+        start_figure = base_points_through(
+            policy, service_started_on=service_started_on, grade_starts=starts, through=accrued_through
+        )
+    stints = grade_stints(starts, period_end)
+    grade_months = months_between(*stints[-1]) if stints else 0
     return TenureAccrual(
-        points=quantize(max(service_points, ZERO) + max(grade_points, ZERO)),
-        service_years=_years(service_months_end),
-        grade_years=_years(grade_months_end),
+        points=quantize(max(end_figure - start_figure, ZERO)),
+        service_years=_years(_months_through(service_started_on, period_end)),
+        grade_years=_years(grade_months),
     )
 
 

@@ -40,12 +40,16 @@ from ledger.domain.events import (
 from ledger.domain.points import POINTS_PATTERN, quantize
 
 __all__ = [
+    "APPRAISAL_YEARS",
+    "BASES",
     "DECIMAL_PATTERN",
     "GATE_MONTHS_MAX",
     "OVERRIDABLE_EVENT_TYPES",
     "TIE_BREAKERS",
     "AppraisalPoints",
     "AppraisalRules",
+    "AppraisalYears",
+    "Basis",
     "BoardRules",
     "DecimalValue",
     "DeductionRule",
@@ -127,6 +131,14 @@ TenureYears = Annotated[int, Meta(ge=0, le=TENURE_YEARS_MAX)]
 BoardSize = Annotated[int, Meta(ge=0, le=BOARD_SIZE_MAX)]
 TieBreaker = Literal["grade_years", "service_years", "excellent_appraisals", "merit_points"]
 TIE_BREAKERS: Final[tuple[str, ...]] = get_args(TieBreaker)
+# What a ranking ranks: the cumulative total, or only the points whose valid date falls in the period.
+Basis = Literal["total", "period"]
+BASES: Final[tuple[str, ...]] = get_args(Basis)
+# Which annual appraisals a sanction leaves at most its `appraisal_cap`: the year it is imposed; that year
+# and the next (《公务员考核规定》 read for 记大过, 降级, 撤职); or every year of its influence period but the
+# year the period ends (解除处分的当年及以后不受影响).
+AppraisalYears = Literal["year", "year_and_next", "period"]
+APPRAISAL_YEARS: Final[tuple[str, ...]] = get_args(AppraisalYears)
 # The event types whose points come from the policy, and so the only ones an override can concern.
 OverridableEventType = Literal[
     "tenure.accrued",
@@ -196,13 +208,14 @@ class MeritRules(_Table, frozen=True):
 class DeductionRule(_Table, frozen=True):
     """One deduction kind: points by level (≤ 0), influence period in months, and the appraisal cap.
 
-    `appraisal_cap` is the best appraisal result the year of the deduction may have; absent means no
-    cap.
+    `appraisal_cap` is the best appraisal result the years named by `appraisal_years` may have; absent
+    means no cap.
     """
 
     points: LevelPoints
     gate_months: GateMonths
     appraisal_cap: Result | None = None
+    appraisal_years: AppraisalYears = "year"
 
 
 class DeductionTable(_Table, frozen=True):
@@ -280,12 +293,17 @@ class RecallRules(_Table, frozen=True):
     pool_size_min: Annotated[int, Meta(ge=1, le=POOL_SIZE_MAX)]
     bottom_count: Annotated[int, Meta(ge=1, le=RECALL_BOTTOM_COUNT_MAX)] | None = None
     bottom_share: DecimalValue | None = None
+    basis: Basis = "total"
 
 
 class VetoRules(_Table, frozen=True):
-    """One-vote veto (一票否决): its points; its main effect is on boards and eligibility."""
+    """One-vote veto (一票否决): its points, and the awards (评先评优) it makes count nothing in its year.
+
+    Its main effect is on the red board and eligibility of its year.
+    """
 
     points: PointValue
+    barred_awards: tuple[Award, ...] = ()
 
 
 class RankingRules(_Table, frozen=True):
@@ -303,6 +321,7 @@ class StandingRule(_Table, frozen=True):
 
     top_share: DecimalValue | None = None
     points_min: PointValue | None = None
+    basis: Basis = "total"
 
 
 class EligibilityRules(_Table, frozen=True):
@@ -330,6 +349,7 @@ class BoardRules(_Table, frozen=True):
 
     red_count: BoardSize
     black_count: BoardSize
+    basis: Basis = "total"
 
 
 class LadderStep(_Table, frozen=True):
@@ -345,6 +365,7 @@ class EscalationRules(_Table, frozen=True):
 
     bottom_count: Annotated[int, Meta(ge=1, le=BOARD_SIZE_MAX)]
     ladder: Annotated[tuple[LadderStep, ...], Meta(min_length=1, max_length=LADDER_STEPS_MAX)]
+    basis: Basis = "total"
 
 
 class OverrideBounds(_Table, frozen=True):
