@@ -37,6 +37,7 @@ from ledger.domain.periods import parse_period
 from ledger.domain.points import ZERO
 from ledger.policy import rules
 from ledger.policy.book import PolicyBook
+from ledger.policy.counting import sanction_appraisal_years
 from ledger.policy.load import load_policy
 from ledger.store.mapper import encode_event
 from ledger.wire import refuse_nul
@@ -190,7 +191,7 @@ def _points(event: CadreEvent, state: CadreState, policy: Any) -> tuple[Decimal,
         accrual = rules.tenure_accrual(
             policy,
             service_started_on=state.service_started_on,
-            grade_since=state.grade_on(event.effective_on)[0],
+            grade_starts=state.grade_starts(),
             accrued_through=state.tenure_accrued_through,
             period_end=event.effective_on,
         )
@@ -206,9 +207,13 @@ def _points(event: CadreEvent, state: CadreState, policy: Any) -> tuple[Decimal,
         ), {}
     if isinstance(event, DeductionApplied):
         terms = rules.deduction_terms(policy, event.kind, event.level)
+        years = sanction_appraisal_years(
+            policy.deductions.of(event.kind).appraisal_years, event.effective_on, terms.gate_months
+        )
         return terms.points, {
             "gate_months": terms.gate_months,
             "appraisal_cap": terms.appraisal_cap,
+            "appraisal_years": years,
         }
     if isinstance(event, AppraisalRecorded):
         if event.year > event.effective_on.year:
@@ -217,11 +222,9 @@ def _points(event: CadreEvent, state: CadreState, policy: Any) -> tuple[Decimal,
                 field="year",
                 rule="appraisal_year_must_not_be_in_future",
             )
-        # A deduction of the same year may cap the result (e.g. a demerit: no better than ungraded).
-        result = event.result
-        for cap in state.appraisal_caps_in(event.year):
-            result = rules.appraisal_at_most(result, cap)  # type: ignore[arg-type]
-        return rules.appraisal_points(policy, result), {}
+        # The points of the result as recorded. A sanction or an investigation may make the year count a
+        # lower result; that is decided when reading (ledger.policy.counting), whichever came first.
+        return rules.appraisal_points(policy, event.result), {}
     if isinstance(event, EvaluationRecorded):
         weighted, points = rules.evaluation_terms(policy, event.scores)
         return points, {"weighted_score": weighted}
@@ -236,7 +239,7 @@ def _points(event: CadreEvent, state: CadreState, policy: Any) -> tuple[Decimal,
                 field="year",
                 rule="veto_year_must_not_be_in_future",
             )
-        return rules.veto_points(policy), {}
+        return rules.veto_points(policy), {"barred_awards": policy.veto.barred_awards}
     raise AssertionError(f"not a scoring event: {type_of(event)}")  # pragma: no cover
 
 

@@ -51,7 +51,7 @@ def refusal(ledger: Ledger, events: list, rule: str) -> InvalidInput:
 def test_empty_ledger_starts_with_the_illustrative_policy(ledger: Ledger) -> None:
     assert ledger.head() == 1
     (policy,) = ledger.policies()
-    assert policy.version == "illustrative-1"
+    assert policy.version == "illustrative-2"
     assert ledger.verify().ok
 
 
@@ -258,7 +258,7 @@ def test_deduction_takes_points_and_gate_months_from_the_policy(ledger: Ledger) 
     assert isinstance(logged, DeductionApplied)
     assert logged.gate_months == 6
     assert logged.points == result.results[0].points < 0
-    assert logged.policy_version == "illustrative-1"
+    assert logged.policy_version == "illustrative-2"
 
 
 def test_overrides_only_where_the_policy_allows_within_bounds_with_a_reason(ledger: Ledger) -> None:
@@ -336,7 +336,7 @@ def test_the_policy_in_force_computes_points_by_effective_date(ledger: Ledger) -
 
     body = (
         illustrative_policy_text()
-        .replace('version = "illustrative-1"', 'version = "v2"')
+        .replace('version = "illustrative-2"', 'version = "v2"')
         .replace("effective_from = 2020-01-01", "effective_from = 2025-01-01")
         .replace('municipal = "2.00",  county = "1.00"', 'municipal = "2.00",  county = "1.50"')
     )
@@ -408,23 +408,34 @@ def test_a_late_grade_change_with_an_earlier_date_does_not_displace_the_current_
     )
 
 
-def test_a_deduction_caps_the_appraisal_points_of_its_year(ledger: Ledger) -> None:
+def test_an_appraisal_records_its_own_result_and_counts_its_years_cap(ledger: Ledger) -> None:
+    """A 2024 demerit leaves 2024 ungraded: the excellent appraisal posted after it records the points of
+    what was posted (5.00) and counts those of `ungraded` (0.00) — the same as if it had been posted first
+    (ledger.policy.counting). Another year is untouched."""
     ledger.post([registration()])
-    ledger.post(
+    demerit = ledger.post(
         [
             DeductionApplied(
                 cadre_id="C1", effective_on=date(2024, 6, 1), source=source(), kind="demerit", level="county"
             )
         ]
     )
+    recorded = ledger.event(demerit.results[0].event_id).event
+    assert isinstance(recorded, DeductionApplied)
+    assert recorded.appraisal_years == (2024,)
     capped = AppraisalRecorded(
         cadre_id="C1", effective_on=date(2025, 1, 10), source=source(), year=2024, result="excellent"
     )
-    assert ledger.post([capped]).results[0].points == Decimal("0.00"), "a demerit year is ungraded"
+    assert ledger.post([capped]).results[0].points == Decimal("5.00")
     other_year = AppraisalRecorded(
         cadre_id="C1", effective_on=date(2025, 1, 10), source=source(), year=2023, result="excellent"
     )
     assert ledger.post([other_year]).results[0].points == Decimal("5.00")
+    entries = {(entry.type, entry.position): entry for entry in ledger.history("C1").entries}
+    appraisal_2024 = entries["appraisal.recorded", 4]
+    assert (appraisal_2024.points, appraisal_2024.counted_points) == (Decimal("5.00"), Decimal("0.00"))
+    assert appraisal_2024.adjustment is not None and "demerit" in appraisal_2024.adjustment
+    assert entries["appraisal.recorded", 5].counted_points == Decimal("5.00")
 
 
 def test_a_reversal_takes_no_client_points(ledger: Ledger) -> None:

@@ -125,7 +125,10 @@ def _events() -> Iterator[list[EventBase]]:
                 batch.append(DeductionApplied(**common, kind="criticism", level="unit"))
             elif kind == 2:
                 scores = Scores(self=Decimal("80"), section=Decimal("75.5"), leadership=Decimal("90"))
-                batch.append(EvaluationRecorded(**common, period="2023Q1", scores=scores, note="评议"))
+                # One evaluation per cadre and period: the ISO week of the round (rounds are 30 days apart).
+                week = on.isocalendar()
+                period = f"{week.year}-W{week.week:02d}"
+                batch.append(EvaluationRecorded(**common, period=period, scores=scores, note="评议"))
             elif kind == 3:
                 unit = f"U{(int(units[cadre_id][1]) % 3) + 1}"
                 units[cadre_id] = unit

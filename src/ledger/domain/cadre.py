@@ -28,8 +28,8 @@ from ledger.domain.events import (
     CadreLeftLeadership,
     CadreRegistered,
     CadreTransferred,
-    DeductionApplied,
     EntryReversed,
+    EvaluationRecorded,
     EventBase,
     InvestigationClosed,
     InvestigationOpened,
@@ -40,6 +40,7 @@ from ledger.domain.events import (
     TenureAccrued,
     type_of,
 )
+from ledger.domain.periods import parse_period
 from ledger.domain.points import ZERO
 
 __all__ = [
@@ -81,7 +82,7 @@ class CadreState:
     deeds: dict[str, Decimal] = field(default_factory=dict)
     merit_deeds: dict[uuid.UUID, str] = field(default_factory=dict)
     appraisal_years: dict[int, uuid.UUID] = field(default_factory=dict)
-    appraisal_caps: dict[uuid.UUID, tuple[int, str]] = field(default_factory=dict)
+    evaluations: dict[str, uuid.UUID] = field(default_factory=dict)
     open_recalls: dict[uuid.UUID, date] = field(default_factory=dict)
     completed_recalls: dict[uuid.UUID, tuple[uuid.UUID, date]] = field(default_factory=dict)
     open_investigations: dict[str, uuid.UUID] = field(default_factory=dict)
@@ -115,9 +116,9 @@ class CadreState:
         order = {recall_id: index for index, recall_id in enumerate(self.open_recalls)}
         return min(self.open_recalls, key=lambda recall_id: (self.open_recalls[recall_id], order[recall_id]))
 
-    def appraisal_caps_in(self, year: int) -> list[str]:
-        """The appraisal caps of the deductions in force dated in `year`."""
-        return [cap for cap_year, cap in self.appraisal_caps.values() if cap_year == year]
+    def grade_starts(self) -> list[date]:
+        """The dates from which each grade in force was held (base points count months in each)."""
+        return [since for since, _grade in self.grades.values()]
 
     @property
     def departed_on(self) -> date | None:
@@ -147,6 +148,15 @@ def _in_force(changes: dict[uuid.UUID, tuple[date, str]], day: date | None = Non
         # Before every change: the earliest one (the registration) describes the cadre.
         return min(changes.values(), key=lambda change: change[0])
     return best[1]
+
+
+def period_key(period: str) -> str:
+    """A period's normal name (`2025q3` and `2025Q3` are one period); the text as sent if it is no period,
+    which posting refuses anyway."""
+    try:
+        return parse_period(period).name
+    except ValueError:
+        return period
 
 
 def stream_of(event: EventBase) -> str:
@@ -198,11 +208,10 @@ def apply(state: CadreState, event: EventBase) -> CadreState:
         if event.deed is not None:
             state.deeds[event.deed] = state.deeds.get(event.deed, ZERO) + points
             state.merit_deeds[event_id] = event.deed
-    elif isinstance(event, DeductionApplied):
-        if isinstance(event.appraisal_cap, str):
-            state.appraisal_caps[event_id] = (event.effective_on.year, event.appraisal_cap)
     elif isinstance(event, AppraisalRecorded):
         state.appraisal_years[event.year] = event_id
+    elif isinstance(event, EvaluationRecorded):
+        state.evaluations[period_key(event.period)] = event_id
     elif isinstance(event, RecallOrdered):
         state.open_recalls[event_id] = event.effective_on
     elif isinstance(event, RecallCompleted):
@@ -230,7 +239,6 @@ def _undo(state: CadreState, reversal: EntryReversed) -> None:
     state.departures.pop(target, None)
     state.accruals.pop(target, None)
     state.open_recalls.pop(target, None)
-    state.appraisal_caps.pop(target, None)
     if reversal.target_type == "merit.awarded":
         counted = -points_of(reversal)
         year = (
@@ -245,6 +253,9 @@ def _undo(state: CadreState, reversal: EntryReversed) -> None:
     for year, appraisal_id in list(state.appraisal_years.items()):
         if appraisal_id == target:
             del state.appraisal_years[year]
+    for period, evaluation_id in list(state.evaluations.items()):
+        if evaluation_id == target:
+            del state.evaluations[period]
     if target in state.completed_recalls:
         recall_id, ordered_on = state.completed_recalls.pop(target)
         state.open_recalls[recall_id] = ordered_on
@@ -347,6 +358,15 @@ def _check_sequence(state: CadreState, event: CadreEvent) -> None:
             field="year",
             rule="appraisal_must_be_recorded_once_per_year",
         )
+    if isinstance(event, EvaluationRecorded):
+        earlier = state.evaluations.get(period_key(event.period))
+        if earlier is not None:
+            raise InvalidInput(
+                f"an evaluation for {event.period} is already recorded (event {earlier}); reverse it "
+                "before recording a new one",
+                field="period",
+                rule="evaluation_already_recorded",
+            )
     if isinstance(event, RecallCompleted):
         if not state.open_recalls:
             raise InvalidInput("the cadre has no open recall", field="type", rule="recall_must_be_open")

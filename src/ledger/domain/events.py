@@ -211,12 +211,18 @@ class MeritAwarded(CadreEvent, frozen=True, kw_only=True, tag="merit.awarded"):
 
 
 class DeductionApplied(CadreEvent, frozen=True, kw_only=True, tag="deduction.applied"):
-    """An accountability deduction; the policy sets points, gate months and appraisal effect."""
+    """An accountability deduction; the policy sets points, gate months and appraisal effect.
+
+    `appraisal_years` are the years whose annual appraisal is at most `appraisal_cap` (set from the
+    policy's `appraisal_years` rule when posted; a deduction recorded before the field existed caps the
+    year of its `effective_on`).
+    """
 
     kind: DeductionKind
     level: Level
     gate_months: int | UnsetType = UNSET
     appraisal_cap: Result | UnsetType | None = UNSET
+    appraisal_years: tuple[int, ...] | UnsetType = UNSET
 
 
 class AppraisalRecorded(CadreEvent, frozen=True, kw_only=True, tag="appraisal.recorded"):
@@ -256,10 +262,13 @@ class RecallCompleted(CadreEvent, frozen=True, kw_only=True, tag="recall.complet
 
 
 class VetoApplied(CadreEvent, frozen=True, kw_only=True, tag="veto.applied"):
-    """One-vote veto (一票否决) for `year`: no red board, not eligible that year."""
+    """One-vote veto (一票否决) for `year`: no red board, not eligible that year, and the awards in
+    `barred_awards` (copied from the policy when posted; none for a veto recorded before the field existed)
+    dated in that year count nothing."""
 
     year: Year
     reason: Text
+    barred_awards: tuple[Award, ...] | UnsetType = UNSET
 
 
 class InvestigationOpened(CadreEvent, frozen=True, kw_only=True, tag="investigation.opened"):
@@ -358,6 +367,8 @@ SERVER_FIELDS: Final[dict[str, tuple[str, ...]]] = {
             "grade_years",
             "gate_months",
             "appraisal_cap",
+            "appraisal_years",
+            "barred_awards",
             "weighted_score",
             "target_type",
             "target_effective_on",
