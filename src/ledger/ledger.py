@@ -25,6 +25,7 @@ import msgspec
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
+from ledger.counted import counted_points
 from ledger.domain.cadre import (
     POLICY_STREAM,
     Cadre,
@@ -60,6 +61,7 @@ from ledger.integrity.chain import (
 from ledger.integrity.verify import Checkpoint, VerifyOutcome, check_checkpoint, verify_rows
 from ledger.policy.book import PolicyBook
 from ledger.policy.load import illustrative_policy_text, load_policy
+from ledger.policy.schema import Policy
 from ledger.posting import check_client_fields, client_fingerprint, decide, decide_policy, fingerprint
 from ledger.results import HistoryEntry, HistoryPage, PostedItem, PostResult, VerifyReport
 from ledger.store.application import DEFAULT_DATABASE_URL, LedgerApplication, environment_for
@@ -142,6 +144,7 @@ class Ledger:
         self._cadres: dict[str, Cadre] = {}
         self._cache_complete = False
         self._book = PolicyBook()
+        self._read_policies: dict[str, Policy] = {}
         self._stream_versions: dict[str, int] = {}
         self.ledger_id = self._recorder.set_meta_if_absent("ledger_id", str(uuid.uuid4()))
         self.url = url
@@ -557,6 +560,7 @@ class Ledger:
         for _row, event in visible:
             if isinstance(event, EntryReversed):
                 reversed_by[event.target_event_id] = recorded_id(event)
+        counted = counted_points([(row[0], event) for row, event in visible], as_of, self._policy_of_version)
         entries: list[tuple[date, int, tuple[int, bytes, str, bytes], EventBase]] = []
         for row, event in visible:
             counts_from = event.effective_on
@@ -568,7 +572,7 @@ class Ledger:
         running = ZERO
         built: list[HistoryEntry] = []
         for counts_from, _position, row, event in entries:
-            points = points_of(event)
+            points, adjustment = counted[recorded_id(event)]
             running += points
             built.append(
                 HistoryEntry(
@@ -578,7 +582,9 @@ class Ledger:
                     effective_on=event.effective_on,
                     counts_from=counts_from,
                     recorded_at=parse_recorded_at(row[2]),
-                    points=points,
+                    points=points_of(event),
+                    counted_points=points,
+                    adjustment=adjustment,
                     running_total=running,
                     posted_by=str(event.posted_by),
                     source=event.source,
@@ -614,6 +620,17 @@ class Ledger:
             entries=built[start:end],
             next_cursor=next_cursor,
         )
+
+    def _policy_of_version(self, version: str) -> Policy | None:
+        """The rulebook published as `version` (None if there is none), read from the log: a history may
+        name a policy another process published after this one last posted."""
+        if version in self._read_policies:
+            return self._read_policies[version]
+        for _position, state, _recorded_at, _hash in self._recorder.stream_rows(POLICY_STREAM):
+            event = decode_event(state)
+            if isinstance(event, PolicyPublished) and event.version not in self._read_policies:
+                self._read_policies[event.version] = load_policy(event.body)
+        return self._read_policies.get(version)
 
     def _logged(self, position: int) -> LoggedEvent:
         row = self._recorder.event_at(position)

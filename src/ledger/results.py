@@ -37,8 +37,10 @@ class HistoryEntry(msgspec.Struct, frozen=True):
     effective_on: date
     counts_from: date
     recorded_at: datetime
-    points: Decimal
-    running_total: Decimal
+    points: Decimal  # as recorded
+    counted_points: Decimal  # what the entry counts in this read (ledger.policy.counting)
+    adjustment: str | None  # why counted_points differs from points
+    running_total: Decimal  # of counted_points
     posted_by: str
     source: Source
     document: str | None
