@@ -41,6 +41,7 @@ from ledger.domain.events import (
 
 __all__ = [
     "COMPONENTS",
+    "FACTS_FORMAT",
     "Fact",
     "Kind",
     "cents_of",
@@ -115,8 +116,15 @@ def cents_of(points: Decimal) -> int:
     return int(points.scaleb(2))
 
 
+# The shape of facts and their details. Persisted read models of another format are rebuilt from the log
+# when opened (`ledger.projections.service`): bump it whenever a detail changes.
+FACTS_FORMAT: Final = 2
+
+
 class Fact(msgspec.Struct, array_like=True, frozen=True):
-    """One event's contribution. `detail` depends on `kind` (see `fact_of`)."""
+    """One event's contribution. `detail` depends on `kind` (see `fact_of`): a merit's award; a
+    deduction's kind, gate months, appraisal cap and the appraisal years it caps; an appraisal's year,
+    result and policy version; a veto's year and the awards it bars."""
 
     position: int
     kind: int
@@ -144,16 +152,21 @@ def fact_of(position: int, event: EventBase) -> Fact:
         kind = Kind.TENURE
     elif isinstance(event, MeritAwarded):
         kind = Kind.MERIT
+        detail = (event.award,)
     elif isinstance(event, EvaluationRecorded):
         kind = Kind.EVALUATION
     elif isinstance(event, DeductionApplied):
         kind = Kind.DEDUCTION
         gate = event.gate_months if isinstance(event.gate_months, int) else 0
         cap = event.appraisal_cap if isinstance(event.appraisal_cap, str) else None
-        detail = (event.kind, gate, cap)
+        years = (
+            event.appraisal_years if isinstance(event.appraisal_years, tuple) else (event.effective_on.year,)
+        )
+        detail = (event.kind, gate, cap, *years)
     elif isinstance(event, AppraisalRecorded):
         kind = Kind.APPRAISAL
-        detail = (event.year, event.result)
+        version = event.policy_version if isinstance(event.policy_version, str) else None
+        detail = (event.year, event.result, version)
     elif isinstance(event, RecallOrdered):
         kind = Kind.RECALL_ORDERED
         detail = (event.period, event.reason)
@@ -162,7 +175,8 @@ def fact_of(position: int, event: EventBase) -> Fact:
         detail = (event.outcome,)
     elif isinstance(event, VetoApplied):
         kind = Kind.VETO
-        detail = (event.year,)
+        barred = event.barred_awards if isinstance(event.barred_awards, tuple) else ()
+        detail = (event.year, *barred)
     elif isinstance(event, InvestigationOpened):
         kind = Kind.INVESTIGATION_OPENED
         detail = (event.reference,)
@@ -250,6 +264,10 @@ class _Stored(msgspec.Struct):
     kind: str | None = None
     gate_months: int | None = None
     appraisal_cap: str | None = None
+    appraisal_years: list[int] | None = None
+    award: str | None = None
+    barred_awards: list[str] | None = None
+    policy_version: str | None = None
     year: int | None = None
     result: str | None = None
     period: str | None = None
@@ -289,16 +307,21 @@ def facts_of_stored(rows: Iterable[tuple[int, bytes]]) -> list[Fact]:
         detail: Detail = ()
         if kind in _PLAIN_KINDS:
             pass
+        elif kind == Kind.MERIT:
+            detail = (event.award,)
         elif kind == Kind.DEDUCTION:
-            detail = (event.kind, event.gate_months or 0, event.appraisal_cap)
+            years = (
+                event.appraisal_years if event.appraisal_years is not None else [effective_year(effective)]
+            )
+            detail = (event.kind, event.gate_months or 0, event.appraisal_cap, *years)
         elif kind == Kind.APPRAISAL:
-            detail = (event.year, event.result)
+            detail = (event.year, event.result, event.policy_version)
         elif kind == Kind.RECALL_ORDERED:
             detail = (event.period, event.reason)
         elif kind == Kind.RECALL_COMPLETED:
             detail = (event.outcome,)
         elif kind == Kind.VETO:
-            detail = (event.year,)
+            detail = (event.year, *(event.barred_awards or ()))
         elif kind in (Kind.INVESTIGATION_OPENED, Kind.INVESTIGATION_CLOSED):
             detail = (event.reference,)
         elif kind == Kind.REGISTERED:
@@ -329,4 +352,9 @@ def facts_of_stored(rows: Iterable[tuple[int, bytes]]) -> list[Fact]:
     return facts
 
 
-_PLAIN_KINDS: Final = frozenset({Kind.TENURE, Kind.MERIT, Kind.EVALUATION, Kind.LEFT_LEADERSHIP})
+_PLAIN_KINDS: Final = frozenset({Kind.TENURE, Kind.EVALUATION, Kind.LEFT_LEADERSHIP})
+
+
+def effective_year(number: int) -> int:
+    """The calendar year of a day number."""
+    return from_day(number).year

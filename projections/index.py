@@ -15,13 +15,22 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from ledger.domain.events import GRADES, RESULTS
+from ledger.domain.events import AWARDS, GRADES, RESULTS, Result
 from ledger.policy.book import PolicyBook
+from ledger.policy.counting import (
+    Counted,
+    SanctionTerms,
+    VetoTerms,
+    barring_veto,
+    counted_result,
+    investigation_holds_year,
+)
 from ledger.policy.load import load_policy
 from ledger.projections.facts import (
     COMPONENT_OF_KIND,
@@ -29,6 +38,8 @@ from ledger.projections.facts import (
     NO_COMPONENT,
     Fact,
     Kind,
+    cents_of,
+    day,
     from_day,
     integer,
 )
@@ -41,6 +52,9 @@ COMPONENT_COUNT: Final = len(COMPONENTS)
 GRADE_CODES: Final[dict[str, int]] = {title: code for code, title in enumerate(GRADES)}
 RESULT_CODES: Final[dict[str, int]] = {result: code for code, result in enumerate(RESULTS)}
 EXCELLENT: Final = RESULT_CODES["excellent"]
+AWARD_CODES: Final[dict[str, int]] = {award: code for code, award in enumerate(AWARDS)}
+MERIT_COMPONENT: Final = COMPONENTS.index("merit")
+APPRAISAL_COMPONENT: Final = COMPONENTS.index("appraisal")
 
 Array = npt.NDArray[Any]
 
@@ -102,17 +116,24 @@ class Cadre:
 
 
 class Snapshot:
-    """Standings of every cadre at one (as_of, known_at): arrays indexed by cadre code."""
+    """Standings of every cadre at one (as_of, known_at): arrays indexed by cadre code.
 
-    def __init__(self, index: Index, as_of_day: int, known_at: int) -> None:
+    With `since_day`, totals and components count only the points whose valid date lies in
+    [since_day, as_of] (the `period` basis); membership, unit, grade and status are always as of `as_of`.
+    Totals count what each event counts after the counting rules (`ledger.policy.counting`): awards a
+    veto bars, appraisals a sanction or an investigation lowers.
+    """
+
+    def __init__(self, index: Index, as_of_day: int, known_at: int, since_day: int | None = None) -> None:
         self.index = index
         self.as_of_day = as_of_day
         self.known_at = known_at
+        self.since_day = since_day
         count = len(index.cadres)
         self.count = count
         registrations = index.registrations
         self.known = (registrations["position"] <= known_at) & (registrations["day"] <= as_of_day)
-        self.totals, self.components = index.sums(as_of_day, known_at, count)
+        self.totals, self.components = index.sums(as_of_day, known_at, count, since_day)
         self.departed_day = index.first_change(index.departures, as_of_day, known_at, count)
         self.left_leadership = index.first_change(index.left_leadership, as_of_day, known_at, count) >= 0
         self.unit = index.latest_value(index.units, as_of_day, known_at, count)
@@ -124,6 +145,12 @@ class Snapshot:
         self.leadership = leadership
         self.principal = registrations["principal"] & leadership
         self.excellent = index.count_excellent(as_of_day, known_at, count)
+        for code, counted in index.counted_appraisals_all(as_of_day, known_at).items():
+            for fact, result in counted:
+                recorded = fact.detail[1]
+                if result.result == recorded:
+                    continue
+                self.excellent[code] += int(result.result == "excellent") - int(recorded == "excellent")
 
     @functools.cached_property
     def components_list(self) -> list[list[int]]:
@@ -169,6 +196,8 @@ class Index:
                 # The same cents as float64 (exact below 2**53), ready for bincount's weights.
                 "cents_float": np.float64,
                 "reversed_at": np.int64,
+                # A merit's award (AWARD_CODES), else -1: a veto may bar it.
+                "award": np.int8,
             }
         )
         self.registrations = Columns(
@@ -208,6 +237,14 @@ class Index:
         # Rows of the score columns that a reversal has taken back (few: a fraction of a percent).
         self.reversed_rows: list[int] = []
         self._order_cache: tuple[int, Array] | None = None
+        # The years in which each cadre has a veto (in force or not), and the score rows of its merits
+        # dated in those years: the only awards a veto can bar.
+        self.veto_years: dict[int, set[int]] = {}
+        self.veto_candidates: dict[int, list[int]] = {}
+        # Cadres with a deduction that caps appraisals, or an investigation: their appraisals may count
+        # another result than recorded. Per read, only their appraisals are recounted.
+        self.appraisal_sensitive: set[int] = set()
+        self._counted_cache: tuple[int, int, dict[int, list[tuple[Fact, Counted]]]] | None = None
 
     # Folding facts in.
 
@@ -217,8 +254,12 @@ class Index:
         counts_from: list[int] = []
         keys: list[int] = []
         cents: list[int] = []
+        awards: list[int] = []
         pending_reversals: list[Fact] = []
+        pending_vetoes: list[Fact] = []
         cadre_codes = self.cadre_codes
+        veto_years = self.veto_years
+        first_row = self.scores.size
         last = self.position
         for fact in facts:
             position, kind = fact.position, fact.kind
@@ -227,9 +268,17 @@ class Index:
             last = position
             if kind in _SCORE_ONLY_KINDS:
                 # Tenure, merit and evaluation facts are nearly all of a log: the short path.
+                code = cadre_codes[fact.cadre]  # type: ignore[index]
+                if kind == Kind.MERIT:
+                    awards.append(AWARD_CODES[fact.detail[0]])  # type: ignore[index]
+                    years = veto_years.get(code)
+                    if years is not None and from_day(fact.counts_from).year in years:
+                        self.veto_candidates.setdefault(code, []).append(first_row + len(positions))
+                else:
+                    awards.append(-1)
                 positions.append(position)
                 counts_from.append(fact.counts_from)
-                keys.append(cadre_codes[fact.cadre] * COMPONENT_COUNT + COMPONENT_OF_KIND[kind])  # type: ignore[index]
+                keys.append(code * COMPONENT_COUNT + COMPONENT_OF_KIND[kind])
                 cents.append(fact.cents)
             elif kind == Kind.REVERSAL:
                 pending_reversals.append(fact)
@@ -246,7 +295,10 @@ class Index:
                     counts_from.append(fact.counts_from)
                     keys.append(code * COMPONENT_COUNT + component)
                     cents.append(fact.cents)
+                    awards.append(-1)
                 self._add_lifecycle(fact, code)
+                if kind == Kind.VETO:
+                    pending_vetoes.append(fact)
         self.position = last
         self.scores.append(
             {
@@ -256,10 +308,33 @@ class Index:
                 "cents": cents,
                 "cents_float": cents,
                 "reversed_at": [NEVER] * len(positions),
+                "award": awards,
             }
         )
+        for veto in pending_vetoes:
+            self._add_veto_year(veto)
         for reversal in pending_reversals:
             self.reverse(reversal.target, reversal.position)
+        self._counted_cache = None
+
+    def _add_veto_year(self, veto: Fact) -> None:
+        """Remember a veto's year, and the merits of its cadre already folded that it may bar.
+
+        Merits folded later in the same year are added to the candidates as they come (`add`).
+        """
+        code = self.cadre_codes[veto.cadre]  # type: ignore[index]
+        year = integer(veto.detail[0])
+        years = self.veto_years.setdefault(code, set())
+        if year in years:
+            return
+        years.add(year)
+        rows = np.flatnonzero(self.scores["key"] == code * COMPONENT_COUNT + MERIT_COMPONENT)
+        start, end = day(date(year, 1, 1)), day(date(year, 12, 31))
+        days = self.scores["counts_from"][rows]
+        in_year = rows[(days >= start) & (days <= end)]
+        candidates = self.veto_candidates.setdefault(code, [])
+        candidates.extend(int(row) for row in in_year if int(row) not in candidates)
+        candidates.sort()
 
     def _cadre_code(self, fact: Fact) -> int:
         assert fact.cadre is not None
@@ -342,6 +417,8 @@ class Index:
         if kind in SPARSE_KINDS:
             self.cadres[code].sparse.append(fact)
             self.sparse[fact.position] = fact
+            if kind == Kind.INVESTIGATION_OPENED or (kind == Kind.DEDUCTION and fact.detail[2] is not None):
+                self.appraisal_sensitive.add(code)
 
     def reverse(self, target: int, at: int) -> None:
         """Mark the fact at position `target` reversed from position `at` on."""
@@ -371,27 +448,157 @@ class Index:
             and self.sparse_reversed_at.get(fact.position, NEVER) > known_at
         )
 
-    def sums(self, as_of_day: int, known_at: int, count: int) -> tuple[Array, Array]:
-        """Totals and components (cents) per cadre code.
+    def sums(
+        self, as_of_day: int, known_at: int, count: int, since_day: int | None = None
+    ) -> tuple[Array, Array]:
+        """Totals and components (cents) per cadre code, as counted (see `counted_adjustments`).
 
         Reversed scores are few: they are summed like the others, then taken back where their reversal is
         known, so the hot loop over every score is one comparison, one multiplication and one bincount.
+        With `since_day`, only scores whose valid date lies in [since_day, as_of_day] count.
         """
         known = self.scores.known(known_at)
         keys = self.scores["key"][:known]
-        weights = self.scores["cents_float"][:known] * (self.scores["counts_from"][:known] <= as_of_day)
+        dates = self.scores["counts_from"][:known]
+        in_window = dates <= as_of_day
+        if since_day is not None:
+            in_window &= dates >= since_day
+        weights = self.scores["cents_float"][:known] * in_window
         cells = count * COMPONENT_COUNT
         components = np.bincount(keys, weights=weights, minlength=cells)[:cells]
         if self.reversed_rows:
             rows = np.fromiter(self.reversed_rows, dtype=np.int64, count=len(self.reversed_rows))
             rows = rows[rows < known]
-            rows = rows[
-                (self.scores["reversed_at"][rows] <= known_at)
-                & (self.scores["counts_from"][rows] <= as_of_day)
-            ]
+            rows = rows[(self.scores["reversed_at"][rows] <= known_at) & in_window[rows]]
             np.subtract.at(components, keys[rows], self.scores["cents_float"][rows])
         components = np.rint(components).astype(np.int64).reshape(count, COMPONENT_COUNT)
+        for code, component, delta in self.counted_adjustments(as_of_day, known_at, since_day):
+            components[code, component] += delta
         return components.sum(axis=1), components
+
+    # The counting rules (ledger.policy.counting): what a veto or a sanction makes other events count.
+
+    def vetoes_in_force(self, code: int, known_at: int) -> list[VetoTerms]:
+        """The cadre's vetoes known at `known_at` and not reversed: a veto counts for its year whatever the
+        date read."""
+        return [
+            VetoTerms(fact.position, integer(fact.detail[0]), tuple(str(award) for award in fact.detail[1:]))
+            for fact in self.cadres[code].sparse
+            if fact.kind == Kind.VETO and self._known_in_force(fact, known_at)
+        ]
+
+    def _known_in_force(self, fact: Fact, known_at: int) -> bool:
+        return fact.position <= known_at and self.sparse_reversed_at.get(fact.position, NEVER) > known_at
+
+    def sanctions_in_force(self, code: int, known_at: int) -> list[SanctionTerms]:
+        """The cadre's deductions known at `known_at` and not reversed, with the appraisal years they cap."""
+        return [
+            SanctionTerms(
+                fact.position,
+                str(fact.detail[0]),
+                from_day(fact.effective_on),
+                None if fact.detail[2] is None else result_of(fact.detail[2]),
+                tuple(integer(year) for year in fact.detail[3:]),
+            )
+            for fact in self.cadres[code].sparse
+            if fact.kind == Kind.DEDUCTION and self._known_in_force(fact, known_at)
+        ]
+
+    def open_investigations(self, code: int, as_of_day: int, known_at: int) -> dict[str, Fact]:
+        """The cadre's investigations open at (as_of, known_at), by reference, with their opening fact.
+        Openings and closings act in valid-time order (effective_on, then position)."""
+        facts = [
+            fact
+            for fact in self.cadres[code].sparse
+            if fact.kind in (Kind.INVESTIGATION_OPENED, Kind.INVESTIGATION_CLOSED)
+            and self.in_force(fact, as_of_day, known_at)
+        ]
+        facts.sort(key=lambda fact: (fact.effective_on, fact.position))
+        opened: dict[str, Fact] = {}
+        for fact in facts:
+            reference = str(fact.detail[0])
+            if fact.kind == Kind.INVESTIGATION_OPENED:
+                opened[reference] = fact
+            else:
+                opened.pop(reference, None)
+        return opened
+
+    def counted_appraisals(self, code: int, as_of_day: int, known_at: int) -> list[tuple[Fact, Counted]]:
+        """Every appraisal of the cadre in force at (as_of, known_at), with the result it counts."""
+        appraisals = [
+            fact
+            for fact in self.cadres[code].sparse
+            if fact.kind == Kind.APPRAISAL and self.in_force(fact, as_of_day, known_at)
+        ]
+        if code not in self.appraisal_sensitive:
+            return [(fact, Counted(result_of(fact.detail[1]), None)) for fact in appraisals]
+        sanctions = self.sanctions_in_force(code, known_at)
+        investigations = self.open_investigations(code, as_of_day, known_at)
+        counted = []
+        for fact in appraisals:
+            year = integer(fact.detail[0])
+            held = [
+                reference
+                for reference, opening in investigations.items()
+                if investigation_holds_year(year, from_day(opening.effective_on))
+            ]
+            counted.append((fact, counted_result(result_of(fact.detail[1]), year, sanctions, held)))
+        return counted
+
+    def counted_appraisals_all(self, as_of_day: int, known_at: int) -> dict[int, list[tuple[Fact, Counted]]]:
+        """`counted_appraisals` of every cadre whose appraisals may count another result (cached per read)."""
+        cache = self._counted_cache
+        if cache is not None and cache[0] == as_of_day and cache[1] == known_at:
+            return cache[2]
+        counted = {
+            code: self.counted_appraisals(code, as_of_day, known_at)
+            for code in sorted(self.appraisal_sensitive)
+        }
+        self._counted_cache = (as_of_day, known_at, counted)
+        return counted
+
+    def appraisal_cents(self, fact: Fact, result: Result) -> int:
+        """The cents an appraisal counts for `result`: its recorded points for its own result, else the
+        points of `result` under the policy version that computed it."""
+        if result == fact.detail[1]:
+            return fact.cents
+        version = fact.detail[2]
+        if not isinstance(version, str) or version not in self.policies:
+            return fact.cents
+        return cents_of(self.policies.get(version).policy.appraisal.points.of(result))
+
+    def counted_adjustments(
+        self, as_of_day: int, known_at: int, since_day: int | None
+    ) -> list[tuple[int, int, int]]:
+        """`(cadre code, component, cents)` to add to the recorded sums: barred awards count nothing,
+        lowered appraisals count their counted result. Only facts in the window count."""
+        adjustments: list[tuple[int, int, int]] = []
+        start = -(2**31) if since_day is None else since_day
+
+        def in_window(number: int) -> bool:
+            return start <= number <= as_of_day
+
+        for code, counted in self.counted_appraisals_all(as_of_day, known_at).items():
+            for fact, result in counted:
+                if result.reason is not None and in_window(fact.counts_from):
+                    delta = self.appraisal_cents(fact, result.result) - fact.cents
+                    if delta:
+                        adjustments.append((code, APPRAISAL_COMPONENT, delta))
+        if self.veto_candidates:
+            known = self.scores.known(known_at)
+            scores_dates = self.scores["counts_from"]
+            for code, rows in self.veto_candidates.items():
+                vetoes = self.vetoes_in_force(code, known_at)
+                if not vetoes:
+                    continue
+                for row in rows:
+                    if row >= known or self.scores["reversed_at"][row] <= known_at:
+                        continue
+                    number = int(scores_dates[row])
+                    award = AWARDS[int(self.scores["award"][row])]
+                    if in_window(number) and barring_veto(award, from_day(number), vetoes) is not None:
+                        adjustments.append((code, MERIT_COMPONENT, -int(self.scores["cents"][row])))
+        return adjustments
 
     @staticmethod
     def _valid(columns: Columns, as_of_day: int, known_at: int) -> Array:
@@ -443,8 +650,8 @@ class Index:
             self._order_cache = (len(self.cadres), order)
         return self._order_cache[1]
 
-    def snapshot(self, as_of_day: int, known_at: int) -> Snapshot:
-        return Snapshot(self, as_of_day, min(known_at, self.position))
+    def snapshot(self, as_of_day: int, known_at: int, since_day: int | None = None) -> Snapshot:
+        return Snapshot(self, as_of_day, min(known_at, self.position), since_day)
 
 
 _SCORE_ONLY_KINDS: Final = frozenset({Kind.TENURE, Kind.MERIT, Kind.EVALUATION})
@@ -459,3 +666,11 @@ SPARSE_KINDS: Final = frozenset(
         Kind.INVESTIGATION_CLOSED,
     }
 )
+
+
+def result_of(value: str | int | bool | None) -> Result:
+    """An appraisal result held in a fact's detail."""
+    for result in RESULTS:
+        if value == result:
+            return result
+    raise ValueError(f"not an appraisal result: {value!r}")

@@ -70,8 +70,13 @@ class RankingEntry(msgspec.Struct, frozen=True):
 
 
 class RankingsView(msgspec.Struct, frozen=True):
+    """A ranking. `basis` `total` ranks cumulative totals; `period` ranks the points whose valid date lies
+    in [`since`, `as_of`] (`since` is None for `total`)."""
+
     scope: str
     as_of: date
+    basis: str
+    since: date | None
     known_at: KnownAt
     position: int
     previous_as_of: date
@@ -136,6 +141,7 @@ class RecallsView(msgspec.Struct, frozen=True):
     period: str
     scope: str
     as_of: date
+    basis: str
     known_at: KnownAt
     position: int
     candidates: list[RecallCandidate]
@@ -156,6 +162,7 @@ class BoardsView(msgspec.Struct, frozen=True):
     period: str
     scope: str
     as_of: date
+    basis: str
     known_at: KnownAt
     position: int
     red: list[BoardEntry]
@@ -176,6 +183,7 @@ class EscalationsView(msgspec.Struct, frozen=True):
     period: str
     scope: str
     as_of: date
+    basis: str
     known_at: KnownAt
     position: int
     escalations: list[Escalation]

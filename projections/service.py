@@ -32,8 +32,9 @@ from ledger.domain.errors import InvalidInput, NotFound
 from ledger.domain.events import GRADES
 from ledger.domain.periods import Period, parse_period, period_containing
 from ledger.ledger import Ledger
+from ledger.policy.schema import BASES
 from ledger.projections.errors import NotCaughtUp
-from ledger.projections.facts import day, facts_of_stored, from_day
+from ledger.projections.facts import FACTS_FORMAT, day, facts_of_stored, from_day
 from ledger.projections.index import Array, Index, Snapshot
 from ledger.projections.results import (
     BoardEntry,
@@ -53,6 +54,7 @@ from ledger.projections.results import (
 )
 from ledger.projections.store import FactStore
 from ledger.projections.views import (
+    board_lists,
     bottom,
     components_of,
     decimals_of,
@@ -69,6 +71,8 @@ __all__ = ["MIN_POSITION_WAIT_SECONDS_MAX", "PAGE_SIZE_MAX", "Projections"]
 
 MIN_POSITION_WAIT_SECONDS_MAX: Final = 10.0
 MIN_POSITION_POLL_SECONDS: Final = 0.02
+# How long opening waits for another process's rebuild of read models persisted in an older shape.
+UPGRADE_WAIT_SECONDS_MAX: Final = 600.0
 FOLD_PAGE_EVENTS: Final = 10_000
 PAGE_SIZE_MAX: Final = 5_000
 ESCALATION_PERIODS_MAX: Final = 12
@@ -85,14 +89,38 @@ class Projections:
         self._lock = threading.RLock()
         self.version = store.current_version()
         self.index = Index()
-        self._load()
+        if store.facts_format() == FACTS_FORMAT:
+            self._load()
 
     @classmethod
     def open(cls, ledger: Ledger) -> Projections:
-        """The read models of `ledger`, loaded from their persisted facts and caught up with the log."""
+        """The read models of `ledger`, loaded from their persisted facts and caught up with the log.
+
+        Facts persisted in another shape (by an older version of the ledger) are rebuilt from the log.
+        """
         projections = cls(ledger, FactStore(ledger.url))
+        if projections.store.facts_format() != FACTS_FORMAT:
+            projections._upgrade()
         projections.catch_up()
         return projections
+
+    def _upgrade(self) -> None:
+        """Rebuild facts persisted in an older shape; if another process is rebuilding them at the same
+        time, wait (bounded) for its version instead."""
+        if self.store.tracking(self.version) == 0:
+            self.store.set_facts_format(FACTS_FORMAT)  # nothing persisted yet
+            return
+        try:
+            self.rebuild()
+        except RuntimeError:
+            started = time.monotonic()
+            while self.store.facts_format() != FACTS_FORMAT:
+                if time.monotonic() - started > UPGRADE_WAIT_SECONDS_MAX:
+                    raise NotCaughtUp(self.ledger.head(), 0, UPGRADE_WAIT_SECONDS_MAX) from None
+                time.sleep(MIN_POSITION_POLL_SECONDS)
+            with self._lock:
+                self.version = self.store.current_version()
+                self._load()
 
     def close(self) -> None:
         self.store.close()
@@ -171,6 +199,7 @@ class Projections:
                 progress(len(stored))
         with self._lock:
             self.store.switch(new)
+            self.store.set_facts_format(FACTS_FORMAT)
             self.version = new
             self.index = fresh
         _settle()
@@ -192,8 +221,12 @@ class Projections:
             raise InvalidInput("a position is 0 or more", field="known_at", rule="known_at_out_of_range")
         return min(known_at, self.index.position)
 
-    def _snapshot(self, as_of: date, known_at: int) -> Snapshot:
-        return self.index.snapshot(day(as_of), known_at)
+    def _snapshot(self, as_of: date, known_at: int, since: date | None = None) -> Snapshot:
+        return self.index.snapshot(day(as_of), known_at, None if since is None else day(since))
+
+    def _period_snapshot(self, span: Period, basis: str, known_at: int) -> Snapshot:
+        """The standings of a period read as of its last day: whole totals, or the period's points."""
+        return self._snapshot(span.last_day, known_at, span.first_day if basis == "period" else None)
 
     def _code(self, cadre_id: str, snapshot: Snapshot) -> int:
         code = self.index.cadre_codes.get(cadre_id)
@@ -301,6 +334,7 @@ class Projections:
         *,
         as_of: date | None = None,
         period: str | None = None,
+        basis: str = "total",
         known_at: KnownAt = None,
         min_position: int | None = None,
         cursor: str | None = None,
@@ -309,43 +343,69 @@ class Projections:
         """Competition ranking of a scope, with the previous period's rank and the movement.
 
         With `period`, the ranking is read as of its last day and compared with the period before; with
-        `as_of`, compared with the last day of the quarter before the one containing `as_of`. A cursor pins
-        the scope, date and log position of the first page, so pages stay consistent.
+        `as_of`, compared with the last day of the quarter before the one containing `as_of`. `basis`
+        `total` ranks cumulative totals; `period` ranks the points of the period (with `as_of`: of its
+        quarter, from its first day through `as_of`), the previous ranking those of the period before. A
+        cursor pins the scope, basis, dates and log position of the first page, so pages stay consistent.
         """
         offset = 0
         previous_as_of: date | None = None
+        since: date | None = None
+        previous_since: date | None = None
         if cursor is not None:
-            scope, as_of, previous_as_of, known_at, offset = _decode_cursor(cursor)
+            scope, as_of, previous_as_of, known_at, offset, basis, since, previous_since = _decode_cursor(
+                cursor
+            )
             period, min_position = None, None
+        basis = _basis(basis)
         try:
             if period is not None:
                 span = self._period(period)
                 as_of, previous_as_of = span.last_day, span.previous().last_day
-            else:
+                if basis == "period":
+                    since, previous_since = span.first_day, span.previous().first_day
+            elif cursor is None:
                 as_of = as_of or self.ledger.today()
-                previous_as_of = previous_as_of or period_containing("quarter", as_of).previous().last_day
+                quarter = period_containing("quarter", as_of)
+                previous_as_of = quarter.previous().last_day
+                if basis == "period":
+                    since, previous_since = quarter.first_day, quarter.previous().first_day
         except ValueError as error:
             raise InvalidInput(
                 str(error), field="period" if period else "as_of", rule="period_invalid"
             ) from None
+        assert as_of is not None and previous_as_of is not None
         limit = _page_size(limit)
         with self._lock:
             position = self._read_position(known_at, min_position)
             scope = self._scope(scope)
-            snapshot = self._snapshot(as_of, position)
+            snapshot = self._snapshot(as_of, position, since)
             order, ranks = self._ranked(snapshot, snapshot.members(scope))
-            previous = self._snapshot(previous_as_of, position)
+            previous = self._snapshot(previous_as_of, position, previous_since)
             previous_order, previous_ranks = self._ranked(previous, previous.members(scope))
             end = len(order) if limit is None else min(len(order), offset + limit)
             entries = self._ranking_entries(
                 snapshot, order[offset:end], ranks[offset:end], previous_order, previous_ranks
             )
             next_cursor = (
-                _encode_cursor(scope, as_of, position, end, previous_as_of) if end < len(order) else None
+                _encode_cursor(
+                    scope,
+                    as_of,
+                    position,
+                    end,
+                    previous_as_of,
+                    basis=basis,
+                    since=since,
+                    previous_since=previous_since,
+                )
+                if end < len(order)
+                else None
             )
             return RankingsView(
                 scope=scope,
                 as_of=as_of,
+                basis=basis,
+                since=since,
                 known_at=self._echo(known_at, position),
                 position=position,
                 previous_as_of=previous_as_of,
@@ -420,13 +480,25 @@ class Projections:
             )
 
     def _checks(self, snapshot: Snapshot, scope: str, codes: Iterable[int]) -> dict[int, Any]:
-        policy = policy_at(self.index, from_day(snapshot.as_of_day), snapshot.known_at)
+        """The eligibility checks of `codes`; standing is ranked on the policy's standing basis (`period`:
+        the points of the quarter containing the date, through the date)."""
+        as_of = from_day(snapshot.as_of_day)
+        policy = policy_at(self.index, as_of, snapshot.known_at)
+        standing = snapshot
+        if policy.eligibility.standing.basis == "period":
+            standing = self._snapshot(as_of, snapshot.known_at, period_containing("quarter", as_of).first_day)
         members = snapshot.members(scope)
-        order, ranks = self._ranked(snapshot, members)
+        order, ranks = self._ranked(standing, members)
         rank_of = {int(code): int(r) for code, r in zip(order, ranks, strict=True)}
         return {
             code: eligibility_checks(
-                self.index, snapshot, code, policy, scope_rank=rank_of.get(code), pool=len(members)
+                self.index,
+                snapshot,
+                code,
+                policy,
+                scope_rank=rank_of.get(code),
+                pool=len(members),
+                standing_snapshot=standing,
             )
             for code in codes
         }
@@ -444,7 +516,7 @@ class Projections:
         """The promotion shortlist: the eligible cadres of a scope, in rank order."""
         offset = 0
         if cursor is not None:
-            scope, as_of, _previous, known_at, offset = _decode_cursor(cursor)
+            scope, as_of, _previous, known_at, offset, *_basis_and_window = _decode_cursor(cursor)
             min_position = None
         as_of = as_of or self.ledger.today()
         limit = _page_size(limit)
@@ -493,8 +565,9 @@ class Projections:
         with self._lock:
             position = self._read_position(known_at, min_position)
             scope = self._scope(scope, each_unit=True)
-            snapshot = self._snapshot(span.last_day, position)
             policy = policy_at(self.index, span.last_day, position)
+            basis = policy.recall.basis
+            snapshot = self._period_snapshot(span, basis, position)
             candidates: list[RecallCandidate] = []
             in_scope: set[int] = set()
             for _pool_scope, members in self._pools(snapshot, scope):
@@ -528,6 +601,7 @@ class Projections:
                 period=span.name,
                 scope=scope,
                 as_of=span.last_day,
+                basis=basis,
                 known_at=self._echo(known_at, position),
                 position=position,
                 candidates=candidates,
@@ -542,25 +616,28 @@ class Projections:
         with self._lock:
             position = self._read_position(known_at, min_position)
             scope = self._scope(scope)
-            snapshot = self._snapshot(span.last_day, position)
             policy = policy_at(self.index, span.last_day, position)
+            basis = policy.boards.basis
+            snapshot = self._period_snapshot(span, basis, position)
             order, ranks = self._ranked(snapshot, snapshot.members(scope))
             year = span.last_day.year
-            red: list[BoardEntry] = []
-            for code, r in zip(order, ranks, strict=True):
-                if len(red) == policy.boards.red_count:
-                    break
-                if not vetoed(self.index, snapshot, int(code), year):
-                    red.append(self._board_entry(snapshot, int(code), int(r)))
-            chosen = bottom(ranks, policy.boards.black_count)
+            barred = np.array([vetoed(self.index, snapshot, int(code), year) for code in order], dtype=bool)
+            red_mask, black_mask = board_lists(
+                ranks, barred, policy.boards.red_count, policy.boards.black_count
+            )
+            red = [
+                self._board_entry(snapshot, int(code), int(r))
+                for code, r in zip(order[red_mask], ranks[red_mask], strict=True)
+            ]
             black = [
                 self._board_entry(snapshot, int(code), int(r))
-                for code, r in zip(order[chosen], ranks[chosen], strict=True)
+                for code, r in zip(order[black_mask], ranks[black_mask], strict=True)
             ]
             return BoardsView(
                 period=span.name,
                 scope=scope,
                 as_of=span.last_day,
+                basis=basis,
                 known_at=self._echo(known_at, position),
                 position=position,
                 red=red,
@@ -591,13 +668,17 @@ class Projections:
             scope = self._scope(scope, each_unit=True)
             policy = policy_at(self.index, span.last_day, position)
             ladder = sorted(policy.escalation.ladder, key=lambda step: step.step)
+            basis = policy.escalation.basis
             streaks: dict[int, int] = {}
             alive: set[int] | None = None
             current = span
             for _ in range(ESCALATION_PERIODS_MAX):
-                snapshot = self._snapshot(current.last_day, position)
+                snapshot = self._period_snapshot(current, basis, position)
                 in_bottom: set[int] = set()
                 for _pool_scope, members in self._pools(snapshot, scope):
+                    # The same minimum pool as recalls: two cadres of a unit are not its bottom three.
+                    if len(members) < policy.recall.pool_size_min:
+                        continue
                     order, ranks = self._ranked(snapshot, members)
                     chosen = bottom(ranks, policy.escalation.bottom_count)
                     in_bottom.update(int(code) for code in order[chosen])
@@ -629,6 +710,7 @@ class Projections:
                 period=span.name,
                 scope=scope,
                 as_of=span.last_day,
+                basis=basis,
                 known_at=self._echo(known_at, position),
                 position=position,
                 escalations=escalations,
@@ -655,28 +737,62 @@ def _page_size(limit: int | None) -> int | None:
     return limit
 
 
+def _basis(basis: str) -> str:
+    if basis not in BASES:
+        raise InvalidInput(
+            f"{basis!r} is not a ranking basis: use total or period", field="basis", rule="basis_invalid"
+        )
+    return basis
+
+
+def _iso(value: date | None) -> str:
+    return value.isoformat() if value else ""
+
+
 def _encode_cursor(
-    scope: str, as_of: date, position: int, offset: int, previous_as_of: date | None = None
+    scope: str,
+    as_of: date,
+    position: int,
+    offset: int,
+    previous_as_of: date | None = None,
+    *,
+    basis: str = "total",
+    since: date | None = None,
+    previous_since: date | None = None,
 ) -> str:
     """An opaque cursor pinning what the first page was read at, so later pages stay consistent."""
-    previous = previous_as_of.isoformat() if previous_as_of else ""
-    raw = msgspec.json.encode([scope, as_of.isoformat(), previous, position, offset])
+    raw = msgspec.json.encode(
+        [
+            scope,
+            as_of.isoformat(),
+            _iso(previous_as_of),
+            position,
+            offset,
+            basis,
+            _iso(since),
+            _iso(previous_since),
+        ]
+    )
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[str, date, date | None, int, int]:
-    """`(scope, as_of, previous_as_of, position, offset)` of a cursor this module gave out."""
+Cursor = tuple[str, date, date | None, int, int, str, date | None, date | None]
+
+
+def _decode_cursor(cursor: str) -> Cursor:
+    """`(scope, as_of, previous_as_of, position, offset, basis, since, previous_since)` of a cursor this
+    module gave out."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        scope, as_of, previous, position, offset = msgspec.json.decode(
-            raw, type=tuple[str, str, str, int, int]
+        scope, as_of, previous, position, offset, basis, since, previous_since = msgspec.json.decode(
+            raw, type=tuple[str, str, str, int, int, str, str, str]
         )
         pinned_as_of = date.fromisoformat(as_of)
-        previous_as_of = date.fromisoformat(previous) if previous else None
+        dates = [date.fromisoformat(value) if value else None for value in (previous, since, previous_since)]
     except (ValueError, msgspec.MsgspecError):
         raise InvalidInput(
             "not a cursor this ledger gave out", field="cursor", rule="cursor_invalid"
         ) from None
-    if position < 0 or offset < 0:
+    if position < 0 or offset < 0 or basis not in BASES:
         raise InvalidInput("not a cursor this ledger gave out", field="cursor", rule="cursor_invalid")
-    return scope, pinned_as_of, previous_as_of, position, offset
+    return scope, pinned_as_of, dates[0], position, offset, basis, dates[1], dates[2]

@@ -4,7 +4,8 @@ Tables (in the ledger's own database):
 - `projection_facts_v<N>` — one row per event folded into version N: the fact (see `facts.py`). Rows are
   only inserted: a reversal is a fact of its own, applied when the facts are folded into the index.
 - `projection_tracking` — `(version, position)`: the log position version N has folded.
-- `projection_meta` — `current_version`: the version reads use.
+- `projection_meta` — `current_version`: the version reads use; `facts_format`: the shape the facts were
+  written in (persisted facts of another shape are rebuilt from the log when opened).
 
 Exactly once: a page of facts and the new tracking position are written in one transaction, and the
 tracking row is updated only if it still holds the position the page started from (compare and set). Two
@@ -119,6 +120,24 @@ class FactStore:
         with self._schema_change() as connection:
             connection.execute(text(f"DROP TABLE IF EXISTS {facts_table(version)}"))
             connection.execute(text("DELETE FROM projection_tracking WHERE version = :v"), {"v": version})
+
+    def facts_format(self) -> int | None:
+        """The shape of the persisted facts (`FACTS_FORMAT` when they were written); None if never set."""
+        with self.engine.begin() as connection:
+            value = connection.execute(
+                text("SELECT value FROM projection_meta WHERE name = 'facts_format'")
+            ).scalar()
+            return int(value) if value is not None else None
+
+    def set_facts_format(self, facts_format: int) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO projection_meta VALUES ('facts_format', :f) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                ),
+                {"f": str(facts_format)},
+            )
 
     def versions(self) -> list[int]:
         with self.engine.begin() as connection:

@@ -5,7 +5,9 @@ index and the policy in force; no clock, no database. The rules, in SPEC §5 and
 
 - rank: total descending, then the policy's tie-breakers (each descending), competition ranking — cadres
   equal on all of them share a rank (1, 2, 2, 4) and are listed by cadre_id;
-- the bottom N of a pool: the cadres ranked below `pool − N` (ties at the edge included);
+- the top and bottom N of a pool (`top`, `bottom`): every cadre ranked at or above (below) the rank of the
+  N-th from the top (bottom), so a tied group at the edge is listed whole — the one rule of recalls, both
+  boards and escalations;
 - eligibility: every check of `CHECKS`, each with the detail that decided it.
 """
 
@@ -19,17 +21,18 @@ from typing import Final
 
 import numpy as np
 
-from ledger.domain.events import GRADES, RESULTS, Result
+from ledger.domain.events import GRADES, Result
 from ledger.domain.points import quantize
 from ledger.policy.book import PublishedPolicy
 from ledger.policy.load import illustrative_policy
-from ledger.policy.rules import appraisal_at_most
+from ledger.policy.rules import add_months, appraisal_at_most
 from ledger.policy.schema import Policy
 from ledger.projections.facts import Fact, Kind, day, from_day, integer
 from ledger.projections.index import Array, Index, Snapshot
 from ledger.projections.results import Check, Components
 
 __all__ = [
+    "board_lists",
     "bottom",
     "competition_ranks",
     "components_of",
@@ -39,6 +42,7 @@ __all__ = [
     "points_of_cents",
     "policy_at",
     "rank",
+    "top",
     "vetoed",
 ]
 
@@ -111,11 +115,12 @@ def months_between_days(start_days: Array, end_day: int) -> Array:
 
 
 def tie_breaker_values(snapshot: Snapshot, name: str) -> Array:
-    """Per cadre code, the value compared for a tie-breaker (more is better)."""
+    """Per cadre code, the value compared for a tie-breaker (more is better). Time in grade and in service
+    compare days, so cadres a few days apart do not share a rank."""
     if name == "grade_years":
-        return months_between_days(snapshot.grade_since_day, snapshot.as_of_day)
+        return snapshot.as_of_day - snapshot.grade_since_day.astype(np.int64)
     if name == "service_years":
-        return months_between_days(snapshot.index.registrations["service_started_day"], snapshot.as_of_day)
+        return snapshot.as_of_day - snapshot.index.registrations["service_started_day"].astype(np.int64)
     if name == "excellent_appraisals":
         return snapshot.excellent.astype(np.int64)
     if name == "merit_points":
@@ -145,10 +150,42 @@ def competition_ranks(ordered_values: Array) -> Array:
     return np.maximum.accumulate(starts)
 
 
+def top(ranks: Array, size: int) -> Array:
+    """Mask of the top `size` of ranks in ranking order: every rank at or above the rank of the `size`-th
+    from the top (ties at the edge included, so more than `size` may be chosen)."""
+    if size <= 0:
+        return np.zeros(ranks.size, dtype=bool)
+    if size >= ranks.size:
+        return np.ones(ranks.size, dtype=bool)
+    mask: Array = ranks <= ranks[size - 1]
+    return mask
+
+
 def bottom(ranks: Array, size: int) -> Array:
-    """Mask of the bottom `size` of a ranked pool: ranked below pool − size (ties at the edge included)."""
-    pool = ranks.size
-    return ranks > pool - size
+    """Mask of the bottom `size` of ranks in ranking order: every rank at or below the rank of the
+    `size`-th from the bottom (ties at the edge included, so more than `size` may be chosen)."""
+    if size <= 0:
+        return np.zeros(ranks.size, dtype=bool)
+    if size >= ranks.size:
+        return np.ones(ranks.size, dtype=bool)
+    mask: Array = ranks >= ranks[ranks.size - size]
+    return mask
+
+
+def board_lists(ranks: Array, barred: Array, red_count: int, black_count: int) -> tuple[Array, Array]:
+    """Masks of the red and black boards (红黑榜) of a ranked pool.
+
+    Red: the top `red_count` of the cadres not `barred` (a veto for the year). Black: the bottom
+    `black_count` of the cadres not on red. Red is chosen first, so in a pool smaller than both boards
+    nobody is on both; ties at each edge are listed whole.
+    """
+    red = np.zeros(ranks.size, dtype=bool)
+    allowed = np.flatnonzero(~barred)
+    red[allowed[top(ranks[allowed], red_count)]] = True
+    black = np.zeros(ranks.size, dtype=bool)
+    rest = np.flatnonzero(~red)
+    black[rest[bottom(ranks[rest], black_count)]] = True
+    return red, black
 
 
 def recall_count(policy: Policy, pool: int) -> int:
@@ -159,12 +196,11 @@ def recall_count(policy: Policy, pool: int) -> int:
 
 
 def vetoed(index: Index, snapshot: Snapshot, code: int, year: int) -> bool:
-    return any(
-        fact.kind == Kind.VETO
-        and integer(fact.detail[0]) == year
-        and index.in_force(fact, snapshot.as_of_day, snapshot.known_at)
-        for fact in index.cadres[code].sparse
-    )
+    """Whether a one-vote veto for `year` is in force as known at the snapshot: it counts for its year
+    whatever the date read (a veto for 2024 is decided in 2025)."""
+    if year not in index.veto_years.get(code, ()):
+        return False  # the common case: no veto for that year was ever recorded
+    return any(veto.year == year for veto in index.vetoes_in_force(code, snapshot.known_at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,59 +231,14 @@ def open_recalls(index: Index, code: int, as_of_day: int, known_at: int) -> list
     ]
 
 
-def open_investigations(index: Index, code: int, as_of_day: int, known_at: int) -> list[str]:
-    facts = [
-        fact
-        for fact in index.cadres[code].sparse
-        if index.in_force(fact, as_of_day, known_at)
-        and fact.kind in (Kind.INVESTIGATION_OPENED, Kind.INVESTIGATION_CLOSED)
-    ]
-    facts.sort(key=lambda fact: (fact.effective_on, fact.position))
-    opened: dict[str, None] = {}
-    for fact in facts:
-        reference = str(fact.detail[0])
-        if fact.kind == Kind.INVESTIGATION_OPENED:
-            opened[reference] = None
-        else:
-            opened.pop(reference, None)
-    return list(opened)
-
-
-def add_months(start: date, months: int) -> date:
-    """`start` moved by whole months, clamped to the end of a shorter month."""
-    month_index = start.month - 1 + months
-    year, month = start.year + month_index // MONTHS_PER_YEAR, month_index % MONTHS_PER_YEAR + 1
-    for day_of_month in range(start.day, 27, -1):
-        try:
-            return date(year, month, day_of_month)
-        except ValueError:
-            continue
-    return date(year, month, min(start.day, 28))
-
-
 def _appraisals(index: Index, code: int, as_of_day: int, known_at: int) -> dict[int, Result]:
-    """Effective appraisal result per year: the recorded result under the caps of that year's deductions."""
-    in_force = [fact for fact in index.cadres[code].sparse if index.in_force(fact, as_of_day, known_at)]
-    caps: dict[int, list[Result]] = {}
-    for fact in in_force:
-        if fact.kind == Kind.DEDUCTION and fact.detail[2] is not None:
-            caps.setdefault(from_day(fact.effective_on).year, []).append(result_of(fact.detail[2]))
-    results: dict[int, Result] = {}
-    for fact in sorted(in_force, key=lambda fact: fact.position):
-        if fact.kind == Kind.APPRAISAL:
-            year, result = integer(fact.detail[0]), result_of(fact.detail[1])
-            for cap in caps.get(year, []):
-                result = appraisal_at_most(result, cap)
-            results[year] = result
-    return results
-
-
-def result_of(value: str | int | bool | None) -> Result:
-    """An appraisal result held in a fact's detail."""
-    for result in RESULTS:
-        if value == result:
-            return result
-    raise ValueError(f"not an appraisal result: {value!r}")
+    """Counted appraisal result per year (ledger.policy.counting: after sanctions and investigations)."""
+    return {
+        integer(fact.detail[0]): counted.result
+        for fact, counted in sorted(
+            index.counted_appraisals(code, as_of_day, known_at), key=lambda item: item[0].position
+        )
+    }
 
 
 def _at_least(result: Result, required: Result) -> bool:
@@ -256,9 +247,20 @@ def _at_least(result: Result, required: Result) -> bool:
 
 
 def eligibility_checks(
-    index: Index, snapshot: Snapshot, code: int, policy: Policy, *, scope_rank: int | None, pool: int
+    index: Index,
+    snapshot: Snapshot,
+    code: int,
+    policy: Policy,
+    *,
+    scope_rank: int | None,
+    pool: int,
+    standing_snapshot: Snapshot | None = None,
 ) -> list[Check]:
-    """Every check that decides whether a cadre may be promoted, each with its detail."""
+    """Every check that decides whether a cadre may be promoted, each with its detail.
+
+    `scope_rank` and `pool` are the cadre's rank in its scope and the scope's size on the policy's standing
+    basis; `standing_snapshot` holds the totals of that basis (the period's, for `period`).
+    """
     as_of_day, known_at = snapshot.as_of_day, snapshot.known_at
     as_of = from_day(as_of_day)
     rules = policy.eligibility
@@ -321,7 +323,7 @@ def eligibility_checks(
             else "no open recall",
         )
     )
-    investigations = open_investigations(index, code, as_of_day, known_at)
+    investigations = list(index.open_investigations(code, as_of_day, known_at))
     checks.append(
         Check(
             "investigation",
@@ -338,7 +340,13 @@ def eligibility_checks(
     if standing.top_share is None and standing.points_min is None:
         checks.append(Check("standing", True, "the policy sets no standing rule"))
     else:
-        total = points_of_cents(int(snapshot.totals[code]))
+        basis_snapshot = standing_snapshot or snapshot
+        total = points_of_cents(int(basis_snapshot.totals[code]))
+        what = (
+            "total"
+            if basis_snapshot.since_day is None
+            else f"points since {from_day(basis_snapshot.since_day)}"
+        )
         reasons = []
         ok = False
         if standing.top_share is not None and scope_rank is not None:
@@ -347,6 +355,6 @@ def eligibility_checks(
             reasons.append(f"rank {scope_rank} of {pool} (top {standing.top_share}: {allowed})")
         if standing.points_min is not None:
             ok = ok or total >= standing.points_min
-            reasons.append(f"total {total} (minimum {standing.points_min})")
+            reasons.append(f"{what} {total} (minimum {standing.points_min})")
         checks.append(Check("standing", ok, " or ".join(reasons) if reasons else "not ranked"))
     return checks

@@ -119,32 +119,58 @@ def test_three_quarters_in_the_bottom_three_climb_the_escalation_ladder(
     ledger: Ledger, projections: Projections
 ) -> None:
     """Xiantao: bottom three once → commitment speech and summons talk, twice → admonishment talk, three
-    times in a row → removal from post; a cadre who climbs out starts again."""
-    post(ledger, *(registration(f"C{n}", on=date(2025, 1, 1), unit_id="U1") for n in range(1, 7)))
-    post(
-        ledger,
-        merit("C1", date(2025, 1, 5), "merit_first_class", "national"),  # 20.00
-        merit("C2", date(2025, 1, 5), "merit_first_class", "provincial"),  # 15.00
-        merit("C3", date(2025, 1, 5), "merit_first_class", "municipal"),  # 10.00
-    )
+    times in a row → removal from post; a cadre who climbs out starts again.
+
+    A unit of ten (the minimum pool). Each quarter is ranked on its own points (the illustrative basis
+    `period`): C1–C7 gain every quarter (C7 8.00, C6 6.00, C1 4.00, C2 3.00, C3 2.00, C4 1.00, C5 0.50),
+    C8–C10 nothing, so C8–C10 tie at rank 8 in 2025Q1 and 2025Q2. In 2025Q3 C8 gains 25.00 and C5 nothing:
+    C5, C9 and C10 tie at 0.00, rank 8 — C9 and C10 for the third time, C5 for the first."""
+    post(ledger, *(registration(f"C{n}", on=date(2025, 1, 1), unit_id="U1") for n in range(1, 11)))
+    awards = {
+        "C1": ("citation", "national"),
+        "C2": ("citation", "provincial"),
+        "C3": ("citation", "municipal"),
+        "C4": ("citation", "county"),
+        "C5": ("citation", "unit"),
+        "C6": ("commendation", "national"),
+        "C7": ("merit_third_class", "national"),
+    }
+
+    def quarter(on: date, skip: str = "") -> None:
+        post(ledger, *(merit(c, on, award, level) for c, (award, level) in awards.items() if c != skip))
+
+    quarter(date(2025, 1, 5))
     first = projections.escalations("2025Q1")
+    assert first.basis == "period"
     assert [(e.cadre_id, e.streak, e.step, e.action) for e in first.escalations] == [
-        (cadre_id, 1, 1, "commitment_speech_and_summons_talk") for cadre_id in ("C4", "C5", "C6")
+        (cadre_id, 1, 1, "commitment_speech_and_summons_talk") for cadre_id in ("C10", "C8", "C9")
     ]
     assert first.escalations[0].label == "表态发言+约谈"
+    quarter(date(2025, 4, 5))
     second = projections.escalations("2025Q2")
     assert [(e.cadre_id, e.streak, e.step, e.action) for e in second.escalations] == [
-        (cadre_id, 2, 2, "admonishment_talk") for cadre_id in ("C4", "C5", "C6")
+        (cadre_id, 2, 2, "admonishment_talk") for cadre_id in ("C10", "C8", "C9")
     ]
 
-    post(ledger, merit("C4", date(2025, 8, 1), "honorary_title", "national"))  # 25.00: C4 climbs out
+    quarter(date(2025, 7, 5), skip="C5")
+    post(ledger, merit("C8", date(2025, 8, 1), "honorary_title", "national"))  # 25.00: C8 climbs out
     third = projections.escalations("2025Q3")
     assert [(e.cadre_id, e.streak, e.step, e.action) for e in third.escalations] == [
-        ("C5", 3, 3, "removal_from_post"),
-        ("C6", 3, 3, "removal_from_post"),
-        ("C3", 1, 1, "commitment_speech_and_summons_talk"),
+        ("C10", 3, 3, "removal_from_post"),
+        ("C9", 3, 3, "removal_from_post"),
+        ("C5", 1, 1, "commitment_speech_and_summons_talk"),
     ]
     assert third.escalations[0].label == "调离岗位"
+
+
+def test_a_unit_smaller_than_the_recall_pool_escalates_nobody(
+    ledger: Ledger, projections: Projections
+) -> None:
+    """Escalations use the recalls' minimum pool (10 in the illustrative policy): the six cadres of a unit,
+    all tied at 0.00, are not its bottom three, whatever the quarter."""
+    post(ledger, *(registration(f"C{n}", on=date(2025, 1, 1), unit_id="U1") for n in range(1, 7)))
+    assert projections.escalations("2025Q1").escalations == []
+    assert projections.recalls("2025Q1").candidates == []
 
 
 def test_a_vetoed_cadre_is_left_off_the_red_board_of_the_vetoed_year(
@@ -154,8 +180,8 @@ def test_a_vetoed_cadre_is_left_off_the_red_board_of_the_vetoed_year(
     post(ledger, *(registration(f"C{n}") for n in (1, 2, 3)))
     post(
         ledger,
-        merit("C1", date(2024, 6, 1), "honorary_title", "provincial"),  # 18.00
-        merit("C2", date(2024, 6, 1), "merit_third_class", "provincial"),  # 6.00
+        merit("C1", date(2025, 3, 1), "merit_first_class", "provincial"),  # 15.00, not barred by a veto
+        merit("C2", date(2025, 3, 1), "merit_third_class", "provincial"),  # 6.00
         VetoApplied(
             cadre_id="C1", effective_on=date(2025, 5, 1), source=source(), year=2025, reason="安全事故"
         ),
@@ -163,7 +189,8 @@ def test_a_vetoed_cadre_is_left_off_the_red_board_of_the_vetoed_year(
     boards = projections.boards("2025")
     assert ranked(projections.rankings(period="2025"))[0] == (1, "C1"), "still ranked first"
     assert [(entry.rank, entry.cadre_id) for entry in boards.red] == [(2, "C2"), (3, "C3")]
-    assert [entry.cadre_id for entry in boards.black] == ["C1", "C2", "C3"], "ten black places, three cadres"
+    # Ten black places, three cadres: red comes first, so only the vetoed C1 is left for black.
+    assert [entry.cadre_id for entry in boards.black] == ["C1"], "nobody is on both boards"
     assert [entry.cadre_id for entry in projections.boards("2024").red] == ["C1", "C2", "C3"]
     veto = next(c for c in projections.eligibility("C1", as_of=date(2025, 12, 1)).checks if c.check == "veto")
     assert (veto.passed, veto.detail) == (False, "one-vote veto in 2025")
