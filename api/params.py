@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from litestar.params import PathParameter, QueryParameter
 
@@ -20,6 +20,7 @@ from ledger.domain.periods import PERIOD_PATTERN
 __all__ = [
     "AfterQuery",
     "AsOfQuery",
+    "BasisQuery",
     "CadreIdPath",
     "CursorQuery",
     "KnownAtQuery",
@@ -125,6 +126,16 @@ PeriodQuery = Annotated[
     QueryParameter(
         description="A period, read as of its last day: `2025`, `2025Q3`, `2025-07` or `2025-W27`.",
         pattern=PERIOD_PATTERN,
+    ),
+]
+BasisQuery = Annotated[
+    Literal["total", "period"],
+    QueryParameter(
+        name="basis",
+        description=(
+            "`total` ranks cumulative totals; `period` ranks the points whose valid date falls in the period "
+            "(with `as_of` and no `period`: in its quarter, through `as_of`), as known at `known_at`."
+        ),
     ),
 ]
 RequiredPeriodQuery = Annotated[

@@ -12,6 +12,7 @@ from ledger.api.params import (
     DEFAULT_LIMIT,
     EACH_UNIT,
     AsOfQuery,
+    BasisQuery,
     CursorQuery,
     KnownAtQuery,
     LimitQuery,
@@ -39,7 +40,8 @@ ERRORS = errors(401, 403, 404, 422, 503)
     summary="Rankings of a scope",
     description=(
         "Competition ranking (1, 2, 2, 4) with the policy's tie-breakers, each cadre's previous rank and "
-        "movement; as of a date, or as of the last day of `period`. `next_cursor` is null on the last page."
+        "movement; as of a date, or as of the last day of `period`; on the cumulative total or on the "
+        "period's points (`basis`). `next_cursor` is null on the last page."
     ),
     security=SECURITY,
     sync_to_thread=True,
@@ -51,6 +53,7 @@ def get_rankings(
     scope_name: ScopeQuery = "all",
     as_of: AsOfQuery = None,
     period: PeriodQuery = None,
+    basis: BasisQuery = "total",
     known_at: KnownAtQuery = None,
     min_position: MinPositionQuery = None,
     cursor: CursorQuery = None,
@@ -60,6 +63,7 @@ def get_rankings(
         scope_name,
         as_of=as_of,
         period=period,
+        basis=basis,
         known_at=parse_known_at(known_at),
         min_position=min_position,
         cursor=cursor,

@@ -228,10 +228,12 @@ def history(
             "event",
             "type",
             "points",
+            "counted",
             "running_total",
             "posted_by",
             "source",
             "link",
+            "adjustment",
         ],
         [
             [
@@ -240,10 +242,12 @@ def history(
                 str(entry.event_id)[:8],
                 entry.type,
                 entry.points,
+                entry.counted_points,
                 entry.running_total,
                 entry.posted_by,
                 f"{entry.source.system}/{entry.source.key}",
                 _link(entry.reverses, entry.reversed_by),
+                entry.adjustment or "",
             ]
             for entry in page.entries
         ],
@@ -495,16 +499,28 @@ def rankings(
         ),
     ] = None,
     as_of: AsOf = None,
+    basis: Annotated[
+        str,
+        typer.Option(
+            "--basis",
+            "-b",
+            help="total (cumulative) or period (the points of the period; with --as-of, of its quarter)",
+        ),
+    ] = "total",
     known_at: KnownAt = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Rank a scope: competition ranks, the policy's tie-breakers, the previous period's rank and movement."""
     with _projections(database) as projections:
-        view = projections.rankings(scope, period=period, as_of=_as_of(as_of), known_at=_known_at(known_at))
+        view = projections.rankings(
+            scope, period=period, as_of=_as_of(as_of), basis=basis, known_at=_known_at(known_at)
+        )
+    gained = f"points since {view.since}" if view.since else "total"
     _print_rows(
         fmt,
         view,
-        f"{view.scope} as of {view.as_of} (previous {view.previous_as_of}), known at {view.position}",
+        f"{view.scope} as of {view.as_of} (previous {view.previous_as_of}), known at {view.position}, "
+        f"by {gained}",
         [
             "rank",
             "cadre_id",
@@ -608,7 +624,8 @@ def recalls(
     _print_rows(
         fmt,
         view,
-        f"recall candidates for {view.period} ({view.scope}), known at position {view.position}",
+        f"recall candidates for {view.period} ({view.scope}, basis {view.basis}), "
+        f"known at position {view.position}",
         ["cadre_id", "name", "unit_id", "rank", "pool_size", "total"],
         [[c.cadre_id, c.name, c.unit_id, c.rank, c.pool_size, c.total] for c in view.candidates],
     )
@@ -631,7 +648,7 @@ def boards(
     _print_rows(
         fmt,
         view,
-        f"boards of {view.period} ({view.scope}), known at position {view.position}",
+        f"boards of {view.period} ({view.scope}, basis {view.basis}), known at position {view.position}",
         ["board", "rank", "cadre_id", "name", "unit_id", "total"],
         rows,
     )
@@ -651,7 +668,7 @@ def escalations(
     _print_rows(
         fmt,
         view,
-        f"escalations at {view.period} ({view.scope}), known at position {view.position}",
+        f"escalations at {view.period} ({view.scope}, basis {view.basis}), known at position {view.position}",
         ["cadre_id", "name", "unit_id", "streak", "step", "action", "label"],
         [[e.cadre_id, e.name, e.unit_id, e.streak, e.step, e.action, e.label] for e in view.escalations],
     )

@@ -73,6 +73,24 @@ def test_rankings_of_a_unit_as_json_follow_the_points(database: Path) -> None:
     assert view["entries"][0]["total"] == "5.00" and view["entries"][0]["components"]["merit"] == "5.00"
 
 
+def test_rankings_on_the_period_basis_count_only_the_period(database: Path) -> None:
+    """`--basis period` for 2024Q3 counts the points dated in the quarter: none of this log's, so every cadre
+    of U1 has 0.00 and they share rank 1; the total basis still ranks C1 first with 5.00."""
+    code, output = run(
+        "rankings", "--scope", "unit:U1", "--period", "2024Q3", "--basis", "period", "--format", "json"
+    )
+    assert code == 0, output
+    view = json.loads(output)
+    assert (view["basis"], view["since"]) == ("period", "2024-07-01")
+    assert {entry["total"] for entry in view["entries"]} == {"0.00"}
+    assert {entry["rank"] for entry in view["entries"]} == {1}
+    code, output = run("rankings", "--scope", "unit:U1", "--period", "2024Q3", "--format", "json")
+    total = json.loads(output)
+    assert (total["basis"], total["since"], total["entries"][0]["total"]) == ("total", None, "5.00")
+    code, output = run("rankings", "--scope", "unit:U1", "--period", "2024Q3", "--basis", "gain")
+    assert code == 2 and "basis" in output
+
+
 def test_rankings_print_a_table_a_person_can_read(database: Path) -> None:
     code, output = run("rankings", "--scope", "unit:U1", "--period", "2024Q2")
     assert code == 0
