@@ -27,7 +27,6 @@ from ledger.policy.counting import (
     Counted,
     SanctionTerms,
     VetoTerms,
-    barring_veto,
     counted_result,
     investigation_holds_year,
 )
@@ -240,11 +239,14 @@ class Index:
         # The years in which each cadre has a veto (in force or not), and the score rows of its merits
         # dated in those years: the only awards a veto can bar.
         self.veto_years: dict[int, set[int]] = {}
-        self.veto_candidates: dict[int, list[int]] = {}
+        self.veto_candidates: set[int] = set()
+        self._veto_arrays: tuple[int, Array, Array, Array] | None = None
         # Cadres with a deduction that caps appraisals, or an investigation: their appraisals may count
         # another result than recorded. Per read, only their appraisals are recounted.
         self.appraisal_sensitive: set[int] = set()
         self._counted_cache: tuple[int, int, dict[int, list[tuple[Fact, Counted]]]] | None = None
+        # Per sensitive cadre, its appraisal, deduction and investigation facts (rebuilt when they change).
+        self._sensitive_facts: dict[int, tuple[list[Fact], list[Fact], list[Fact]]] = {}
 
     # Folding facts in.
 
@@ -273,7 +275,7 @@ class Index:
                     awards.append(AWARD_CODES[fact.detail[0]])  # type: ignore[index]
                     years = veto_years.get(code)
                     if years is not None and from_day(fact.counts_from).year in years:
-                        self.veto_candidates.setdefault(code, []).append(first_row + len(positions))
+                        self.veto_candidates.add(first_row + len(positions))
                 else:
                     awards.append(-1)
                 positions.append(position)
@@ -332,9 +334,7 @@ class Index:
         start, end = day(date(year, 1, 1)), day(date(year, 12, 31))
         days = self.scores["counts_from"][rows]
         in_year = rows[(days >= start) & (days <= end)]
-        candidates = self.veto_candidates.setdefault(code, [])
-        candidates.extend(int(row) for row in in_year if int(row) not in candidates)
-        candidates.sort()
+        self.veto_candidates.update(int(row) for row in in_year)
 
     def _cadre_code(self, fact: Fact) -> int:
         assert fact.cadre is not None
@@ -419,6 +419,7 @@ class Index:
             self.sparse[fact.position] = fact
             if kind == Kind.INVESTIGATION_OPENED or (kind == Kind.DEDUCTION and fact.detail[2] is not None):
                 self.appraisal_sensitive.add(code)
+            self._sensitive_facts.pop(code, None)
 
     def reverse(self, target: int, at: int) -> None:
         """Mark the fact at position `target` reversed from position `at` on."""
@@ -472,8 +473,7 @@ class Index:
             rows = rows[(self.scores["reversed_at"][rows] <= known_at) & in_window[rows]]
             np.subtract.at(components, keys[rows], self.scores["cents_float"][rows])
         components = np.rint(components).astype(np.int64).reshape(count, COMPONENT_COUNT)
-        for code, component, delta in self.counted_adjustments(as_of_day, known_at, since_day):
-            components[code, component] += delta
+        self.count_adjusted(components, as_of_day, known_at, since_day)
         return components.sum(axis=1), components
 
     # The counting rules (ledger.policy.counting): what a veto or a sanction makes other events count.
@@ -505,17 +505,23 @@ class Index:
         ]
 
     def open_investigations(self, code: int, as_of_day: int, known_at: int) -> dict[str, Fact]:
-        """The cadre's investigations open at (as_of, known_at), by reference, with their opening fact.
-        Openings and closings act in valid-time order (effective_on, then position)."""
+        """The cadre's investigations open at (as_of, known_at), by reference, with their opening fact."""
         facts = [
             fact
             for fact in self.cadres[code].sparse
             if fact.kind in (Kind.INVESTIGATION_OPENED, Kind.INVESTIGATION_CLOSED)
-            and self.in_force(fact, as_of_day, known_at)
         ]
-        facts.sort(key=lambda fact: (fact.effective_on, fact.position))
+        return self._open_among(facts, as_of_day, known_at)
+
+    def _open_among(self, facts: list[Fact], as_of_day: int, known_at: int) -> dict[str, Fact]:
+        """Of investigation facts, the ones open at (as_of, known_at) by reference. Openings and closings
+        act in valid-time order (effective_on, then position)."""
+        steps = sorted(
+            (fact for fact in facts if self.in_force(fact, as_of_day, known_at)),
+            key=lambda fact: (fact.effective_on, fact.position),
+        )
         opened: dict[str, Fact] = {}
-        for fact in facts:
+        for fact in steps:
             reference = str(fact.detail[0])
             if fact.kind == Kind.INVESTIGATION_OPENED:
                 opened[reference] = fact
@@ -523,37 +529,74 @@ class Index:
                 opened.pop(reference, None)
         return opened
 
-    def counted_appraisals(self, code: int, as_of_day: int, known_at: int) -> list[tuple[Fact, Counted]]:
-        """Every appraisal of the cadre in force at (as_of, known_at), with the result it counts."""
-        appraisals = [
-            fact
-            for fact in self.cadres[code].sparse
-            if fact.kind == Kind.APPRAISAL and self.in_force(fact, as_of_day, known_at)
-        ]
+    def _facts_of_sensitive(self, code: int) -> tuple[list[Fact], list[Fact], list[Fact]]:
+        facts = self._sensitive_facts.get(code)
+        if facts is None:
+            sparse = self.cadres[code].sparse
+            facts = self._sensitive_facts[code] = (
+                [fact for fact in sparse if fact.kind == Kind.APPRAISAL],
+                [fact for fact in sparse if fact.kind == Kind.DEDUCTION and fact.detail[2] is not None],
+                [
+                    fact
+                    for fact in sparse
+                    if fact.kind in (Kind.INVESTIGATION_OPENED, Kind.INVESTIGATION_CLOSED)
+                ],
+            )
+        return facts
+
+    def counted_appraisals(
+        self, code: int, as_of_day: int, known_at: int, *, lowered_only: bool = False
+    ) -> list[tuple[Fact, Counted]]:
+        """The appraisals of the cadre in force at (as_of, known_at), with the result each counts (with
+        `lowered_only`, only those counting another result than recorded)."""
         if code not in self.appraisal_sensitive:
-            return [(fact, Counted(result_of(fact.detail[1]), None)) for fact in appraisals]
-        sanctions = self.sanctions_in_force(code, known_at)
-        investigations = self.open_investigations(code, as_of_day, known_at)
+            if lowered_only:
+                return []
+            return [
+                (fact, Counted(result_of(fact.detail[1]), None))
+                for fact in self.cadres[code].sparse
+                if fact.kind == Kind.APPRAISAL and self.in_force(fact, as_of_day, known_at)
+            ]
+        appraisal_facts, deduction_facts, investigation_facts = self._facts_of_sensitive(code)
+        sanctions = [
+            SanctionTerms(
+                fact.position,
+                str(fact.detail[0]),
+                from_day(fact.effective_on),
+                result_of(fact.detail[2]),
+                tuple(integer(year) for year in fact.detail[3:]),
+            )
+            for fact in deduction_facts
+            if self._known_in_force(fact, known_at)
+        ]
+        investigations = (
+            self._open_among(investigation_facts, as_of_day, known_at) if investigation_facts else {}
+        )
         counted = []
-        for fact in appraisals:
+        for fact in appraisal_facts:
+            if not self.in_force(fact, as_of_day, known_at):
+                continue
             year = integer(fact.detail[0])
             held = [
                 reference
                 for reference, opening in investigations.items()
                 if investigation_holds_year(year, from_day(opening.effective_on))
             ]
-            counted.append((fact, counted_result(result_of(fact.detail[1]), year, sanctions, held)))
+            result = counted_result(result_of(fact.detail[1]), year, sanctions, held)
+            if result.reason is not None or not lowered_only:
+                counted.append((fact, result))
         return counted
 
     def counted_appraisals_all(self, as_of_day: int, known_at: int) -> dict[int, list[tuple[Fact, Counted]]]:
-        """`counted_appraisals` of every cadre whose appraisals may count another result (cached per read)."""
+        """Per cadre, the in-force appraisals that count another result than recorded (cached per read)."""
         cache = self._counted_cache
         if cache is not None and cache[0] == as_of_day and cache[1] == known_at:
             return cache[2]
-        counted = {
-            code: self.counted_appraisals(code, as_of_day, known_at)
-            for code in sorted(self.appraisal_sensitive)
-        }
+        counted = {}
+        for code in sorted(self.appraisal_sensitive):
+            lowered = self.counted_appraisals(code, as_of_day, known_at, lowered_only=True)
+            if lowered:
+                counted[code] = lowered
         self._counted_cache = (as_of_day, known_at, counted)
         return counted
 
@@ -567,38 +610,56 @@ class Index:
             return fact.cents
         return cents_of(self.policies.get(version).policy.appraisal.points.of(result))
 
-    def counted_adjustments(
-        self, as_of_day: int, known_at: int, since_day: int | None
-    ) -> list[tuple[int, int, int]]:
-        """`(cadre code, component, cents)` to add to the recorded sums: barred awards count nothing,
-        lowered appraisals count their counted result. Only facts in the window count."""
-        adjustments: list[tuple[int, int, int]] = []
+    def count_adjusted(self, components: Array, as_of_day: int, known_at: int, since_day: int | None) -> None:
+        """Turn the recorded sums (cents, per cadre × component) into counted ones: barred awards count
+        nothing, lowered appraisals count their counted result. Only facts in the window count."""
         start = -(2**31) if since_day is None else since_day
-
-        def in_window(number: int) -> bool:
-            return start <= number <= as_of_day
-
         for code, counted in self.counted_appraisals_all(as_of_day, known_at).items():
             for fact, result in counted:
-                if result.reason is not None and in_window(fact.counts_from):
-                    delta = self.appraisal_cents(fact, result.result) - fact.cents
-                    if delta:
-                        adjustments.append((code, APPRAISAL_COMPONENT, delta))
-        if self.veto_candidates:
-            known = self.scores.known(known_at)
-            scores_dates = self.scores["counts_from"]
-            for code, rows in self.veto_candidates.items():
-                vetoes = self.vetoes_in_force(code, known_at)
-                if not vetoes:
-                    continue
-                for row in rows:
-                    if row >= known or self.scores["reversed_at"][row] <= known_at:
-                        continue
-                    number = int(scores_dates[row])
-                    award = AWARDS[int(self.scores["award"][row])]
-                    if in_window(number) and barring_veto(award, from_day(number), vetoes) is not None:
-                        adjustments.append((code, MERIT_COMPONENT, -int(self.scores["cents"][row])))
-        return adjustments
+                if result.reason is not None and start <= fact.counts_from <= as_of_day:
+                    components[code, APPRAISAL_COMPONENT] += (
+                        self.appraisal_cents(fact, result.result) - fact.cents
+                    )
+        if not self.veto_candidates:
+            return
+        barred = [
+            _veto_key(code, veto.year, AWARD_CODES[award])
+            for code in self.veto_years
+            for veto in self.vetoes_in_force(code, known_at)
+            for award in veto.barred_awards
+        ]
+        if not barred:
+            return
+        rows, keys, codes = self._veto_candidate_arrays()
+        known = self.scores.known(known_at)
+        dates = self.scores["counts_from"][rows]
+        barred_rows = (
+            np.isin(keys, np.array(barred, dtype=np.int64))
+            & (rows < known)
+            & (self.scores["reversed_at"][rows] > known_at)
+            & (dates >= start)
+            & (dates <= as_of_day)
+        )
+        np.subtract.at(
+            components[:, MERIT_COMPONENT], codes[barred_rows], self.scores["cents"][rows[barred_rows]]
+        )
+
+    def _veto_candidate_arrays(self) -> tuple[Array, Array, Array]:
+        """The score rows a veto may bar, with their (cadre, year, award) keys and cadre codes."""
+        cached = self._veto_arrays
+        if cached is None or cached[0] != len(self.veto_candidates):
+            rows = np.array(sorted(self.veto_candidates), dtype=np.int64)
+            codes = self.scores["key"][rows] // COMPONENT_COUNT
+            years = (
+                self.scores["counts_from"][rows]
+                .astype("datetime64[D]")
+                .astype("datetime64[Y]")
+                .astype(np.int64)
+                + 1970
+            )
+            keys = _veto_key(codes, years, self.scores["award"][rows].astype(np.int64))
+            cached = self._veto_arrays = (len(self.veto_candidates), rows, keys, codes)
+        return cached[1], cached[2], cached[3]
 
     @staticmethod
     def _valid(columns: Columns, as_of_day: int, known_at: int) -> Array:
@@ -674,3 +735,8 @@ def result_of(value: str | int | bool | None) -> Result:
         if value == result:
             return result
     raise ValueError(f"not an appraisal result: {value!r}")
+
+
+def _veto_key(code: Any, year: Any, award: Any) -> Any:
+    """One integer per (cadre, year, award): what a veto bars, and what a candidate merit is."""
+    return (code * 10_000 + year) * 16 + award

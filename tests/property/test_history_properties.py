@@ -4,7 +4,9 @@ reads known after it; replayed posts change nothing.
 
 Method: hypothesis draws a sequence of postings (awards, deductions, appraisals, evaluations, late postings,
 reversals of earlier entries), each posted as its own batch into a fresh SQLite ledger; then reads at random
-(as_of, known_at) pairs are compared with a model computed from `Ledger.events()` alone.
+(as_of, known_at) pairs are compared with a model computed from `Ledger.events()` alone — the points as
+recorded, and what each counts (an appraisal of a year with a capping deduction counts the capped result,
+whichever was recorded first).
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ def build_event(op: tuple, cadre_id: str, key: int, recorded: list[tuple[str, da
     )  # type: ignore[arg-type]
 
 
+# The illustrative policy's appraisal points, and the kinds drawn above that cap the appraisal of their year
+# (admonishment and party warning: at most competent; criticism: no cap).
+APPRAISAL_POINTS = {"excellent": Decimal("5.00"), "competent": Decimal("2.00")}
+CAPPING_KINDS = {"admonishment", "party_warning"}
+
+
 def model_history(log: list, cadre_id: str, as_of: date, known_at: int) -> list[tuple[int, Decimal]]:
     """(position, points) of the entries a read sees, in valid-time order, from the raw log alone."""
     events = {entry.event.event_id: entry for entry in log}
@@ -95,6 +103,35 @@ def model_history(log: list, cadre_id: str, as_of: date, known_at: int) -> list[
             seen.append((counts_from, entry.position, event.points))
     seen.sort()
     return [(position, points) for _day, position, points in seen]
+
+
+def model_counted(log: list, cadre_id: str, known_at: int) -> dict[int, Decimal]:
+    """Per position, what an entry counts: an excellent appraisal of a year with a capping deduction known
+    and not reversed counts as competent, whichever was recorded first; a reversal minus its target."""
+    known = [
+        entry
+        for entry in log
+        if getattr(entry.event, "cadre_id", None) == cadre_id and entry.position <= known_at
+    ]
+    reversed_ids = {entry.event.target_event_id for entry in known if isinstance(entry.event, EntryReversed)}
+    capped_years = {
+        entry.event.effective_on.year
+        for entry in known
+        if isinstance(entry.event, DeductionApplied)
+        and entry.event.kind in CAPPING_KINDS
+        and entry.event.event_id not in reversed_ids
+    }
+    counted: dict[int, Decimal] = {}
+    by_id: dict[object, Decimal] = {}
+    for entry in known:
+        event = entry.event
+        points = event.points
+        if isinstance(event, AppraisalRecorded) and event.year in capped_years:
+            points = APPRAISAL_POINTS["competent"]
+        if isinstance(event, EntryReversed):
+            points = -by_id[event.target_event_id]
+        counted[entry.position] = by_id[event.event_id] = points
+    return counted
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -135,11 +172,13 @@ def test_history_equals_a_naive_filter_of_the_raw_log(operations, reads, replay)
                     continue  # the two registrations (positions 2 and 3) were not known yet
                 page = ledger.history(cadre_id, as_of=as_of, known_at=known_at)
                 assert [(e.position, e.points) for e in page.entries] == expected
+                counted = model_counted(log, cadre_id, known_at)
                 running = ZERO
                 for entry in page.entries:
-                    running += entry.points
+                    assert entry.counted_points == counted[entry.position]
+                    running += counted[entry.position]
                     assert entry.running_total == running
-                assert page.total == running == sum((p for _pos, p in expected), ZERO)
+                assert page.total == running == sum((counted[pos] for pos, _p in expected), ZERO)
                 assert page.position == known_at
 
         if batches:

@@ -40,7 +40,6 @@ from ledger.domain.events import (
     TenureAccrued,
     type_of,
 )
-from ledger.domain.periods import parse_period
 from ledger.domain.points import ZERO
 
 __all__ = [
@@ -150,15 +149,6 @@ def _in_force(changes: dict[uuid.UUID, tuple[date, str]], day: date | None = Non
     return best[1]
 
 
-def period_key(period: str) -> str:
-    """A period's normal name (`2025q3` and `2025Q3` are one period); the text as sent if it is no period,
-    which posting refuses anyway."""
-    try:
-        return parse_period(period).name
-    except ValueError:
-        return period
-
-
 def stream_of(event: EventBase) -> str:
     """The aggregate (stream) an event belongs to."""
     return event.cadre_id if isinstance(event, CadreEvent) else POLICY_STREAM
@@ -211,7 +201,7 @@ def apply(state: CadreState, event: EventBase) -> CadreState:
     elif isinstance(event, AppraisalRecorded):
         state.appraisal_years[event.year] = event_id
     elif isinstance(event, EvaluationRecorded):
-        state.evaluations[period_key(event.period)] = event_id
+        state.evaluations[event.period] = event_id
     elif isinstance(event, RecallOrdered):
         state.open_recalls[event_id] = event.effective_on
     elif isinstance(event, RecallCompleted):
@@ -359,7 +349,7 @@ def _check_sequence(state: CadreState, event: CadreEvent) -> None:
             rule="appraisal_must_be_recorded_once_per_year",
         )
     if isinstance(event, EvaluationRecorded):
-        earlier = state.evaluations.get(period_key(event.period))
+        earlier = state.evaluations.get(event.period)
         if earlier is not None:
             raise InvalidInput(
                 f"an evaluation for {event.period} is already recorded (event {earlier}); reverse it "

@@ -51,17 +51,17 @@ def parse_period(text: str) -> Period:
 
 
 def _parse_period(text: str) -> Period:
-    if match := _YEAR.match(text):
+    if match := _YEAR.fullmatch(text):
         year = int(match[1])
         return Period(text, date(year, 1, 1), date(year, 12, 31), "year")
-    if match := _QUARTER.match(text):
+    if match := _QUARTER.fullmatch(text):
         year, quarter = int(match[1]), int(match[2])
         first_month = 3 * (quarter - 1) + 1
         return Period(text, date(year, first_month, 1), _month_end(year, first_month + 2), "quarter")
-    if match := _MONTH.match(text):
+    if match := _MONTH.fullmatch(text):
         year, month = int(match[1]), int(match[2])
         return Period(text, date(year, month, 1), _month_end(year, month), "month")
-    if match := _WEEK.match(text):
+    if match := _WEEK.fullmatch(text):
         year, week = int(match[1]), int(match[2])
         try:
             monday = date.fromisocalendar(year, week, 1)

@@ -29,7 +29,7 @@ def points(value: str | int | Decimal) -> Decimal:
     if isinstance(value, float):
         raise TypeError("points are never floats: pass a string such as '12.50'")
     if isinstance(value, str):
-        if not _POINTS_RE.match(value):
+        if not _POINTS_RE.fullmatch(value):
             raise ValueError(f"not a points value with at most two places: {value!r}")
         return quantize(Decimal(value))
     try:
