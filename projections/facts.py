@@ -19,6 +19,7 @@ from typing import Final
 import msgspec
 
 from ledger.domain.events import (
+    AWARDS,
     AppraisalRecorded,
     CadreDeparted,
     CadreGradeChanged,
@@ -91,6 +92,7 @@ COMPONENT_OF_KIND: Final[dict[int, int]] = {
 }
 
 _EPOCH: Final = date(1970, 1, 1).toordinal()
+AWARD_CODES: Final[dict[str, int]] = {award: code for code, award in enumerate(AWARDS)}
 
 Detail = tuple[str | int | bool | None, ...]
 
@@ -118,13 +120,13 @@ def cents_of(points: Decimal) -> int:
 
 # The shape of facts and their details. Persisted read models of another format are rebuilt from the log
 # when opened (`ledger.projections.service`): bump it whenever a detail changes.
-FACTS_FORMAT: Final = 2
+FACTS_FORMAT: Final = 3
 
 
 class Fact(msgspec.Struct, array_like=True, frozen=True):
-    """One event's contribution. `detail` depends on `kind` (see `fact_of`): a merit's award; a
-    deduction's kind, gate months, appraisal cap and the appraisal years it caps; an appraisal's year,
-    result and policy version; a veto's year and the awards it bars."""
+    """One event's contribution. `detail` depends on `kind` (see `fact_of`): a deduction's kind, gate
+    months, appraisal cap and the appraisal years it caps; an appraisal's year, result and policy version;
+    a veto's year and the awards it bars."""
 
     position: int
     kind: int
@@ -134,6 +136,9 @@ class Fact(msgspec.Struct, array_like=True, frozen=True):
     cents: int
     target: int  # a reversal's target position, else 0
     detail: Detail = ()
+    # A merit's award (its index in AWARDS: a veto may bar it), else -1. A column of its own rather than a
+    # detail: merits are most of a log, and a detail costs a decode per row when the facts are loaded.
+    award: int = -1
 
 
 def _points(event: EventBase) -> int:
@@ -146,13 +151,14 @@ def fact_of(position: int, event: EventBase) -> Fact:
     effective = day(event.effective_on)
     cents = _points(event)
     detail: Detail = ()
+    award = -1
     counts_from = effective
     target = 0
     if isinstance(event, TenureAccrued):
         kind = Kind.TENURE
     elif isinstance(event, MeritAwarded):
         kind = Kind.MERIT
-        detail = (event.award,)
+        award = AWARD_CODES[event.award]
     elif isinstance(event, EvaluationRecorded):
         kind = Kind.EVALUATION
     elif isinstance(event, DeductionApplied):
@@ -215,7 +221,7 @@ def fact_of(position: int, event: EventBase) -> Fact:
         detail = (event.version, day(event.effective_from), event.body)
     else:  # pragma: no cover - every event type is listed above
         raise TypeError(f"no fact for {type(event).__name__}")
-    return Fact(position, kind, cadre, effective, counts_from, cents, target, detail)
+    return Fact(position, kind, cadre, effective, counts_from, cents, target, detail, award)
 
 
 # Reading facts straight from the stored format.
@@ -305,10 +311,11 @@ def facts_of_stored(rows: Iterable[tuple[int, bytes]]) -> list[Fact]:
         counts_from = effective
         target = 0
         detail: Detail = ()
+        award = -1
         if kind in _PLAIN_KINDS:
             pass
         elif kind == Kind.MERIT:
-            detail = (event.award,)
+            award = AWARD_CODES[event.award]  # type: ignore[index]
         elif kind == Kind.DEDUCTION:
             years = (
                 event.appraisal_years if event.appraisal_years is not None else [effective_year(effective)]
@@ -348,7 +355,9 @@ def facts_of_stored(rows: Iterable[tuple[int, bytes]]) -> list[Fact]:
         elif kind == Kind.POLICY:
             assert event.effective_from is not None
             detail = (event.version, _day_of(event.effective_from), event.body)
-        facts.append(Fact(position, kind, event.cadre_id, effective, counts_from, cents, target, detail))
+        facts.append(
+            Fact(position, kind, event.cadre_id, effective, counts_from, cents, target, detail, award)
+        )
     return facts
 
 

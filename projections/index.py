@@ -21,7 +21,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from ledger.domain.events import AWARDS, GRADES, RESULTS, Result
+from ledger.domain.events import GRADES, RESULTS, Result
 from ledger.policy.book import PolicyBook
 from ledger.policy.counting import (
     Counted,
@@ -32,6 +32,7 @@ from ledger.policy.counting import (
 )
 from ledger.policy.load import load_policy
 from ledger.projections.facts import (
+    AWARD_CODES,
     COMPONENT_OF_KIND,
     COMPONENTS,
     NO_COMPONENT,
@@ -51,7 +52,6 @@ COMPONENT_COUNT: Final = len(COMPONENTS)
 GRADE_CODES: Final[dict[str, int]] = {title: code for code, title in enumerate(GRADES)}
 RESULT_CODES: Final[dict[str, int]] = {result: code for code, result in enumerate(RESULTS)}
 EXCELLENT: Final = RESULT_CODES["excellent"]
-AWARD_CODES: Final[dict[str, int]] = {award: code for code, award in enumerate(AWARDS)}
 MERIT_COMPONENT: Final = COMPONENTS.index("merit")
 APPRAISAL_COMPONENT: Final = COMPONENTS.index("appraisal")
 
@@ -271,13 +271,13 @@ class Index:
             if kind in _SCORE_ONLY_KINDS:
                 # Tenure, merit and evaluation facts are nearly all of a log: the short path.
                 code = cadre_codes[fact.cadre]  # type: ignore[index]
-                if kind == Kind.MERIT:
-                    awards.append(AWARD_CODES[fact.detail[0]])  # type: ignore[index]
-                    years = veto_years.get(code)
-                    if years is not None and from_day(fact.counts_from).year in years:
-                        self.veto_candidates.add(first_row + len(positions))
-                else:
-                    awards.append(-1)
+                if (
+                    kind == Kind.MERIT
+                    and code in veto_years
+                    and from_day(fact.counts_from).year in veto_years[code]
+                ):
+                    self.veto_candidates.add(first_row + len(positions))
+                awards.append(fact.award)
                 positions.append(position)
                 counts_from.append(fact.counts_from)
                 keys.append(code * COMPONENT_COUNT + COMPONENT_OF_KIND[kind])

@@ -100,7 +100,7 @@ class FactStore:
                     f"CREATE TABLE IF NOT EXISTS {facts_table(version)} (position {self.position_key}, "
                     "kind SMALLINT NOT NULL, cadre VARCHAR(64), effective_on INTEGER NOT NULL, "
                     "counts_from INTEGER NOT NULL, cents BIGINT NOT NULL, target BIGINT NOT NULL, "
-                    f"detail {self.blob})"
+                    f"detail {self.blob}, award SMALLINT NOT NULL)"
                 )
             )
             connection.execute(
@@ -192,13 +192,14 @@ class FactStore:
                 fact.cents,
                 fact.target,
                 _detail_encoder.encode(fact.detail) if fact.detail else None,
+                fact.award,
             )
             for fact in facts
         ]
         if not rows:
             return
         placeholder = "%s" if self.engine.dialect.name == "postgresql" else "?"
-        statement = f"INSERT INTO {facts_table(version)} VALUES ({', '.join([placeholder] * 8)})"
+        statement = f"INSERT INTO {facts_table(version)} VALUES ({', '.join([placeholder] * 9)})"
         connection.exec_driver_sql(statement, rows)
 
     def load(self, version: int, after: int, until: int | None = None) -> Iterator[list[Fact]]:
@@ -208,8 +209,8 @@ class FactStore:
             with self.engine.begin() as connection:
                 rows = connection.execute(
                     text(
-                        f"SELECT position, kind, cadre, effective_on, counts_from, cents, target, detail "
-                        f"FROM {facts_table(version)} WHERE position > :after{bound} "
+                        "SELECT position, kind, cadre, effective_on, counts_from, cents, target, detail, "
+                        f"award FROM {facts_table(version)} WHERE position > :after{bound} "
                         "ORDER BY position LIMIT :limit"
                     ),
                     {"after": after, "until": until, "limit": LOAD_PAGE_ROWS},
@@ -226,6 +227,7 @@ class FactStore:
                     row[5],
                     row[6],
                     _detail_decoder.decode(row[7]) if row[7] is not None else (),
+                    row[8],
                 )
                 for row in rows
             ]
