@@ -228,6 +228,23 @@ def test_rankings_of_last_quarter_read_as_of_its_last_day(shared_api: Api) -> No
     assert len(ranking["entries"]) == 3
 
 
+def test_rankings_on_the_period_basis_count_only_the_points_of_the_period(shared_api: Api) -> None:
+    """2025Q1 holds only the 2024 appraisals, dated 2025-01-10: C1 excellent 5.00, C2 and C3 competent 2.00
+    each (tied on every tie-breaker: rank 2, 2). On the total basis the 2024 citations (1.00 each) count
+    too: 6.00, 3.00, 3.00."""
+    period = shared_api.get("/v1/rankings", "reader", period="2025Q1", basis="period").json()
+    assert (period["basis"], period["since"], period["as_of"]) == ("period", "2025-01-01", "2025-03-31")
+    assert [(e["rank"], e["cadre_id"], e["total"]) for e in period["entries"]] == [
+        (1, "C1", "5.00"),
+        (2, "C2", "2.00"),
+        (2, "C3", "2.00"),
+    ]
+    total = shared_api.get("/v1/rankings", "reader", period="2025Q1").json()
+    assert (total["basis"], total["since"]) == ("total", None)
+    assert [e["total"] for e in total["entries"]] == ["6.00", "3.00", "3.00"]
+    assert problem_of(shared_api.get("/v1/rankings", "reader", basis="gain"), 422)["field"] == "basis"
+
+
 def test_an_unknown_unit_is_a_404_and_a_bad_scope_a_422(shared_api: Api) -> None:
     problem_of(shared_api.get("/v1/rankings", "reader", scope="unit:NOWHERE"), 404)
     assert problem_of(shared_api.get("/v1/rankings", "reader", scope="planet:mars"), 422)["field"] == "scope"
@@ -240,6 +257,8 @@ def test_the_shortlist_recalls_boards_and_escalations_answer_for_a_period(shared
     assert recalls["scope"] == "unit:*"
     boards = shared_api.get("/v1/boards", "reader", period="2025Q3").json()
     assert {"red", "black"} <= boards.keys()
+    assert (recalls["basis"], boards["basis"]) == ("period", "period"), "the illustrative policy's bases"
+    assert not {e["cadre_id"] for e in boards["red"]} & {e["cadre_id"] for e in boards["black"]}
     escalations = shared_api.get("/v1/escalations", "reader", period="2025Q3", scope="all").json()
     assert escalations["escalations"] == [] or "step" in escalations["escalations"][0]
 
