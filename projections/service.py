@@ -32,7 +32,7 @@ from ledger.domain.errors import InvalidInput, NotFound
 from ledger.domain.events import GRADES
 from ledger.domain.periods import Period, parse_period, period_containing
 from ledger.ledger import Ledger
-from ledger.policy.schema import BASES
+from ledger.policy.schema import BASES, Policy
 from ledger.projections.errors import NotCaughtUp
 from ledger.projections.facts import FACTS_FORMAT, day, facts_of_stored, from_day
 from ledger.projections.index import Array, Index, Snapshot
@@ -73,6 +73,7 @@ MIN_POSITION_WAIT_SECONDS_MAX: Final = 10.0
 MIN_POSITION_POLL_SECONDS: Final = 0.02
 # How long opening waits for another process's rebuild of read models persisted in an older shape.
 UPGRADE_WAIT_SECONDS_MAX: Final = 600.0
+UPGRADE_POLL_SECONDS: Final = 0.2
 FOLD_PAGE_EVENTS: Final = 10_000
 PAGE_SIZE_MAX: Final = 5_000
 ESCALATION_PERIODS_MAX: Final = 12
@@ -105,22 +106,30 @@ class Projections:
         return projections
 
     def _upgrade(self) -> None:
-        """Rebuild facts persisted in an older shape; if another process is rebuilding them at the same
-        time, wait (bounded) for its version instead."""
+        """Rebuild facts persisted in an older shape, once: the process that claims the upgrade rebuilds
+        and drops every other version; the others wait (bounded) for its version, then load it."""
         if self.store.tracking(self.version) == 0:
             self.store.set_facts_format(FACTS_FORMAT)  # nothing persisted yet
             return
-        try:
-            self.rebuild()
-        except RuntimeError:
-            started = time.monotonic()
-            while self.store.facts_format() != FACTS_FORMAT:
-                if time.monotonic() - started > UPGRADE_WAIT_SECONDS_MAX:
-                    raise NotCaughtUp(self.ledger.head(), 0, UPGRADE_WAIT_SECONDS_MAX) from None
-                time.sleep(MIN_POSITION_POLL_SECONDS)
-            with self._lock:
-                self.version = self.store.current_version()
-                self._load()
+        started = time.monotonic()
+        while self.store.facts_format() != FACTS_FORMAT:
+            if self.store.claim_upgrade(time.time(), UPGRADE_WAIT_SECONDS_MAX):
+                try:
+                    if self.store.facts_format() == FACTS_FORMAT:
+                        break  # another process finished between the check and the claim
+                    self.rebuild()
+                    for version in self.store.versions():
+                        if version != self.version:
+                            self.store.drop_version(version)
+                finally:
+                    self.store.release_upgrade()
+                return
+            if time.monotonic() - started > UPGRADE_WAIT_SECONDS_MAX:
+                raise NotCaughtUp(self.ledger.head(), 0, UPGRADE_WAIT_SECONDS_MAX)
+            time.sleep(UPGRADE_POLL_SECONDS)
+        with self._lock:
+            self.version = self.store.current_version()
+            self._load()
 
     def close(self) -> None:
         self.store.close()
@@ -482,11 +491,8 @@ class Projections:
     def _checks(self, snapshot: Snapshot, scope: str, codes: Iterable[int]) -> dict[int, Any]:
         """The eligibility checks of `codes`; standing is ranked on the policy's standing basis (`period`:
         the points of the quarter containing the date, through the date)."""
-        as_of = from_day(snapshot.as_of_day)
-        policy = policy_at(self.index, as_of, snapshot.known_at)
-        standing = snapshot
-        if policy.eligibility.standing.basis == "period":
-            standing = self._snapshot(as_of, snapshot.known_at, period_containing("quarter", as_of).first_day)
+        policy = policy_at(self.index, from_day(snapshot.as_of_day), snapshot.known_at)
+        standing = self._standing(snapshot, policy)
         members = snapshot.members(scope)
         order, ranks = self._ranked(standing, members)
         rank_of = {int(code): int(r) for code, r in zip(order, ranks, strict=True)}
@@ -502,6 +508,14 @@ class Projections:
             )
             for code in codes
         }
+
+    def _standing(self, snapshot: Snapshot, policy: Policy) -> Snapshot:
+        """The standings eligibility ranks on: the snapshot itself for the `total` basis; for `period`, the
+        points of the quarter containing its date, through the date."""
+        if policy.eligibility.standing.basis != "period":
+            return snapshot
+        as_of = from_day(snapshot.as_of_day)
+        return self._snapshot(as_of, snapshot.known_at, period_containing("quarter", as_of).first_day)
 
     def shortlist(
         self,
@@ -524,7 +538,9 @@ class Projections:
             position = self._read_position(known_at, min_position)
             scope = self._scope(scope)
             snapshot = self._snapshot(as_of, position)
-            order, ranks = self._ranked(snapshot, snapshot.members(scope))
+            # In rank order on the standing's basis, as the standing check ranks.
+            standing = self._standing(snapshot, policy_at(self.index, as_of, position))
+            order, ranks = self._ranked(standing, snapshot.members(scope))
             checks = self._checks(snapshot, scope, [int(code) for code in order])
             eligible = [
                 (int(code), int(r))
@@ -537,7 +553,7 @@ class Projections:
                     rank=r,
                     **self._identity(snapshot, code),
                     grade=GRADES[int(snapshot.grade[code])],
-                    total=points_of_cents(int(snapshot.totals[code])),
+                    total=points_of_cents(int(standing.totals[code])),
                 )
                 for code, r in eligible[offset:end]
             ]

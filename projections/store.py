@@ -139,6 +139,33 @@ class FactStore:
                 {"f": str(facts_format)},
             )
 
+    def claim_upgrade(self, now: float, stale_after: float) -> bool:
+        """Claim the rebuild of facts persisted in an older shape, so that one process does it while the
+        others wait. A claim older than `stale_after` seconds (its process died) may be taken over."""
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                text("INSERT INTO projection_meta VALUES ('upgrade_claim', :now) ON CONFLICT DO NOTHING"),
+                {"now": repr(now)},
+            )
+            if taken.rowcount == 1:
+                return True
+            held = connection.execute(
+                text("SELECT value FROM projection_meta WHERE name = 'upgrade_claim'")
+            ).scalar()
+            if held is None or now - float(held) <= stale_after:
+                return False
+            moved = connection.execute(
+                text(
+                    "UPDATE projection_meta SET value = :now WHERE name = 'upgrade_claim' AND value = :held"
+                ),
+                {"now": repr(now), "held": held},
+            )
+            return bool(moved.rowcount == 1)
+
+    def release_upgrade(self) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(text("DELETE FROM projection_meta WHERE name = 'upgrade_claim'"))
+
     def versions(self) -> list[int]:
         with self.engine.begin() as connection:
             return [

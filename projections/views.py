@@ -305,8 +305,12 @@ def eligibility_checks(
             checks.append(Check("appraisal", False, "no appraisal recorded"))
 
     gates = []
-    for fact in index.cadres[code].sparse:
-        if fact.kind == Kind.DEDUCTION and index.in_force(fact, as_of_day, known_at):
+    deductions = sorted(
+        (fact for fact in index.cadres[code].sparse if fact.kind == Kind.DEDUCTION),
+        key=lambda fact: (fact.effective_on, str(fact.detail[0]), fact.position),
+    )
+    for fact in deductions:
+        if index.in_force(fact, as_of_day, known_at):
             kind, gate_months = str(fact.detail[0]), integer(fact.detail[1])
             until = add_months(from_day(fact.effective_on), gate_months)
             if as_of < until:
@@ -352,7 +356,7 @@ def eligibility_checks(
         if standing.top_share is not None and scope_rank is not None:
             allowed = math.ceil(standing.top_share * pool)
             ok = ok or scope_rank <= allowed
-            reasons.append(f"rank {scope_rank} of {pool} (top {standing.top_share}: {allowed})")
+            reasons.append(f"rank {scope_rank} of {pool} by {what} (top {standing.top_share}: {allowed})")
         if standing.points_min is not None:
             ok = ok or total >= standing.points_min
             reasons.append(f"{what} {total} (minimum {standing.points_min})")

@@ -36,7 +36,9 @@ import pytest
 
 from ledger import Ledger
 from ledger.domain.events import EventBase, MeritAwarded, Source
+from ledger.projections.facts import FACTS_FORMAT
 from ledger.projections.service import Projections
+from ledger.projections.store import FactStore
 from tests.conftest import drop_schema, fixed_clock, require_postgres
 from tests.integration import crash_writer
 from tests.integration.crash_writer import (
@@ -250,3 +252,42 @@ def test_processes_opening_the_read_models_of_a_new_ledger_at_once_all_succeed(
         with Ledger.open(url, clock=fixed_clock) as ledger:
             ledger.post(setup_events()[:1], posted_by="setup")
         run_processes(open_read_models, url, OPENERS)
+
+
+def open_and_total(url: str, number: int, barrier: Any, results: Any) -> None:
+    """Open the ledger, then — all at the same moment — its read models; send back the standing total."""
+    try:
+        with Ledger.open(url, clock=fixed_clock) as ledger:
+            barrier.wait(START_DEADLINE_SECONDS)
+            projections = Projections.open(ledger)
+            total = str(sum(entry.total for entry in projections.rankings("all").entries))
+            projections.close()
+    except BaseException:
+        barrier.abort()
+        results.put((number, traceback.format_exc()))
+        raise
+    results.put((number, total.encode()))
+
+
+@pytest.mark.parametrize("fresh_ledgers", ["sqlite", "postgres"], indirect=True)
+def test_processes_upgrading_read_models_of_an_older_shape_at_once_rebuild_them_once(
+    fresh_ledgers: Callable[[int], str],
+) -> None:
+    """Read models persisted in an older facts format are rebuilt when opened. Four processes open them at
+    the same moment: one claims the upgrade and rebuilds, the others wait for its version; every process
+    answers the same total, the format is current, and one version of the facts is left (none orphaned)."""
+    url = fresh_ledgers(0)
+    with Ledger.open(url, clock=fixed_clock) as ledger:
+        ledger.post(setup_events(), posted_by="setup")
+        projections = Projections.open(ledger)
+        expected = str(sum(entry.total for entry in projections.rankings("all").entries))
+        projections.store.set_facts_format(FACTS_FORMAT - 1)  # as an older ledger left them
+        projections.close()
+    answers = run_processes(open_and_total, url, 4)
+    assert set(answers.values()) == {expected.encode()}
+    store = FactStore(url)
+    try:
+        assert store.facts_format() == FACTS_FORMAT
+        assert store.versions() == [store.current_version()]
+    finally:
+        store.close()

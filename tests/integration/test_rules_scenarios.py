@@ -1028,6 +1028,20 @@ def test_an_evaluation_period_written_with_a_trailing_newline_is_not_a_second_pe
     assert ledger.head() == head
 
 
+def test_an_evaluation_period_written_in_other_digits_is_no_period(ledger: Ledger) -> None:
+    """J3's 2025Q4 evaluation is recorded. The same quarter written with full-width (２０２５Q4) or
+    Arabic-Indic (٢٠٢٥Q4) digits is no period — Python's \\d matches them — so it is refused as
+    period_invalid rather than recorded as a second evaluation of the quarter under another name."""
+    post(ledger, cadre("J3"))
+    post(ledger, evaluation("J3", "2025Q4", date(2025, 11, 1)))
+    head = ledger.head()
+    for period in ("２０２５Q4", "٢٠٢٥Q4"):
+        with pytest.raises(InvalidInput) as refused:
+            post(ledger, evaluation("J3", period, date(2025, 11, 2)))
+        assert refused.value.rule in ("period_invalid", "field_invalid"), refused.value.rule
+    assert ledger.head() == head
+
+
 # §7 Tie-breakers.
 
 

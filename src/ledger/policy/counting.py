@@ -96,7 +96,9 @@ def counted_result(
     references) is not closed. The order in which the facts were recorded does not matter."""
     result = recorded
     reasons: list[str] = []
-    for sanction in sorted(sanctions, key=lambda terms: terms.position):
+    # In the order of their dates (then kind), so that the reason reads the same whichever was recorded
+    # first; the result does not depend on the order at all.
+    for sanction in sorted(sanctions, key=lambda terms: (terms.effective_on, terms.kind, terms.position)):
         if sanction.cap is None or year not in sanction.years:
             continue
         capped = appraisal_at_most(result, sanction.cap)
@@ -117,7 +119,7 @@ def counted_result(
 
 def barring_veto(award: str, awarded_on: date, vetoes: Iterable[VetoTerms]) -> VetoTerms | None:
     """The veto in force that makes an award count nothing: one for the award's year that bars its kind."""
-    for veto in sorted(vetoes, key=lambda terms: terms.position):
+    for veto in sorted(vetoes, key=lambda terms: (terms.year, terms.position)):
         if veto.year == awarded_on.year and award in veto.barred_awards:
             return veto
     return None
