@@ -524,7 +524,8 @@ class Index:
         for fact in steps:
             reference = str(fact.detail[0])
             if fact.kind == Kind.INVESTIGATION_OPENED:
-                opened[reference] = fact
+                # Opened again while open (recorded out of order): open since the first opening.
+                opened.setdefault(reference, fact)
             else:
                 opened.pop(reference, None)
         return opened

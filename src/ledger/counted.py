@@ -101,8 +101,8 @@ def counted_points(
 def _open_investigations(
     known: Sequence[tuple[int, EventBase]], reversed_ids: set[uuid.UUID], as_of: date
 ) -> dict[str, date]:
-    """References of the investigations open at `as_of`, with their opening dates (openings and closings
-    in valid-time order: effective_on, then position)."""
+    """References of the investigations open at `as_of`, with the date each has been open since (openings
+    and closings in valid-time order: effective_on, then position)."""
     steps = sorted(
         (
             (event.effective_on, position, event)
@@ -116,7 +116,8 @@ def _open_investigations(
     opened: dict[str, date] = {}
     for effective_on, _position, event in steps:
         if isinstance(event, InvestigationOpened):
-            opened[event.reference] = effective_on
+            # Opened again while open (recorded out of order): it has been open since the first opening.
+            opened.setdefault(event.reference, effective_on)
         else:
             opened.pop(event.reference, None)
     return opened

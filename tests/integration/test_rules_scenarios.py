@@ -891,6 +891,39 @@ def test_an_investigation_closed_and_reopened_after_the_year_no_longer_holds_it(
         assert projections.cadre("I3", as_of=as_of).total == D("5.00")
 
 
+def test_an_investigation_opened_again_while_open_holds_from_its_first_opening(
+    ledger: Ledger, projections: Projections
+) -> None:
+    """Investigation R of J4 opened on 2024-02-10 and closed on 2024-06-01 is recorded first; then an
+    opening of R dated 2023-11-01 (accepted: R was closed when it was posted) and a 2023 excellent. In valid
+    time R has been open since 2023-11-01 — during 2023 — until 2024-06-01: as of 2024-03-01 the 2023
+    appraisal is held ungraded (0.00); as of 2024-07-01 it counts as recorded (5.00)."""
+    post(ledger, cadre("J4", on=date(2023, 1, 1)))
+    post(
+        ledger,
+        InvestigationOpened(cadre_id="J4", effective_on=date(2024, 2, 10), source=source(), reference="R"),
+    )
+    post(
+        ledger,
+        InvestigationClosed(cadre_id="J4", effective_on=date(2024, 6, 1), source=source(), reference="R"),
+    )
+    post(
+        ledger,
+        InvestigationOpened(cadre_id="J4", effective_on=date(2023, 11, 1), source=source(), reference="R"),
+    )
+    post(
+        ledger,
+        AppraisalRecorded(
+            cadre_id="J4", effective_on=date(2024, 1, 15), source=source(), year=2023, result="excellent"
+        ),
+    )
+    held = date(2024, 3, 1)
+    assert ledger.history("J4", as_of=held).total == D("0.00")
+    assert projections.cadre("J4", as_of=held).components.appraisal == D("0.00")
+    assert ledger.history("J4", as_of=date(2024, 7, 1)).total == D("5.00")
+    assert projections.cadre("J4", as_of=date(2024, 7, 1)).components.appraisal == D("5.00")
+
+
 # §4 Minimum years in grade (art. 18).
 
 
