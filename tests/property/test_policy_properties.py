@@ -72,7 +72,7 @@ def test_accruing_period_by_period_adds_up_to_one_accrual_over_the_whole_span(
         accrual = tenure_accrual(
             policy,
             service_started_on=service_started_on,
-            grade_since=grade_since,
+            grade_starts=[grade_since],
             accrued_through=accrued_through,
             period_end=period_end,
         )
@@ -84,7 +84,7 @@ def test_accruing_period_by_period_adds_up_to_one_accrual_over_the_whole_span(
     once = tenure_accrual(
         policy,
         service_started_on=service_started_on,
-        grade_since=grade_since,
+        grade_starts=[grade_since],
         accrued_through=None,
         period_end=ends[-1],
     )

@@ -1,23 +1,39 @@
 """Every read model of `Projections` equals a naive replay of the raw log, at any (as_of, known_at).
 
 Method: hypothesis draws a small city — 3 to 8 cadres in 2 or 3 units, registered in the first batch or
-later — and batches of postings of every kind (transfers, grade changes, merits, deductions with gates and
-appraisal caps, appraisals, evaluations, tenure, recalls ordered and completed, vetoes, investigations,
-departures, leaving leadership posts, reversals of earlier entries), each dated anywhere in three years, so
-many are late (backdated). They go through `Ledger.post` batch by batch; a batch the ledger refuses is
-posted item by item and the refused items are skipped. Two test policies are published with small pools so
-recalls, boards and escalations have something to show; the second changes the tie-breakers, the standing
-rule and drops the appraisal requirement from mid-2024, and is published somewhere in the middle of the
-log, so the policy in force depends on both axes. A projection kept live while posting, a rebuilt one and a
-restarted one must all answer every read exactly as `tests/property/naive.py` does from the raw log.
+later, most of them on the same day with the same service and grade dates so that tie-breakers tie — and
+batches of postings of every kind (transfers, grade changes, merits from a few awards and levels,
+deductions with gates and appraisal caps over one or more appraisal years, appraisals, evaluations from a
+few scores, tenure, recalls ordered and completed, vetoes for the year of their decision or the year
+before, investigations opened and closed, departures, leaving leadership posts, reversals of earlier
+entries), each dated anywhere in three years, so many are late (backdated) and a sanction or a veto often
+comes before or after the appraisal or award of its year. Points come from small sets, so totals tie
+often and "bottom N" / "top N" have ties at the edge. They go through `Ledger.post` batch by batch; a
+batch the ledger refuses is posted item by item and the refused items are skipped (a second evaluation of
+a cadre and period must be refused with `evaluation_already_recorded`, and only then). Two test policies
+are published with small counts (boards of 2, bottom 1–2, pools of at least 3; the first gives a veto
+points of its own): the second changes the tie-breakers, the appraisal points (so an appraisal's counted
+points come from the policy that recorded it), the sanctions' appraisal years, the vetoes' points and
+barred awards, the basis of boards, recalls, escalations and standing, and drops the appraisal
+requirement from mid-2024; it is published somewhere in the middle of the log, so the policy in force
+depends on both axes. Reads are drawn at random dates and log positions, and at (or the day before) the
+date of a veto, sanction, appraisal, award or investigation. A projection kept live while posting, a
+rebuilt one and a restarted one must all answer every read — standings, histories (totals and each
+entry's counted points), rankings on both bases (with `as_of=` and with `period=`), eligibility,
+shortlists (ranked on the standing's basis), recalls, boards and escalations — exactly as
+`tests/property/naive.py` does from the raw log; and the server fields the rules add (appraisal years,
+barred awards, uncapped appraisal points) are those the policy in force gives.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import tempfile
+import tomllib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -32,10 +48,12 @@ from hypothesis import strategies as st
 
 from ledger import InvalidInput, Ledger, NotFound
 from ledger.domain.events import (
-    AWARDS,
-    LEVELS,
+    DEDUCTION_KINDS as ALL_DEDUCTION_KINDS,
+)
+from ledger.domain.events import (
     AppraisalRecorded,
     CadreDeparted,
+    CadreEvent,
     CadreGradeChanged,
     CadreLeftLeadership,
     CadreRegistered,
@@ -55,17 +73,32 @@ from ledger.domain.events import (
     TenureAccrued,
     VetoApplied,
 )
-from ledger.domain.periods import period_containing
+from ledger.domain.periods import parse_period, period_containing
 from ledger.policy.load import illustrative_policy_text
-from ledger.projections.service import ESCALATION_PERIODS_MAX, Projections
+from ledger.projections.service import Projections
 from tests.conftest import TODAY, drop_schema, fixed_clock, require_postgres
-from tests.property.naive import CHECK_NAMES, Model
+from tests.property.naive import CHECK_NAMES, COMPONENT_OF_TYPE, Model
 
 START = date(2023, 1, 1)
 DAYS = (TODAY - START).days
 UNITS = ("U1", "U2", "U3")
 GRADES_USED = ("一级科员", "四级主任科员", "一级主任科员", "四级调研员")
-DEDUCTION_KINDS = ("criticism", "admonishment", "party_warning", "demerit", "government_warning")
+# A few awards and levels, so that merit points repeat (citation/unit and performance_award/county are
+# both 0.50); vetoes bar some of them (see the policies).
+AWARDS_USED = ("citation", "commendation", "performance_award", "honorary_title")
+LEVELS_USED = ("county", "unit")
+# Sanctions with and without appraisal caps, over one year, two, or their influence period.
+DEDUCTION_KINDS = (
+    "criticism",
+    "admonishment",
+    "party_warning",
+    "government_warning",
+    "demerit",
+    "demerit",
+    "major_demerit",
+    "demotion",
+)
+SCORES = (Decimal(60), Decimal(80), Decimal(100))
 PERIODS = (
     *(f"{year}Q{quarter}" for year in (2023, 2024, 2025) for quarter in (1, 2, 3, 4)),
     "2023",
@@ -91,50 +124,111 @@ APPRAISAL_RESULTS = (
 )
 
 
-def policy_text(version: str, effective_from: date, replacements: dict[str, str]) -> str:
-    """The illustrative policy under another version, with some rules replaced."""
-    text = illustrative_policy_text()
-    replacements = {
-        'version = "illustrative-1"': f'version = "{version}"',
-        "effective_from = 2020-01-01": f"effective_from = {effective_from.isoformat()}",
-        **replacements,
+# Test policies: the illustrative one, read as data, changed, and written back as TOML.
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(value)
+
+
+def _toml_table(table: dict[str, Any], path: tuple[str, ...] = ()) -> list[str]:
+    lines: list[str] = []
+    tables: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        if isinstance(value, dict) or (isinstance(value, list) and value and isinstance(value[0], dict)):
+            tables.append((key, value))
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in tables:
+        name = ".".join(_toml_key(part) for part in (*path, key))
+        if isinstance(value, dict):
+            lines += ["", f"[{name}]", *_toml_table(value, (*path, key))]
+        else:
+            for item in value:
+                lines += ["", f"[[{name}]]", *_toml_table(item, (*path, key))]
+    return lines
+
+
+def policy_text(version: str, effective_from: date, change: Callable[[dict[str, Any]], None]) -> str:
+    """The illustrative policy under another version, changed by `change` (which edits the parsed TOML)."""
+    data = tomllib.loads(illustrative_policy_text())
+    data["version"] = version
+    data["effective_from"] = effective_from
+    change(data)
+    return "\n".join(_toml_table(data)) + "\n"
+
+
+def _appraisal_years(data: dict[str, Any], modes: dict[str, str]) -> None:
+    for kind in ALL_DEDUCTION_KINDS:
+        data["deductions"][kind]["appraisal_years"] = modes.get(kind, "year")
+
+
+def _first_policy(data: dict[str, Any]) -> None:
+    """Small counts, so that a unit of three or four cadres has a recall list, boards and escalations."""
+    data["recall"].update(bottom_count=2, pool_size_min=3, basis="total")
+    data["boards"].update(red_count=2, black_count=2, basis="period")
+    data["escalation"].update(bottom_count=2, basis="period")
+    data["veto"].update(points="-1.00", barred_awards=["citation", "commendation"])
+    data["eligibility"]["standing"] = {"top_share": "0.30", "basis": "total"}
+    _appraisal_years(
+        data,
+        {
+            "admonishment": "year_and_next",
+            "government_warning": "period",
+            "major_demerit": "year_and_next",
+            "demotion": "period",
+        },
+    )
+
+
+def _second_policy(data: dict[str, Any]) -> None:
+    """From mid-2024: other tie-breakers, a recall share, other appraisal points, other bases, a points
+    minimum, no appraisal requirement."""
+    data["ranking"]["tie_breakers"] = ["merit_points", "excellent_appraisals"]
+    del data["recall"]["bottom_count"]
+    data["recall"].update(bottom_share="0.34", pool_size_min=3, basis="period")
+    data["boards"].update(red_count=2, black_count=3, basis="total")
+    data["escalation"].update(bottom_count=1, basis="total")
+    data["veto"]["barred_awards"] = ["citation", "honorary_title", "performance_award"]
+    data["appraisal"]["points"] = {
+        "excellent": "6.00",
+        "competent": "3.00",
+        "basically_competent": "1.00",
+        "incompetent": "-4.00",
+        "ungraded": "-1.00",
     }
-    for old, new in replacements.items():
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    return text
+    del data["eligibility"]["appraisal_required"]
+    data["eligibility"]["standing"] = {"top_share": "0.50", "points_min": "3.00", "basis": "period"}
+    data["eligibility"]["years_in_grade_min"]["default"] = "1"
+    _appraisal_years(
+        data,
+        {
+            "admonishment": "period",
+            "party_warning": "year_and_next",
+            "demerit": "period",
+            "major_demerit": "year",
+            "demotion": "year_and_next",
+        },
+    )
 
 
-# Small pools, so that a unit of two or three cadres has a recall list, boards and escalations.
-FIRST_POLICY = policy_text(
-    "test-1",
-    date(2020, 1, 1),
-    {
-        "bottom_count = 3\npool_size_min = 10": "bottom_count = 1\npool_size_min = 2",
-        "red_count = 10\nblack_count = 10": "red_count = 2\nblack_count = 2",
-        "[escalation]\nbottom_count = 3": "[escalation]\nbottom_count = 1",
-    },
-)
-# From mid-2024: other tie-breakers, a recall share, a points minimum, no appraisal requirement.
-SECOND_POLICY = policy_text(
-    "test-2",
-    SECOND_POLICY_FROM,
-    {
-        'tie_breakers = ["grade_years", "service_years", "excellent_appraisals"]': (
-            'tie_breakers = ["merit_points", "excellent_appraisals"]'
-        ),
-        "bottom_count = 3\npool_size_min = 10": 'bottom_share = "0.34"\npool_size_min = 3',
-        "red_count = 10\nblack_count = 10": "red_count = 3\nblack_count = 1",
-        "[escalation]\nbottom_count = 3": "[escalation]\nbottom_count = 1",
-        'appraisal_required = "competent"': "",
-        'standing = { top_share = "0.30" }': 'standing = { top_share = "0.50", points_min = "3.00" }',
-        'default = "2"': 'default = "1"',
-    },
-)
+FIRST_POLICY = policy_text("test-1", date(2020, 1, 1), _first_policy)
+SECOND_POLICY = policy_text("test-2", SECOND_POLICY_FROM, _second_policy)
 
 # Kinds of postings; repeated names are drawn more often.
 KINDS = (
-    "transfer",
     "transfer",
     "grade",
     "merit",
@@ -144,11 +238,13 @@ KINDS = (
     "deduction",
     "appraisal",
     "appraisal",
+    "appraisal",
+    "evaluation",
     "evaluation",
     "tenure",
     "recall",
     "recall_completed",
-    "recall_completed",
+    "veto",
     "veto",
     "investigation_opened",
     "investigation_closed",
@@ -159,15 +255,19 @@ KINDS = (
     "departure",
     "left_leadership",
 )
+# How a cadre's dates are drawn: most share one profile (same registration, service and grade dates, so
+# every tie-breaker but the excellent count ties), some another shared one, some their own.
+PROFILES = (0, 0, 0, 1, 2)
 
 registration_spec = st.tuples(
     st.integers(0, 2),  # unit
     st.integers(0, len(GRADES_USED) - 1),  # grade
     st.booleans(),  # leadership
     st.booleans(),  # principal (when a leader)
-    st.integers(0, 400),  # registered on, days after START
-    st.integers(0, 25),  # years of service before registration
-    st.integers(0, 8),  # years in grade before registration
+    st.integers(0, 400),  # registered on, days after START (profile 2)
+    st.integers(0, 25),  # years of service before registration (profile 2)
+    st.integers(0, 8),  # years in grade before registration (profile 2)
+    st.sampled_from(PROFILES),  # profile
     st.sampled_from((0, 0, 0, 1, 2)),  # batch it is posted with: most in the first
 )
 operation = st.tuples(st.sampled_from(KINDS), st.integers(0, 7), st.integers(0, DAYS), st.integers(0, 10_000))
@@ -197,8 +297,15 @@ def cities(draw: st.DrawFn, batches_max: int = 6) -> City:
     )
 
 
-# Reads: days back from LAST_READ and thousandths of the log back from its head (0: now, all known).
-reads = st.lists(st.tuples(st.integers(0, DAYS + 90), st.integers(0, 1_000)), min_size=1, max_size=3)
+# Reads: days back from LAST_READ and thousandths of the log back from its head (0: now, all known); or
+# (an anchor) the date of a veto, sanction, appraisal, award or investigation, or the day before it, as
+# known now or as drawn — where a rule of issue 9 changes what the read sees.
+reads = st.lists(
+    st.tuples(st.integers(0, DAYS + 90), st.integers(0, 1_000), st.one_of(st.none(), st.integers(0, 10**6))),
+    min_size=1,
+    max_size=3,
+)
+ANCHOR_TYPES = (VetoApplied, DeductionApplied, AppraisalRecorded, MeritAwarded, InvestigationOpened)
 period_reads = st.lists(st.tuples(st.sampled_from(PERIODS), st.integers(0, 1_000)), min_size=1, max_size=3)
 
 
@@ -223,13 +330,29 @@ class Poster:
     def source(self) -> Source:
         return Source(system="prop", key=str(next(self.keys)))
 
-    def registration(self, number: int) -> CadreRegistered:
-        unit, grade, leadership, principal, day, service_years, grade_years, _batch = self.city.registrations[
-            number
+    def on_or_after_registration(self, cadre_id: str, day: date) -> date:
+        """`day`, or the cadre's registration date if it is later (so that aimed postings are accepted)."""
+        registered: list[date] = [
+            e.effective_on for e in self.recorded_of(CadreRegistered) if e.cadre_id == cadre_id
         ]
-        on = START + timedelta(days=day)
-        service_started_on = on - timedelta(days=365 * service_years + 17 * number)
-        grade_since = max(service_started_on, on - timedelta(days=365 * grade_years + 40 * number))
+        return max([day, *registered])
+
+    def registration(self, number: int) -> CadreRegistered:
+        unit, grade, leadership, principal, day, service_years, grade_years, profile, _batch = (
+            self.city.registrations[number]
+        )
+        if profile == 0:
+            on, service_started_on, grade_since = START, date(2013, 3, 1), date(2021, 5, 31)
+        elif profile == 1:
+            on, service_started_on, grade_since = (
+                START + timedelta(days=90),
+                date(2005, 7, 1),
+                date(2019, 1, 1),
+            )
+        else:
+            on = START + timedelta(days=day)
+            service_started_on = on - timedelta(days=365 * service_years + 17 * number)
+            grade_since = max(service_started_on, on - timedelta(days=365 * grade_years + 40 * number))
         return CadreRegistered(
             cadre_id=f"C{number + 1}",
             effective_on=on,
@@ -259,28 +382,50 @@ class Poster:
         if kind == "merit":
             return MeritAwarded(
                 **common,
-                award=AWARDS[choice % len(AWARDS)],  # type: ignore[arg-type]
-                level=LEVELS[choice // 7 % len(LEVELS)],  # type: ignore[arg-type]
-                deed=f"deed-{choice % 3}" if choice % 4 == 0 else None,
+                award=AWARDS_USED[choice % len(AWARDS_USED)],  # type: ignore[arg-type]
+                level=LEVELS_USED[choice // 7 % len(LEVELS_USED)],  # type: ignore[arg-type]
+                deed=f"deed-{choice % 3}" if choice % 5 == 0 else None,
             )
         if kind == "deduction":
+            # Often a sanction of a cadre with an appraisal, dated in its year or the year before.
+            appraisals = self.recorded_of(AppraisalRecorded)
+            if appraisals and choice % 3:
+                appraisal = appraisals[choice % len(appraisals)]
+                common["cadre_id"] = appraisal.cadre_id
+                common["effective_on"] = self.on_or_after_registration(
+                    appraisal.cadre_id, _day_in(appraisal.year - choice % 2, choice)
+                )
             return DeductionApplied(
                 **common,
                 kind=DEDUCTION_KINDS[choice % len(DEDUCTION_KINDS)],  # type: ignore[arg-type]
-                level=LEVELS[choice // 5 % len(LEVELS)],  # type: ignore[arg-type]
+                level="unit",
             )
         if kind == "appraisal":
+            # Sometimes the appraisal of a sanctioned cadre, for the year of the sanction or the next.
+            deductions = self.recorded_of(DeductionApplied)
+            year = on.year - choice % 2
+            if deductions and choice % 3 == 0:
+                deduction = deductions[choice % len(deductions)]
+                common["cadre_id"], year = deduction.cadre_id, deduction.effective_on.year + choice % 2
+                common["effective_on"] = self.on_or_after_registration(
+                    deduction.cadre_id, _day_in(year + choice // 3 % 2, choice)
+                )
             return AppraisalRecorded(
                 **common,
-                year=on.year - choice % 2,
+                year=year,
                 result=APPRAISAL_RESULTS[choice // 2 % len(APPRAISAL_RESULTS)],
             )
         if kind == "evaluation":
             scores = Scores(
-                self=Decimal(50 + choice % 51),
-                section=Decimal(50 + choice // 51 % 51),
-                leadership=Decimal(40 + choice // 7 % 61),
+                self=SCORES[choice % 3], section=SCORES[choice // 3 % 3], leadership=SCORES[choice // 9 % 3]
             )
+            # Mostly the quarter of its date; sometimes a quarter already evaluated (refused unless the
+            # earlier one was reversed).
+            evaluations = self.recorded_of(EvaluationRecorded)
+            if evaluations and choice % 3 == 0:
+                earlier = evaluations[choice % len(evaluations)]
+                common["cadre_id"], quarter = earlier.cadre_id, earlier.period
+                common["effective_on"] = max(on, earlier.effective_on)
             return EvaluationRecorded(**common, period=quarter, scores=scores)
         if kind == "tenure":
             return TenureAccrued(**common, period=quarter)
@@ -294,8 +439,27 @@ class Poster:
                 common["cadre_id"], common["effective_on"] = order.cadre_id, max(on, order.effective_on)
             return RecallCompleted(**common, outcome="passed" if choice % 2 else "failed")
         if kind == "veto":
-            return VetoApplied(**common, year=on.year - choice % 2, reason="one-vote veto")
+            # For the year of its decision, or (decided early in the next year) for the year before; often
+            # of a cadre with an award, for the award's year.
+            year = on.year - choice % 2
+            merits = self.recorded_of(MeritAwarded)
+            if merits and choice % 3:
+                merit = merits[choice % len(merits)]
+                common["cadre_id"], year = merit.cadre_id, merit.effective_on.year
+                on = _day_in(year + choice % 2, choice)
+            if choice % 2:
+                on = date(on.year, 1, 1) + timedelta(days=choice % 90)
+            common["effective_on"] = self.on_or_after_registration(common["cadre_id"], min(on, TODAY))
+            return VetoApplied(**common, year=year, reason="one-vote veto")
         if kind == "investigation_opened":
+            # Sometimes of an appraised cadre, opened in the appraisal's year.
+            appraisals = self.recorded_of(AppraisalRecorded)
+            if appraisals and choice % 3 == 0:
+                appraisal = appraisals[choice % len(appraisals)]
+                common["cadre_id"] = appraisal.cadre_id
+                common["effective_on"] = self.on_or_after_registration(
+                    appraisal.cadre_id, _day_in(appraisal.year, choice)
+                )
             return InvestigationOpened(**common, reference=f"R{choice % 2}")
         if kind == "investigation_closed":
             reference = f"R{choice % 2}"
@@ -315,11 +479,23 @@ class Poster:
             for event_id, event in self.recorded
             if not isinstance(event, CadreRegistered | EntryReversed | PolicyPublished)
         ]
-        if not reversible:
+        # Half the time a veto, a sanction, an appraisal, an evaluation or an investigation.
+        chosen = [
+            entry
+            for entry in reversible
+            if isinstance(
+                entry[1],
+                VetoApplied | DeductionApplied | AppraisalRecorded | EvaluationRecorded | InvestigationOpened,
+            )
+        ]
+        if not chosen or choice % 2:
+            chosen = reversible
+        if not chosen:
             return None
-        target_id, target = reversible[choice % len(reversible)]
+        target_id, target = chosen[choice // 2 % len(chosen)]
+        assert isinstance(target, CadreEvent)
         return EntryReversed(
-            cadre_id=target.cadre_id,  # type: ignore[attr-defined]
+            cadre_id=target.cadre_id,
             effective_on=max(on, target.effective_on),
             source=common["source"],
             target_event_id=target_id,
@@ -338,16 +514,57 @@ class Poster:
         if not events:
             return
         try:
-            self._remember(events, self.ledger.post(events).results)
+            results = self.ledger.post(events).results
         except InvalidInput:
-            for event in events:
-                try:
-                    self._remember([event], self.ledger.post([event]).results)
-                except InvalidInput:
-                    continue
+            pass
+        else:
+            for event, result in zip(events, results, strict=True):
+                self._check_evaluation(event, refused=None)
+                self._remember([event], [result])
+            return
+        for event in events:
+            try:
+                posted = self.ledger.post([event]).results
+            except InvalidInput as error:
+                self._check_evaluation(event, refused=error.rule, error=error)
+                continue
+            self._check_evaluation(event, refused=None)
+            self._remember([event], posted)
+
+    def _check_evaluation(
+        self, event: EventBase, refused: str | None, error: InvalidInput | None = None
+    ) -> None:
+        """Rules §6: an evaluation is refused as a second one exactly when the cadre has an unreversed
+        evaluation of the same period."""
+        if not isinstance(event, EvaluationRecorded):
+            return
+        reversed_ids = {e.target_event_id for _id, e in self.recorded if isinstance(e, EntryReversed)}
+        name = parse_period(event.period).name
+        earlier = [
+            event_id
+            for event_id, other in self.recorded
+            if isinstance(other, EvaluationRecorded)
+            and other.cadre_id == event.cadre_id
+            and parse_period(other.period).name == name
+            and event_id not in reversed_ids
+        ]
+        if refused is None:
+            assert not earlier, f"a second evaluation of {event.cadre_id} for {name} was accepted"
+        elif refused == "evaluation_already_recorded":
+            assert earlier, f"an evaluation of {event.cadre_id} for {name} was refused as a second one"
+            assert error is not None and error.field == "period", error
+            assert any(str(event_id) in str(error) for event_id in earlier), f"{error} names the earlier one"
+        else:
+            note(f"evaluation refused: {refused}")
+        note(f"a second evaluation refused: {refused == 'evaluation_already_recorded'}")
 
     def _remember(self, events: list[EventBase], results: list[Any]) -> None:
         self.recorded += [(result.event_id, event) for event, result in zip(events, results, strict=True)]
+
+
+def _day_in(year: int, choice: int) -> date:
+    """A day of `year` picked by `choice`, never after today."""
+    return min(date(year, 1 + choice % 12, 1 + choice // 12 % 28), TODAY)
 
 
 def comparable(view: Any) -> Any:
@@ -361,8 +578,9 @@ def components(view_components: Any) -> dict[str, Decimal]:
 class Reader:
     """Reads every read model of `projections` and checks each answer against the naive model."""
 
-    def __init__(self, projections: Projections, model: Model) -> None:
+    def __init__(self, projections: Projections, ledger: Ledger, model: Model) -> None:
         self.projections = projections
+        self.ledger = ledger
         self.model = model
         grades = sorted(
             {e.grade for _p, e in model.records if isinstance(e, CadreRegistered | CadreGradeChanged)}
@@ -376,7 +594,7 @@ class Reader:
         ]
 
     def at(self, as_of: date, known_at: int) -> list[Any]:
-        """Standings, rankings, eligibility and shortlists at (as_of, known_at); the answers."""
+        """Standings, histories, rankings, eligibility and shortlists at (as_of, known_at); the answers."""
         projections, model = self.projections, self.model
         position = model.known_position(known_at)
         answers: list[Any] = []
@@ -417,6 +635,7 @@ class Reader:
                 expected.components,
             ), f"{cadre_id} as of {as_of} known at {known_at}"
             answers.append(comparable(view))
+            self.history(cadre_id, as_of, known_at)
             for scope in ("all", f"unit:{expected.unit_id}"):
                 eligibility = projections.eligibility(cadre_id, as_of=as_of, known_at=known_at, scope=scope)
                 checks = model.eligibility(cadre_id, as_of, known_at, scope)
@@ -429,30 +648,59 @@ class Reader:
                 answers.append(comparable(eligibility))
         for scope in self.scopes:
             answers.append(self.ranking(scope, as_of, known_at))
+        for scope in ("all", f"unit:{model.units[0]}"):
+            answers.append(self.ranking(scope, as_of, known_at, basis="period"))
         shortlist = projections.shortlist("all", as_of=as_of, known_at=known_at)
-        assert [(entry.rank, entry.cadre_id) for entry in shortlist.entries] == [
-            (entry.rank, entry.cadre_id) for entry in model.shortlist("all", as_of, known_at)
+        assert [(entry.rank, entry.cadre_id, entry.total) for entry in shortlist.entries] == [
+            (entry.rank, entry.cadre_id, entry.total) for entry in model.shortlist("all", as_of, known_at)
         ], f"shortlist as of {as_of} known at {known_at}"
         answers.append(comparable(shortlist))
         return answers
 
-    def ranking(self, scope: str, as_of: date, known_at: int, period: str | None = None) -> Any:
+    def history(self, cadre_id: str, as_of: date, known_at: int) -> None:
+        """The history's total and each entry's counted points (a reversal cancels its target's)."""
+        total, counted = self.model.history(cadre_id, as_of, known_at)
+        page = self.ledger.history(cadre_id, as_of=as_of, known_at=known_at)
+        where = f"history of {cadre_id} as of {as_of} known at {known_at}"
+        assert page.total == total, where
+        assert page.entries and page.entries[-1].running_total == total, where
+        by_id = {entry.event_id: entry for entry in page.entries}
+        running = Decimal("0.00")
+        for entry in page.entries:
+            running += entry.counted_points
+            assert entry.running_total == running, where
+            if entry.counted_points != entry.points:
+                assert entry.adjustment, f"{where}: {entry.type} counts {entry.counted_points} unexplained"
+            if entry.reverses is not None:
+                target = by_id[entry.reverses]
+                assert entry.counted_points == -target.counted_points, f"{where}: a reversal cancels"
+            elif entry.reversed_by is None or entry.reversed_by not in by_id:
+                _position, event = self.model.by_id[entry.event_id]
+                want = counted[entry.event_id] if type(event) in COMPONENT_OF_TYPE else Decimal("0.00")
+                assert entry.counted_points == want, f"{where}: {entry.type} {event}"
+                note(f"history adjustment: {entry.adjustment is not None}")
+
+    def ranking(
+        self, scope: str, as_of: date, known_at: int, period: str | None = None, basis: str = "total"
+    ) -> Any:
         projections, model = self.projections, self.model
         if period is None:
-            view = projections.rankings(scope, as_of=as_of, known_at=known_at)
+            view = projections.rankings(scope, as_of=as_of, known_at=known_at, basis=basis)
         else:
-            view = projections.rankings(scope, period=period, known_at=known_at)
-        as_of, previous_as_of = model.previous_as_of(as_of, period)
+            view = projections.rankings(scope, period=period, known_at=known_at, basis=basis)
+        window = model.window(as_of, period, basis)
         position = model.known_position(known_at)
-        assert (view.as_of, view.previous_as_of, view.position, view.scope) == (
-            as_of,
-            previous_as_of,
+        assert (view.as_of, view.previous_as_of, view.position, view.scope, view.basis, view.since) == (
+            window.as_of,
+            window.previous_as_of,
             position,
             scope,
+            basis,
+            window.since,
         )
-        cadres = model.cadres(as_of, known_at)
+        cadres = model.cadres(window.as_of, known_at)
         expected = []
-        for entry, previous in model.rankings(scope, as_of, known_at, period):
+        for entry, previous in model.rankings(scope, as_of, known_at, period, basis):
             cadre = cadres[entry.cadre_id]
             movement = None if previous is None else previous - entry.rank
             expected.append(
@@ -461,8 +709,8 @@ class Reader:
                     entry.cadre_id,
                     cadre.unit_id,
                     cadre.grade,
-                    cadre.total,
-                    cadre.components,
+                    entry.total,
+                    entry.components,
                     previous,
                     movement,
                 )
@@ -480,7 +728,10 @@ class Reader:
             )
             for e in view.entries
         ]
-        assert got == expected, f"ranking of {scope} as of {as_of} (period {period}) known at {known_at}"
+        assert got == expected, (
+            f"ranking of {scope} as of {as_of} (period {period}, basis {basis}) known at {known_at}"
+        )
+        note(f"ranking has a shared rank: {len({row[0] for row in got}) < len(got)}")
         assert view.next_cursor is None
         return comparable(view)
 
@@ -489,12 +740,14 @@ class Reader:
         projections, model = self.projections, self.model
         position = model.known_position(known_at)
         answers = [
-            self.ranking(scope, date.min, known_at, period) for scope in ("all", f"unit:{model.units[0]}")
+            self.ranking(scope, date.min, known_at, period, basis)
+            for scope in ("all", f"unit:{model.units[0]}")
+            for basis in ("total", "period")
         ]
         for scope in ("unit:*", "all", f"unit:{model.units[-1]}"):
             recalls = projections.recalls(period, scope, known_at=known_at)
             candidates, opened = model.recalls(period, scope, known_at)
-            assert recalls.position == position
+            assert (recalls.position, recalls.basis) == (position, model.basis_of("recall", period, known_at))
             got = {c.cadre_id: (c.unit_id, c.rank, c.pool_size, c.total) for c in recalls.candidates}
             assert got == {c.cadre_id: (c.unit_id, c.rank, c.pool_size, c.total) for c in candidates}, (
                 f"recall candidates of {scope} in {period} known at {known_at}"
@@ -513,18 +766,19 @@ class Reader:
         for scope in ("all", f"unit:{model.units[0]}"):
             boards = projections.boards(period, scope, known_at=known_at)
             red, black = model.boards(period, scope, known_at)
-            assert [(b.rank, b.cadre_id) for b in boards.red] == [(r.rank, r.cadre_id) for r in red], (
-                f"red board of {scope} in {period} known at {known_at}"
-            )
-            assert [(b.rank, b.cadre_id) for b in boards.black] == [(r.rank, r.cadre_id) for r in black], (
-                f"black board of {scope} in {period} known at {known_at}"
-            )
+            assert boards.basis == model.basis_of("boards", period, known_at)
+            assert [(b.rank, b.cadre_id, b.total) for b in boards.red] == [
+                (r.rank, r.cadre_id, r.total) for r in red
+            ], f"red board of {scope} in {period} known at {known_at}"
+            assert [(b.rank, b.cadre_id, b.total) for b in boards.black] == [
+                (r.rank, r.cadre_id, r.total) for r in black
+            ], f"black board of {scope} in {period} known at {known_at}"
+            note(f"boards list more than their count: {len(red) > 2 or len(black) > 3}")
             answers.append(comparable(boards))
         for scope in ("unit:*", "all"):
             escalations = projections.escalations(period, scope, known_at=known_at)
-            # The projection looks back at most ESCALATION_PERIODS_MAX periods: a longer streak reads as
-            # that many (a limit of the implementation, not of SPEC §7; reported for review).
-            expected = model.escalations(period, scope, known_at, periods_max=ESCALATION_PERIODS_MAX)
+            expected = model.escalations(period, scope, known_at)
+            assert escalations.basis == model.basis_of("escalation", period, known_at)
             assert [
                 (e.cadre_id, e.unit_id, e.streak, e.step, e.action, e.label) for e in escalations.escalations
             ] == [(e.cadre_id, e.unit_id, e.streak, e.step, e.action, e.label) for e in expected], (
@@ -534,12 +788,20 @@ class Reader:
             answers.append(comparable(escalations))
         return answers
 
-    def everything(self, dated: list[tuple[int, int]], periods: list[tuple[str, int]]) -> list[Any]:
+    def everything(
+        self, dated: list[tuple[int, int, int | None]], periods: list[tuple[str, int]]
+    ) -> list[Any]:
         """Every read at the drawn (as_of, known_at) pairs and periods, checked; the answers."""
         head = self.model.head
+        anchors = [event for _position, event in self.model.records if isinstance(event, ANCHOR_TYPES)]
         answers = []
-        for days_back, known_back in dated:
-            answers += self.at(LAST_READ - timedelta(days=days_back), head - round(known_back * head / 1_000))
+        for days_back, known_back, anchor in dated:
+            as_of = LAST_READ - timedelta(days=days_back)
+            known_at = head - round(known_back * head / 1_000)
+            if anchor is not None and anchors:
+                as_of = anchors[anchor % len(anchors)].effective_on - timedelta(days=anchor // 7 % 2)
+                known_at = head if anchor // 14 % 2 else known_at
+            answers += self.at(as_of, known_at)
         for period, known_back in periods:
             answers += self.period(period, head - round(known_back * head / 1_000))
         return answers
@@ -586,35 +848,66 @@ def describe(model: Model) -> None:
         "CadreTransferred",
         "RecallCompleted",
         "InvestigationClosed",
+        "VetoApplied",
+        "EvaluationRecorded",
     ):
         note(f"has {name}: {name in types}")
+    cadres = model.cadres(TODAY, model.head)
+    note(f"an appraisal counts another result: {any(_recounted(cadre) for cadre in cadres.values())}")
+    note(f"a veto zeroes an award: {any(_zeroed(cadre) for cadre in cadres.values())}")
+    versions = {
+        str(event.policy_version)
+        for cadre in cadres.values()
+        for _position, event in cadre.in_force
+        if isinstance(event, AppraisalRecorded) and cadre.results[event.year] != event.result
+    }
+    note(f"appraisals recounted under policies: {sorted(versions)}")
 
 
-def check_city(url: str, city: City, dated: list[tuple[int, int]], periods: list[tuple[str, int]]) -> None:
+def _recounted(cadre: Any) -> bool:
+    return any(
+        isinstance(event, AppraisalRecorded) and cadre.results[event.year] != event.result
+        for _position, event in cadre.in_force
+    )
+
+
+def _zeroed(cadre: Any) -> bool:
+    return any(
+        isinstance(event, MeritAwarded) and cadre.counted[event.event_id] != event.points
+        for _position, event in cadre.in_force
+    )
+
+
+def check_city(
+    url: str, city: City, dated: list[tuple[int, int, int | None]], periods: list[tuple[str, int]]
+) -> None:
     """The whole property on one store: live, rebuilt, restarted and caught up, each against the model."""
     with Ledger.open(url, clock=fixed_clock) as ledger:
         live = build(ledger, city)
         try:
             model = Model(ledger.records(after=0, limit=10**6))
             assert live.position() == model.head
+            assert model.server_field_findings() == [], "the ledger records the server fields of the rules"
             describe(model)
-            answers = Reader(live, model).everything(dated, periods)
+            answers = Reader(live, ledger, model).everything(dated, periods)
 
             restarted = Projections.open(ledger)
             try:
-                assert Reader(restarted, model).everything(dated, periods) == answers, (
+                assert Reader(restarted, ledger, model).everything(dated, periods) == answers, (
                     "a restart changes nothing"
                 )
                 assert live.rebuild() == model.head
-                assert Reader(live, model).everything(dated, periods) == answers, "rebuilt equals live"
+                assert Reader(live, ledger, model).everything(dated, periods) == answers, (
+                    "rebuilt equals live"
+                )
                 # The restarted process notices the switch to the rebuilt version on its next catch-up.
-                assert Reader(restarted, model).everything(dated, periods) == answers
+                assert Reader(restarted, ledger, model).everything(dated, periods) == answers
 
                 later_posts(ledger, city)
                 model = Model(ledger.records(after=0, limit=10**6))
                 assert live.catch_up() == model.head
-                caught_up = Reader(live, model).everything(dated, periods)
-                assert Reader(restarted, model).everything(dated, periods) == caught_up
+                caught_up = Reader(live, ledger, model).everything(dated, periods)
+                assert Reader(restarted, ledger, model).everything(dated, periods) == caught_up
             finally:
                 restarted.close()
         finally:

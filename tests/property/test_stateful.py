@@ -13,14 +13,28 @@ Rules: registrations, merits, deductions, appraisals, transfers, departures, rev
 event, as its cadre or another), batches of several backdated postings (atomic), replays of a whole
 earlier batch, a recorded source key with other content (a conflict), an old event beside a new one,
 rebuilds of the read models, and restarts (new read models loaded from their stored facts; through HTTP, a
-new app). After every step the `@invariant`s check:
+new app). Two rules check the rules of issue 9 (notes/rules_spec.md) as they run:
+
+- order of recording never matters (§3): two new cadres alike in everything get an excellent appraisal of
+  a year and a sanction that caps it (dated in that year or the one before), one appraisal first, the
+  other sanction first (one batch each, or one posting at a time, interleaved or not); at every read
+  date their totals, components, history totals, eligibility checks and ranks (the excellent count is a
+  tie-breaker) are equal, and equal the naive model's;
+- a veto belongs to its year (§2): an award of year Y, a veto for Y decided in Y or early in Y+1, another
+  award of Y, then the veto reversed; while the veto is in force every barred award of Y (the two, and any
+  earlier ones) counts 0.00 in standings and history totals, read today and as of the last day of Y (before
+  a decision of Y+1 is dated); after the reversal they count again.
+
+After every step the `@invariant`s check:
 
 - the log only grows: positions are dense from 1, the hashes and event ids of every position seen before
   are unchanged, and each recorded event holds exactly what was posted (server fields aside);
 - the chain verifies through the head;
-- at the (as_of, known_at) drawn with the step, each cadre's total, components, unit and status, a ranking
-  of `all` and of a unit, and each cadre's history total equal those of `tests/property/naive.py`, which
-  recomputes them from the raw log with loops.
+- at the (as_of, known_at) drawn with the step, each cadre's total, components, unit and status, its
+  eligibility checks, a ranking of `all` and of a unit, and each cadre's history total equal those of
+  `tests/property/naive.py`, which recomputes them from the raw log with loops (counted points: vetoes,
+  sanctions' appraisal caps); the server fields of the rules (a deduction's appraisal years, a veto's
+  barred awards, an appraisal's uncapped points) are those the policy gives.
 
 Events are dated within three years before the fixed today, in any order (most postings are late:
 backdated behind later-dated ones), and some after today or before the cadre's registration.
@@ -75,6 +89,7 @@ from ledger.domain.events import (
     EventBase,
     MeritAwarded,
     Source,
+    VetoApplied,
     type_of,
 )
 from ledger.projections.service import Projections
@@ -87,6 +102,8 @@ CADRE_IDS = ("C0", "C1", "C2", "C3", "C4")
 UNITS = ("U1", "U2", "U3")
 DEDUCTION_KINDS = ("criticism", "admonishment", "party_warning", "demerit", "government_warning")
 RESULTS = ("excellent", "competent", "basically_competent", "incompetent")
+# Sanctions that cap the appraisal of their year (or of it and the next) under the illustrative policy.
+CAPPING_KINDS = ("admonishment", "government_warning", "demerit", "major_demerit", "demotion", "dismissal")
 SYSTEM = "prop"
 READ_MODELS_OPEN_SECONDS = 30.0
 
@@ -177,6 +194,10 @@ class LibraryDriver:
 
     def history_total(self, cadre_id: str, as_of: date, known_at: int) -> Decimal:
         return self.ledger.history(cadre_id, as_of=as_of, known_at=known_at).total
+
+    def eligibility(self, cadre_id: str, as_of: date, known_at: int) -> list[tuple[str, bool]]:
+        view = self.projections.eligibility(cadre_id, as_of=as_of, known_at=known_at)
+        return [(check.check, check.passed) for check in view.checks]
 
     def rebuild(self) -> int:
         return self.projections.rebuild()
@@ -269,6 +290,13 @@ class HttpDriver:
         response = self.get(f"/v1/cadres/{cadre_id}/history", as_of=as_of.isoformat(), known_at=str(known_at))
         assert response.status_code == 200, response.text
         return Decimal(response.json()["total"])
+
+    def eligibility(self, cadre_id: str, as_of: date, known_at: int) -> list[tuple[str, bool]]:
+        response = self.get(
+            f"/v1/cadres/{cadre_id}/eligibility", as_of=as_of.isoformat(), known_at=str(known_at)
+        )
+        assert response.status_code == 200, response.text
+        return [(check["check"], check["passed"]) for check in response.json()["checks"]]
 
     def rebuild(self) -> int:
         return self.read_models.get().rebuild()
@@ -434,6 +462,12 @@ class PlainModel:
             self.batches.append(list(events))
 
 
+def _points(event: EventBase) -> Decimal:
+    """The points the ledger recorded for an event."""
+    assert isinstance(event.points, Decimal)
+    return event.points
+
+
 def _client_content(event: EventBase) -> EventBase:
     """A recorded event without what the ledger filled in: what the client posted."""
     cleared: dict[str, Any] = dict.fromkeys(SERVER_FIELDS[type_of(event)], UNSET)
@@ -458,6 +492,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.driver = type(self).driver_class(url)
         self.model = PlainModel(self.driver.ledger.head())
         self.read_at = (DAYS, 1_000)
+        self.twins = 0
         self.seen: list[tuple[uuid.UUID, str]] = [
             (logged.event.event_id, logged.hash)  # type: ignore[misc]
             for logged in self.driver.ledger.events(after=0, limit=10_000)
@@ -601,7 +636,8 @@ class LedgerMachine(RuleBasedStateMachine):
         target = candidates[choice % len(candidates)]
         cadre_id = target.event.cadre_id  # type: ignore[attr-defined]
         if how == 1:
-            cadre_id = CADRE_IDS[(CADRE_IDS.index(cadre_id) + 1) % len(CADRE_IDS)]
+            others = [other for other in CADRE_IDS if other != cadre_id]
+            cadre_id = others[choice % len(others)]
         reversal = EntryReversed(
             cadre_id=cadre_id,
             effective_on=min(target.event.effective_on + timedelta(days=delay), TODAY),
@@ -610,6 +646,212 @@ class LedgerMachine(RuleBasedStateMachine):
             reason="复核",
         )
         self.post([reversal])
+
+    # Issue 9: the order of recording never matters (rules §3), and a veto belongs to its year (rules §2).
+
+    def accepted(self, events: Sequence[EventBase]) -> bool:
+        """Post a batch as `post` does (checked against the plain model); whether it was recorded."""
+        head = self.model.head
+        self.post(list(events))
+        return self.model.head == head + len(events)
+
+    @rule(
+        day=st.integers(0, DAYS // 2),
+        years_later=st.integers(0, 2),
+        kind=st.sampled_from(CAPPING_KINDS),
+        sanctioned=st.tuples(st.integers(0, 1), st.integers(1, 12)),
+        interleaved=st.booleans(),
+        one_batch=st.booleans(),
+        at=read_points,
+    )
+    def twins_get_an_excellent_year_and_its_sanction_in_either_order(
+        self,
+        day: int,
+        years_later: int,
+        kind: str,
+        sanctioned: tuple[int, int],
+        interleaved: bool,
+        one_batch: bool,
+        at: tuple[int, int],
+    ) -> None:
+        """Two new cadres alike in everything get an excellent appraisal of a year and a capping sanction
+        dated in that year or the one before: one appraisal first, the other sanction first. Their totals,
+        components, histories, eligibility checks and ranks (the excellent count is a tie-breaker) are
+        equal at every read date, and equal the naive model's."""
+        self.read_at = at
+        self.twins += 1
+        unit_id = f"TW{self.twins}"
+        first, second = f"T{self.twins}a", f"T{self.twins}b"
+        if not self.accepted(
+            [self.registration(first, day, unit_id, False), self.registration(second, day, unit_id, False)]
+        ):
+            return
+        registered_on = on(day)
+        year = min(registered_on.year + years_later, TODAY.year)
+        appraised_on = min(max(registered_on, date(year, 12, 20)), TODAY)
+        years_before, month = sanctioned
+        sanctioned_on = min(max(registered_on, date(year - years_before, month, 1)), TODAY)
+
+        def appraisal(cadre_id: str) -> AppraisalRecorded:
+            source = self.model.source()
+            return AppraisalRecorded(
+                cadre_id=cadre_id, effective_on=appraised_on, source=source, year=year, result="excellent"
+            )
+
+        def sanction(cadre_id: str) -> DeductionApplied:
+            source = self.model.source()
+            return DeductionApplied(
+                cadre_id=cadre_id,
+                effective_on=sanctioned_on,
+                source=source,
+                kind=kind,  # type: ignore[arg-type]
+                level="county",
+            )
+
+        appraisal_first = [appraisal(first), sanction(first)]
+        sanction_first = [sanction(second), appraisal(second)]
+        if one_batch:
+            batches = [appraisal_first, sanction_first]
+        elif interleaved:
+            batches = [[appraisal_first[0]], [sanction_first[0]], [appraisal_first[1]], [sanction_first[1]]]
+        else:
+            batches = [[event] for event in (*appraisal_first, *sanction_first)]
+        if not all([self.accepted(batch) for batch in batches]):
+            note("twins: a posting was refused")
+            return
+        head = self.model.head
+        naive = Model(self.driver.ledger.records(after=0, limit=10_000))
+        read_days = {TODAY, appraised_on, sanctioned_on, min(date(year, 12, 31), TODAY)}
+        for as_of in sorted(read_days):
+            where = f"twins {first}, {second} ({kind} on {sanctioned_on}, excellent {year}) as of {as_of}"
+            one, other = (self.driver.standing(cadre_id, as_of, head) for cadre_id in (first, second))
+            assert one is not None and other is not None, where
+            assert (one.total, one.components) == (other.total, other.components), where
+            expected = naive.cadres(as_of, head)
+            assert one.total == expected[first].total == expected[second].total, where
+            assert expected[first].results == expected[second].results, where
+            histories = [self.driver.history_total(cadre_id, as_of, head) for cadre_id in (first, second)]
+            assert histories == [one.total, one.total], where
+            checks = [self.driver.eligibility(cadre_id, as_of, head) for cadre_id in (first, second)]
+            assert checks[0] == checks[1], where
+            ranks = {
+                cadre_id: rank
+                for rank, cadre_id, _total in self.driver.ranking(f"unit:{unit_id}", as_of, head)
+            }
+            assert ranks[first] == ranks[second] == 1, f"{where}: the excellent counts differ"
+        capped = naive.cadres(TODAY, head)[first].results[year] != "excellent"
+        note(f"twins: the excellent year is capped: {capped}")
+
+    @precondition(lambda self: self.model.cadres)
+    @rule(
+        whom=aims,
+        awards=st.tuples(st.sampled_from(AWARDS), st.sampled_from(AWARDS)),
+        level=st.sampled_from(LEVELS),
+        decided_next_year=st.booleans(),
+        at=read_points,
+    )
+    def veto_a_year_between_two_awards_then_reverse_it(
+        self,
+        whom: tuple[int, int, int],
+        awards: tuple[str, str],
+        level: str,
+        decided_next_year: bool,
+        at: tuple[int, int],
+    ) -> None:
+        """An award of year Y, a veto for Y (decided in Y or early in Y+1), another award of Y, then the
+        veto reversed. While the veto is in force every award of Y it bars — posted before or after it,
+        earlier ones too — counts 0.00 in standings and history, also read as of the last day of Y before
+        a decision of Y+1; after the reversal they count again."""
+        self.read_at = at
+        cadre_id, day = self.aim(whom)
+        cadre = self.model.cadres.get(cadre_id)
+        departed_on = min(cadre.departures.values(), default=None) if cadre is not None else None
+        last = min(departed_on or TODAY, TODAY)
+        if cadre is None or not cadre.registered_on <= day <= last:
+            return
+        year = day.year
+        veto_on = date(year + 1, 1, 10) if decided_next_year and date(year + 1, 1, 10) <= last else day
+        records = self.driver.ledger.records(after=0, limit=10_000)
+        reversed_ids = {event.target_event_id for _p, event in records if isinstance(event, EntryReversed)}
+        in_force = [
+            event
+            for _position, event in records
+            if getattr(event, "cadre_id", None) == cadre_id and event.event_id not in reversed_ids
+        ]
+        if any(isinstance(event, VetoApplied) and event.year == year for event in in_force):
+            note("veto: the year already has one")
+            return
+        read_days = sorted({TODAY, min(date(year, 12, 31), TODAY)})
+
+        def totals() -> dict[date, Decimal]:
+            head = self.model.head
+            found = {}
+            for as_of in read_days:
+                standing = self.driver.standing(cadre_id, as_of, head)
+                assert standing is not None
+                assert self.driver.history_total(cadre_id, as_of, head) == standing.total
+                found[as_of] = standing.total
+            return found
+
+        def merit(award: str) -> MeritAwarded:
+            source = self.model.source()
+            return MeritAwarded(
+                cadre_id=cadre_id,
+                effective_on=day,
+                source=source,
+                award=award,  # type: ignore[arg-type]
+                level=level,  # type: ignore[arg-type]
+            )
+
+        before = totals()
+        award_before = merit(awards[0])
+        veto = VetoApplied(
+            cadre_id=cadre_id, effective_on=veto_on, source=self.model.source(), year=year, reason="一票否决"
+        )
+        award_after = merit(awards[1])
+        if not (self.accepted([award_before]) and self.accepted([veto]) and self.accepted([award_after])):
+            note("veto: a posting was refused")
+            return
+        recorded = {event.event_id: event for _p, event in self.driver.ledger.records(after=0, limit=10_000)}
+        veto_id, *award_ids = (self.model.log[index].event_id for index in (-2, -3, -1))
+        recorded_veto = recorded[veto_id]
+        assert isinstance(recorded_veto, VetoApplied)
+        barred = set(getattr(recorded_veto, "barred_awards", None) or ())
+        new_awards = [
+            event for event_id in award_ids if isinstance(event := recorded[event_id], MeritAwarded)
+        ]
+        earlier_barred = [
+            event
+            for event in in_force
+            if isinstance(event, MeritAwarded) and event.effective_on.year == year and event.award in barred
+        ]
+        vetoed = totals()
+        for as_of in read_days:
+            zeroed = sum((_points(e) for e in earlier_barred if e.effective_on <= as_of), Decimal("0.00"))
+            new = sum(
+                (_points(e) for e in new_awards if e.award not in barred and e.effective_on <= as_of),
+                Decimal("0.00"),
+            )
+            own = _points(recorded_veto) if veto_on <= as_of else Decimal("0.00")
+            assert vetoed[as_of] == before[as_of] - zeroed + new + own, (
+                f"{cadre_id} as of {as_of}, veto for {year} decided on {veto_on} barring {sorted(barred)}"
+            )
+        note(f"veto: bars an award posted around it: {any(e.award in barred for e in new_awards)}")
+
+        reversal = EntryReversed(
+            cadre_id=cadre_id,
+            effective_on=veto_on,
+            source=self.model.source(),
+            target_event_id=veto_id,
+            reason="复核",
+        )
+        if not self.accepted([reversal]):
+            note("veto: the reversal was refused")
+            return
+        after = totals()
+        for as_of in read_days:
+            new = sum((_points(e) for e in new_awards if e.effective_on <= as_of), Decimal("0.00"))
+            assert after[as_of] == before[as_of] + new, f"{cadre_id} as of {as_of} after the veto is reversed"
 
     # Replays.
 
@@ -687,6 +929,7 @@ class LedgerMachine(RuleBasedStateMachine):
         as_of = on(day)
         known_at = self.model.preamble + round(thousandths * len(self.model.log) / 1_000)
         naive = Model(self.driver.ledger.records(after=0, limit=10_000))
+        assert naive.server_field_findings() == [], "the ledger records the server fields of the rules"
         expected = naive.cadres(as_of, known_at)
         note(f"cadres known at the read: {len(expected)}")
         for cadre_id in sorted(self.model.cadres):
@@ -699,6 +942,11 @@ class LedgerMachine(RuleBasedStateMachine):
                 f"{cadre_id} as of {as_of} known at {known_at}"
             )
             assert self.driver.history_total(cadre_id, as_of, known_at) == cadre.total
+            # Eligibility of every cadre through the library; through HTTP (slower) of one a step.
+            if self.driver.name == "library" or cadre_id == min(expected):
+                assert self.driver.eligibility(cadre_id, as_of, known_at) == naive.eligibility(
+                    cadre_id, as_of, known_at
+                ), f"eligibility of {cadre_id} as of {as_of} known at {known_at}"
         scopes = ["all", *(f"unit:{unit_id}" for unit_id in naive.units[:1])]
         for scope in scopes:
             got = self.driver.ranking(scope, as_of, known_at)
