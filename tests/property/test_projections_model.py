@@ -914,7 +914,7 @@ def check_city(
             live.close()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(city=cities(), dated=reads, periods=period_reads)
 def test_every_read_model_equals_a_naive_replay_of_the_log(city, dated, periods) -> None:
     with tempfile.TemporaryDirectory() as folder:

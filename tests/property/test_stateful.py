@@ -992,11 +992,11 @@ def run(
 
 
 def test_the_ledger_behaves_as_a_plain_model_through_the_library() -> None:
-    run(LibraryDriver, _sqlite_store, examples=80, steps=30)
+    run(LibraryDriver, _sqlite_store, examples=40, steps=30)
 
 
 def test_the_ledger_behaves_as_a_plain_model_through_the_http_api() -> None:
-    run(HttpDriver, _sqlite_store, examples=25, steps=25)
+    run(HttpDriver, _sqlite_store, examples=12, steps=25)
 
 
 @pytest.mark.postgres
