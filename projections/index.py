@@ -31,6 +31,7 @@ from ledger.policy.counting import (
     investigation_holds_year,
 )
 from ledger.policy.load import load_policy
+from ledger.policy.rules import appraisal_at_most
 from ledger.projections.facts import (
     AWARD_CODES,
     COMPONENT_OF_KIND,
@@ -247,6 +248,7 @@ class Index:
         self._counted_cache: tuple[int, int, dict[int, list[tuple[Fact, Counted]]]] | None = None
         # Per sensitive cadre, its appraisal, deduction and investigation facts (rebuilt when they change).
         self._sensitive_facts: dict[int, tuple[list[Fact], list[Fact], list[Fact]]] = {}
+        self._lowerable_cache: dict[int, list[tuple[Fact, list[Fact], bool]]] = {}
 
     # Folding facts in.
 
@@ -420,6 +422,7 @@ class Index:
             if kind == Kind.INVESTIGATION_OPENED or (kind == Kind.DEDUCTION and fact.detail[2] is not None):
                 self.appraisal_sensitive.add(code)
             self._sensitive_facts.pop(code, None)
+            self._lowerable_cache.pop(code, None)
 
     def reverse(self, target: int, at: int) -> None:
         """Mark the fact at position `target` reversed from position `at` on."""
@@ -545,45 +548,84 @@ class Index:
             )
         return facts
 
+    def _lowerable(self, code: int) -> list[tuple[Fact, list[Fact], bool]]:
+        """The cadre's appraisals that some fact could make count a lower result, each with the deductions
+        whose cap could lower it and whether an investigation could hold its year (cached until the cadre's
+        sparse facts change). Caps only lower, so a cap at or above the recorded result never matters."""
+        lowerable = self._lowerable_cache.get(code)
+        if lowerable is None:
+            appraisal_facts, deduction_facts, investigation_facts = self._facts_of_sensitive(code)
+            opened_years = [
+                from_day(fact.effective_on).year
+                for fact in investigation_facts
+                if fact.kind == Kind.INVESTIGATION_OPENED
+            ]
+            lowerable = []
+            for appraisal in appraisal_facts:
+                year, recorded = integer(appraisal.detail[0]), result_of(appraisal.detail[1])
+                lowering = [
+                    deduction
+                    for deduction in deduction_facts
+                    if year in deduction.detail[3:]
+                    and appraisal_at_most(recorded, result_of(deduction.detail[2])) != recorded
+                ]
+                may_be_held = recorded != "ungraded" and any(opened <= year for opened in opened_years)
+                if lowering or may_be_held:
+                    lowerable.append((appraisal, lowering, may_be_held))
+            self._lowerable_cache[code] = lowerable
+        return lowerable
+
     def counted_appraisals(
         self, code: int, as_of_day: int, known_at: int, *, lowered_only: bool = False
     ) -> list[tuple[Fact, Counted]]:
         """The appraisals of the cadre in force at (as_of, known_at), with the result each counts (with
         `lowered_only`, only those counting another result than recorded)."""
-        if code not in self.appraisal_sensitive:
-            if lowered_only:
-                return []
-            return [
-                (fact, Counted(result_of(fact.detail[1]), None))
+        if lowered_only:
+            candidates = (
+                [
+                    (fact, lowering, held)
+                    for fact, lowering, held in self._lowerable(code)
+                    if self.in_force(fact, as_of_day, known_at)
+                ]
+                if code in self.appraisal_sensitive
+                else []
+            )
+        else:
+            lowerable = {fact.position: (lowering, held) for fact, lowering, held in self._lowerable(code)}
+            candidates = [
+                (fact, *lowerable.get(fact.position, ([], False)))
                 for fact in self.cadres[code].sparse
                 if fact.kind == Kind.APPRAISAL and self.in_force(fact, as_of_day, known_at)
             ]
-        appraisal_facts, deduction_facts, investigation_facts = self._facts_of_sensitive(code)
-        sanctions = [
-            SanctionTerms(
-                fact.position,
-                str(fact.detail[0]),
-                from_day(fact.effective_on),
-                result_of(fact.detail[2]),
-                tuple(integer(year) for year in fact.detail[3:]),
-            )
-            for fact in deduction_facts
-            if self._known_in_force(fact, known_at)
-        ]
-        investigations = (
-            self._open_among(investigation_facts, as_of_day, known_at) if investigation_facts else {}
-        )
+        investigations: dict[str, Fact] | None = None
         counted = []
-        for fact in appraisal_facts:
-            if not self.in_force(fact, as_of_day, known_at):
-                continue
-            year = integer(fact.detail[0])
-            held = [
-                reference
-                for reference, opening in investigations.items()
-                if investigation_holds_year(year, from_day(opening.effective_on))
+        for fact, lowering, may_be_held in candidates:
+            year, recorded = integer(fact.detail[0]), result_of(fact.detail[1])
+            sanctions = [
+                SanctionTerms(
+                    deduction.position,
+                    str(deduction.detail[0]),
+                    from_day(deduction.effective_on),
+                    result_of(deduction.detail[2]),
+                    tuple(integer(value) for value in deduction.detail[3:]),
+                )
+                for deduction in lowering
+                if self._known_in_force(deduction, known_at)
             ]
-            result = counted_result(result_of(fact.detail[1]), year, sanctions, held)
+            held: list[str] = []
+            if may_be_held:
+                if investigations is None:
+                    investigations = self._open_among(self._facts_of_sensitive(code)[2], as_of_day, known_at)
+                held = [
+                    reference
+                    for reference, opening in investigations.items()
+                    if investigation_holds_year(year, from_day(opening.effective_on))
+                ]
+            result = (
+                counted_result(recorded, year, sanctions, held)
+                if sanctions or held
+                else Counted(recorded, None)
+            )
             if result.reason is not None or not lowered_only:
                 counted.append((fact, result))
         return counted
