@@ -493,20 +493,6 @@ class Index:
     def _known_in_force(self, fact: Fact, known_at: int) -> bool:
         return fact.position <= known_at and self.sparse_reversed_at.get(fact.position, NEVER) > known_at
 
-    def sanctions_in_force(self, code: int, known_at: int) -> list[SanctionTerms]:
-        """The cadre's deductions known at `known_at` and not reversed, with the appraisal years they cap."""
-        return [
-            SanctionTerms(
-                fact.position,
-                str(fact.detail[0]),
-                from_day(fact.effective_on),
-                None if fact.detail[2] is None else result_of(fact.detail[2]),
-                tuple(integer(year) for year in fact.detail[3:]),
-            )
-            for fact in self.cadres[code].sparse
-            if fact.kind == Kind.DEDUCTION and self._known_in_force(fact, known_at)
-        ]
-
     def open_investigations(self, code: int, as_of_day: int, known_at: int) -> dict[str, Fact]:
         """The cadre's investigations open at (as_of, known_at), by reference, with their opening fact."""
         facts = [
