@@ -146,11 +146,8 @@ class Snapshot:
         self.principal = registrations["principal"] & leadership
         self.excellent = index.count_excellent(as_of_day, known_at, count)
         for code, counted in index.counted_appraisals_all(as_of_day, known_at).items():
-            for fact, result in counted:
-                recorded = fact.detail[1]
-                if result.result == recorded:
-                    continue
-                self.excellent[code] += int(result.result == "excellent") - int(recorded == "excellent")
+            for fact, result in counted:  # only appraisals counting another result than recorded
+                self.excellent[code] += int(result.result == "excellent") - int(fact.detail[1] == "excellent")
 
     @functools.cached_property
     def components_list(self) -> list[list[int]]:
@@ -455,7 +452,7 @@ class Index:
     def sums(
         self, as_of_day: int, known_at: int, count: int, since_day: int | None = None
     ) -> tuple[Array, Array]:
-        """Totals and components (cents) per cadre code, as counted (see `counted_adjustments`).
+        """Totals and components (cents) per cadre code, as counted (see `count_adjusted`).
 
         Reversed scores are few: they are summed like the others, then taken back where their reversal is
         known, so the hot loop over every score is one comparison, one multiplication and one bincount.

@@ -291,3 +291,21 @@ def test_processes_upgrading_read_models_of_an_older_shape_at_once_rebuild_them_
         assert store.versions() == [store.current_version()]
     finally:
         store.close()
+
+
+def test_an_upgrade_claim_left_by_a_dead_process_is_taken_over_once_it_is_stale(sqlite_url: str) -> None:
+    """A process that claimed the upgrade and died leaves its claim behind. Within `stale_after` seconds
+    nobody else may take it (its owner may still be rebuilding); after that, exactly one process does, and
+    a released claim is free again. Times are passed in, so no clock is waited on."""
+    with Ledger.open(sqlite_url, clock=fixed_clock):
+        pass
+    store = FactStore(sqlite_url)
+    try:
+        assert store.claim_upgrade(1_000.0, stale_after=600.0), "the first claim is taken"
+        assert not store.claim_upgrade(1_500.0, stale_after=600.0), "a live claim is not taken over"
+        assert store.claim_upgrade(1_700.0, stale_after=600.0), "a stale claim is taken over"
+        assert not store.claim_upgrade(1_700.5, stale_after=600.0), "by one process only"
+        store.release_upgrade()
+        assert store.claim_upgrade(1_701.0, stale_after=600.0), "a released claim is free"
+    finally:
+        store.close()
