@@ -10,7 +10,7 @@ import msgspec
 
 from ledger.domain.events import Source
 
-__all__ = ["HistoryEntry", "HistoryPage", "PostResult", "PostedItem", "VerifyReport"]
+__all__ = ["HistoryEntry", "HistoryPage", "PostResult", "PostedItem", "TableFinding", "VerifyReport"]
 
 
 class PostedItem(msgspec.Struct, frozen=True):
@@ -59,8 +59,24 @@ class HistoryPage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
+class TableFinding(msgspec.Struct, frozen=True):
+    """A side table (idempotency, keys, read models) that disagrees with the chained log.
+
+    `table` names the table, `row` the row (its key, as text), `reason` one word (`index_mismatch`,
+    `missing`, `inserted`, `altered`, `duplicate`, `out_of_order`), `detail` says what differs.
+    """
+
+    table: str
+    row: str
+    reason: str
+    detail: str
+
+
 class VerifyReport(msgspec.Struct, frozen=True):
-    """The chain's verdict: `reason` is one word (altered, missing, reordered, inserted), `detail` more."""
+    """The chain's verdict: `reason` is one word (altered, missing, reordered, inserted), `detail` more.
+
+    `findings` lists the side tables' disagreements with the log; `ok` is false if there is any.
+    """
 
     ok: bool
     verified_through: int
@@ -68,3 +84,10 @@ class VerifyReport(msgspec.Struct, frozen=True):
     first_bad_position: int | None
     reason: str | None
     detail: str | None = None
+    findings: list[TableFinding] = msgspec.field(default_factory=list)
+
+    def with_findings(self, findings: list[TableFinding]) -> VerifyReport:
+        """This report with `findings` added (and `ok` false if there are any)."""
+        if not findings:
+            return self
+        return msgspec.structs.replace(self, ok=False, findings=[*self.findings, *findings])
