@@ -6,7 +6,9 @@ rows and the chain rows, so that a row missing on either side shows up. Each row
 - `missing`   — a position with no event (a deleted row), or a gap in the positions;
 - `inserted`  — an event with no chain entry (a forged row);
 - `reordered` — an event whose content belongs at another position (rows swapped);
-- `altered`   — content, recording time, stream columns or hash that no longer match.
+- `altered`   — content, recording time, stream columns or hash that no longer match;
+- `time_reversed` — a recording time earlier than the one before it (the writers never stamp so; an
+  event chained by other code, or a clock that was allowed to go back).
 
 A checkpoint `{ledger_id, position, hash, recorded_at}` pins a prefix of the log: verifying against it
 proves the log still extends it, so truncation and a consistent rewrite are caught.
@@ -102,6 +104,7 @@ def verify_rows(
     """
     previous = GENESIS_HASH
     verified = 0
+    previous_recorded_at = ""
     versions: dict[str, int] = {}
     decode = _probe_decoder.decode
     sha256 = hashlib.sha256
@@ -143,6 +146,12 @@ def verify_rows(
             return failure(position, "altered", "the hash does not match the event's content")
         if probe.event_id != chain_event_id:
             return failure(position, "altered", "the chain entry names another event")
+        if recorded_at < previous_recorded_at:
+            return failure(
+                position,
+                "time_reversed",
+                f"recorded at {recorded_at}, before the event ahead of it ({previous_recorded_at})",
+            )
         stream = probe.cadre_id if probe.cadre_id is not None else POLICY_STREAM
         version = versions.get(stream, 0) + 1
         if originator_id != stream or originator_version != version or topic != topics[probe.type]:
@@ -153,6 +162,7 @@ def verify_rows(
             )
         versions[stream] = version
         previous = stored
+        previous_recorded_at = recorded_at
         verified = position
     return VerifyOutcome(verified, previous)
 

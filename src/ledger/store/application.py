@@ -15,12 +15,11 @@ from eventsourcing.application import Application
 
 from ledger.domain.cadre import Recorded
 from ledger.domain.errors import InvalidInput
-from ledger.store.recorders import LedgerRecorder
+from ledger.store.recorders import WRITE_LOCK_WAIT_SECONDS, LedgerRecorder
 
 __all__ = ["DEFAULT_DATABASE_URL", "LedgerApplication", "environment_for"]
 
 DEFAULT_DATABASE_URL = "sqlite:///ledger.db"
-SQLITE_LOCK_TIMEOUT_SECONDS = 30
 SQLITE_SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 
 
@@ -51,7 +50,7 @@ def environment_for(url: str) -> dict[str, str]:
             "LEDGER_SQLITE_SYNCHRONOUS": synchronous,
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": os.path.abspath(path),
-            "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_SECONDS),
+            "SQLITE_LOCK_TIMEOUT": str(WRITE_LOCK_WAIT_SECONDS),
             "APPLICATION_RECORDER_TOPIC": "ledger.store.recorders:LedgerSQLiteRecorder",
         }
     if parts.scheme in ("postgresql", "postgres"):
@@ -64,8 +63,12 @@ def environment_for(url: str) -> dict[str, str]:
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_SCHEMA": query.get("schema", [""])[0],
-            "POSTGRES_LOCK_TIMEOUT": "30",
+            "POSTGRES_LOCK_TIMEOUT": str(WRITE_LOCK_WAIT_SECONDS),
             "POSTGRES_POOL_SIZE": "5",
+            # A connection whose backend was terminated (a restart, a failover, pg_terminate_backend) is
+            # noticed when it is taken from the pool, not by the request that uses it.
+            "POSTGRES_PRE_PING": "y",
+            "POSTGRES_CONNECT_TIMEOUT": "5",
             "APPLICATION_RECORDER_TOPIC": "ledger.store.postgres:LedgerPostgresRecorder",
         }
     raise InvalidInput(

@@ -1,4 +1,4 @@
-"""What one append carries besides the events: the head it was decided against and the source keys.
+"""What one append carries besides the events: the head it was decided against and the event ids.
 
 The recorder fills in the outcome (positions, recording time, hashes) inside the transaction.
 """
@@ -16,11 +16,10 @@ class StaleHead(Exception):
 
 @dataclass(slots=True)
 class BatchWrite:
-    """One atomic append. `sources[i]` is `(system, key, fingerprint)` of the i-th stored event."""
+    """One atomic append."""
 
     expected_head: int
     event_ids: list[str]
-    sources: list[tuple[str, str, bytes]]
     outcome: AppendOutcome | None = None
 
 

@@ -1,14 +1,19 @@
 """The production store: PostgreSQL through eventsourcing's recorder, with the ledger's append.
 
 Tables live in the datastore's schema: `ledger_events` (eventsourcing's, named after the application),
-`ledger_chain`, `ledger_sources`, `ledger_meta`. The append takes eventsourcing's `LOCK TABLE … IN
-EXCLUSIVE MODE` on the events table, so appends are serialized and readers are never blocked.
+`ledger_chain`, `ledger_meta`. The append takes eventsourcing's `LOCK TABLE … IN EXCLUSIVE MODE` on the
+events table, so appends are serialized and readers are never blocked; the recording time is the database
+server's `clock_timestamp()`, read after the lock is taken.
+
+The unique source index is built on `ledger_source_part(state, part)`, an IMMUTABLE SQL function of the
+stored JSON (`convert_from` is only STABLE because of the client encoding, but the state is always UTF-8).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
@@ -17,7 +22,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed
 
 from ledger.store.batch import BatchWrite
-from ledger.store.recorders import LedgerRecorder
+from ledger.store.recorders import SOURCE_INDEX, LedgerRecorder
 
 __all__ = ["LedgerPostgresRecorder"]
 
@@ -34,12 +39,55 @@ class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
         schema = self.datastore.schema
         self.events_table = f'"{schema}"."{events_table_name}"'
         self.chain_table = f'"{schema}".ledger_chain'
-        self.sources_table = f'"{schema}".ledger_sources'
+        self.legacy_sources_table = f'"{schema}".ledger_sources'
         self.meta_table = f'"{schema}".ledger_meta'
+        self.schema = schema
         statements = self.ledger_tables("BYTEA", "BIGINT PRIMARY KEY")
         # Index names are not schema-qualified in PostgreSQL.
         statements[1] = statements[1].replace(f"{self.chain_table}_recorded_at", "ledger_chain_recorded_at")
+        statements.append(
+            f'CREATE OR REPLACE FUNCTION "{schema}".ledger_source_part(state bytea, part text) RETURNS text '
+            "LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE "
+            "AS $$ SELECT convert_from(state, 'UTF8')::json -> 'source' ->> part $$"
+        )
+        statements.append(
+            f'CREATE OR REPLACE FUNCTION "{schema}".ledger_json_valid(state bytea) RETURNS boolean '
+            "LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL UNSAFE AS $$ BEGIN "
+            "PERFORM convert_from(state, 'UTF8')::json; RETURN true; "
+            "EXCEPTION WHEN others THEN RETURN false; END $$"
+        )
+        statements.append(self.source_index())
         self.sql_create_statements.extend(cast(Composed, SQL(statement)) for statement in statements)
+
+    def source_of(self, alias: str, part: str) -> str:
+        return f""""{self.schema}".ledger_source_part({alias}state, '{part}')"""
+
+    def has_source_index(self) -> bool:
+        with self._cursor(write=False) as cursor:
+            cursor.execute(
+                "SELECT i.indisunique FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = %s",
+                (SOURCE_INDEX, self.schema),
+            )
+            row = cursor.fetchone()
+            return bool(row and row[0])
+
+    def valid_json(self, column: str) -> str:
+        return f'"{self.schema}".ledger_json_valid({column})'
+
+    def check_writable(self, wait_seconds: float) -> None:
+        with self._cursor(write=False) as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'")
+            cursor.execute(f"LOCK TABLE {self.events_table} IN EXCLUSIVE MODE")
+            # A standby or a read-only session takes the lock but cannot write.
+            cursor.execute(f"DELETE FROM {self.meta_table} WHERE name = 'ledger.write_probe'")
+
+    def _database_now(self, cursor: Any) -> datetime:
+        """The database server's clock, read inside the append transaction after the lock: every
+        replica stamps the log from one clock."""
+        cursor.execute("SELECT clock_timestamp()")
+        now: datetime = cursor.fetchone()[0]
+        return now.astimezone(UTC)
 
     def create_table(self) -> None:
         """Create the tables, one process at a time: concurrent `CREATE … IF NOT EXISTS` and

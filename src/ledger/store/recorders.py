@@ -1,43 +1,77 @@
-"""Application recorders for SQLite and PostgreSQL that append events, chain and source keys atomically.
+"""Application recorders for SQLite and PostgreSQL that append events and their chain atomically.
 
 eventsourcing's recorders store the events (`stored_events` on SQLite, `ledger_events` on PostgreSQL) and
 read them back; these subclasses replace the append so that one transaction, holding the write lock:
 
 1. reads the head of the chain and refuses to go on (`StaleHead`) if the log moved since the batch was
    decided — every rule (idempotency, lifecycle, caps) was checked against a complete log;
-2. gives the events dense positions head+1 … head+n (SQLite rowid, PostgreSQL notification_id), so that
+2. takes the recording time from one clock (the database server's on PostgreSQL) and refuses
+   (`StoreUnavailable`, cause `clock_skew`) when that clock, the writer's and the head disagree by more
+   than `CLOCK_SKEW_MAX_SECONDS`;
+3. gives the events dense positions head+1 … head+n (SQLite rowid, PostgreSQL notification_id), so that
    a gap in positions always means a deleted row;
-3. writes each event's chain row (position, event id, recording time, hash) in position order;
-4. writes each event's source key with the fingerprint of its content (`ledger_sources`), whose primary
-   key makes `(system, key)` unique for ever.
+4. writes each event's chain row (position, event id, recording time, hash) in position order.
+
+`(system, key)` is unique for ever because of a unique index over the source *inside each event row*
+(`source_index`): the chained events themselves, not a side table, decide what was recorded. A deleted or
+altered index entry cannot exist without the row; a dropped index is rebuilt at the next open (and
+reported by `ledger verify` meanwhile).
 
 SQLite takes its write lock with `BEGIN IMMEDIATE`; PostgreSQL with eventsourcing's `LOCK TABLE … IN
-EXCLUSIVE MODE`, which lets readers go on. Both serialize appends, so commit order is position order.
+EXCLUSIVE MODE`, which lets readers go on. Both serialize appends, so commit order is position order; both
+wait at most `WRITE_LOCK_WAIT_SECONDS` for the lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
+from eventsourcing import persistence
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
+from ledger.domain.errors import StoreUnavailable
 from ledger.integrity.chain import (
     GENESIS_HASH,
     canonical_bytes,
     chain_hash,
     format_recorded_at,
+    parse_recorded_at,
 )
 from ledger.integrity.verify import LogRow
 from ledger.store.batch import AppendOutcome, BatchWrite, StaleHead
 
-__all__ = ["Head", "LedgerRecorder", "LedgerSQLiteRecorder"]
+__all__ = [
+    "CLOCK_SKEW_MAX_SECONDS",
+    "WRITE_LOCK_WAIT_SECONDS",
+    "CatchUpRow",
+    "Head",
+    "LedgerRecorder",
+    "LedgerSQLiteRecorder",
+]
 
 VERIFY_PAGE_ROWS = 20_000
 SOURCE_KEYS_PER_QUERY = 1_000  # 2,000 parameters: within SQLite's and PostgreSQL's limits
 WAL_CHECKPOINT_PAGES = 16_384  # 64 MiB of 4 KiB pages
+# How long an append waits for another process's write lock before answering "busy, try again".
+WRITE_LOCK_WAIT_SECONDS: Final = 5
+# How far the clocks that stamp the log (the writer's, the database's, the head's) may disagree.
+CLOCK_SKEW_MAX_SECONDS: Final = int(os.environ.get("LEDGER_CLOCK_SKEW_MAX_SECONDS", "300"))
+SOURCE_INDEX: Final = "ledger_events_source"
+
+logger = logging.getLogger("ledger.store")
+
+# `(position, originator_id, originator_version, state, hash)` of one event, for the writer's catch-up.
+CatchUpRow = tuple[int, str, int, bytes, bytes]
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 class Head:
@@ -64,8 +98,10 @@ class LedgerRecorder:
     position_column = "rowid"
     events_table = "stored_events"
     chain_table = "ledger_chain"
-    sources_table = "ledger_sources"
+    legacy_sources_table = "ledger_sources"
     meta_table = "ledger_meta"
+    # The writer's clock, compared with the database's; a seam for tests of a clock that runs ahead.
+    wall_clock: Callable[[], datetime] = staticmethod(_wall_clock)
 
     def _cursor(self, *, write: bool) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -75,9 +111,20 @@ class LedgerRecorder:
             text.replace("?", self.placeholder)
             .replace("{events}", self.events_table)
             .replace("{chain}", self.chain_table)
-            .replace("{sources}", self.sources_table)
+            .replace("{legacy_sources}", self.legacy_sources_table)
             .replace("{meta}", self.meta_table)
             .replace("{pos}", self.position_column)
+        )
+
+    def source_of(self, alias: str, part: str) -> str:  # pragma: no cover - abstract
+        """The SQL expression of `source.<part>` (system or key) inside the event row `alias`: the
+        expression the unique source index is built on, so that lookups written with it use the index."""
+        raise NotImplementedError
+
+    def source_index(self) -> str:
+        return self._sql(
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {SOURCE_INDEX} ON {{events}} "
+            f"({self.source_of('', 'system')}, {self.source_of('', 'key')})"
         )
 
     def ledger_tables(self, blob: str, position_key: str) -> list[str]:
@@ -90,10 +137,9 @@ class LedgerRecorder:
                 "CREATE TABLE IF NOT EXISTS {chain} (position " + position_key + ", "
                 "event_id TEXT NOT NULL UNIQUE, recorded_at TEXT NOT NULL, hash " + blob + " NOT NULL)",
                 "CREATE INDEX IF NOT EXISTS {chain}_recorded_at ON {chain} (recorded_at)",
-                "CREATE TABLE IF NOT EXISTS {sources} (system TEXT NOT NULL, key TEXT NOT NULL, fingerprint "
-                + blob
-                + " NOT NULL, position BIGINT NOT NULL, "
-                "PRIMARY KEY (system, key))",
+                # Before the unique index over the events' sources, `(system, key)` lived in a side table
+                # that a deleted row could silently void; nothing reads it any more.
+                "DROP TABLE IF EXISTS {legacy_sources}",
                 "CREATE TABLE IF NOT EXISTS {meta} (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
             )
         ]
@@ -115,8 +161,8 @@ class LedgerRecorder:
         hashes: list[bytes] = []
         chain_rows = []
         if imported is None:
-            now = format_recorded_at(datetime.now(UTC))
-            # recorded_at never decreases with position, whatever the clocks of the writers say.
+            now = format_recorded_at(self._checked_now(cursor, head))
+            # recorded_at never decreases with position (the clocks agree within the bound).
             recorded_at = max(now, head.recorded_at)
             recorded = [recorded_at] * len(stored_events)
         else:
@@ -140,15 +186,47 @@ class LedgerRecorder:
             ],
         )
         cursor.executemany(self._sql("INSERT INTO {chain} VALUES (?, ?, ?, ?)"), chain_rows)
-        cursor.executemany(
-            self._sql("INSERT INTO {sources} VALUES (?, ?, ?, ?)"),
-            [
-                (system, key, fingerprint, first + offset)
-                for offset, (system, key, fingerprint) in enumerate(batch.sources)
-            ],
-        )
         batch.outcome = AppendOutcome(first, recorded[0] if recorded else "", hashes)
         return list(range(first, first + len(stored_events)))
+
+    def _database_now(self, cursor: Any) -> datetime:
+        """The clock that stamps the log: on SQLite (one host) the writer's own."""
+        return self.wall_clock()
+
+    def _checked_now(self, cursor: Any, head: Head) -> datetime:
+        """The recording time of an append, after checking that the clocks agree (else StoreUnavailable).
+
+        A writer whose clock runs ahead would stamp its batch in the future, and since recorded_at never
+        decreases, every later event too, so that reads "as known now" would leave them out: refuse
+        instead, loudly, saying which clock is off and which way.
+        """
+        now = self._database_now(cursor)
+        writer = self.wall_clock()
+        bound = CLOCK_SKEW_MAX_SECONDS
+        skew = (writer - now).total_seconds()
+        if abs(skew) > bound:
+            self._refuse_skew(
+                f"this writer's clock ({format_recorded_at(writer)}) is {_span(skew)} "
+                f"{'ahead of' if skew > 0 else 'behind'} the database server's ({format_recorded_at(now)})"
+            )
+        if head.recorded_at:
+            ahead = (parse_recorded_at(head.recorded_at) - now).total_seconds()
+            if ahead > bound:
+                self._refuse_skew(
+                    f"the log's head (position {head.position}) was recorded at {head.recorded_at}, "
+                    f"{_span(ahead)} ahead of the database clock ({format_recorded_at(now)}): a clock "
+                    "ran ahead or was set back"
+                )
+        return now
+
+    @staticmethod
+    def _refuse_skew(what: str) -> None:
+        message = (
+            f"refusing to record: {what}; the clocks may differ by at most {CLOCK_SKEW_MAX_SECONDS} s "
+            "(LEDGER_CLOCK_SKEW_MAX_SECONDS). Fix the clock (NTP); nothing was recorded"
+        )
+        logger.error(message)
+        raise StoreUnavailable(message, cause="clock_skew", retry_after=60)
 
     def _read_head(self, cursor: Any) -> Head:
         cursor.execute(
@@ -165,12 +243,13 @@ class LedgerRecorder:
         with self._cursor(write=False) as cursor:
             return self._read_head(cursor)
 
-    def sources(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[bytes, int]]:
-        """The recorded fingerprint and position of each `(system, key)` that exists (one query per
-        batch: the keys are joined as a VALUES list against the primary key)."""
-        found: dict[tuple[str, str], tuple[bytes, int]] = {}
+    def sources(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, bytes]]:
+        """`(position, stored state)` of the event recorded under each `(system, key)` that exists — read
+        through the unique source index of the event rows (one query per thousand keys)."""
+        found: dict[tuple[str, str], tuple[int, bytes]] = {}
         if not keys:
             return found
+        system, key = self.source_of("e.", "system"), self.source_of("e.", "key")
         with self._cursor(write=False) as cursor:
             for start in range(0, len(keys), SOURCE_KEYS_PER_QUERY):
                 chunk = keys[start : start + SOURCE_KEYS_PER_QUERY]
@@ -178,14 +257,53 @@ class LedgerRecorder:
                 cursor.execute(
                     self._sql(
                         f"WITH wanted (system, key) AS (VALUES {values}) "
-                        "SELECT s.system, s.key, s.fingerprint, s.position FROM wanted "
-                        "JOIN {sources} s ON s.system = wanted.system AND s.key = wanted.key"
+                        f"SELECT wanted.system, wanted.key, e.{{pos}}, e.state FROM wanted "
+                        f"JOIN {{events}} e ON {system} = wanted.system AND {key} = wanted.key"
                     ),
                     [value for pair in chunk for value in pair],
                 )
-                for system, key, fingerprint, position in cursor.fetchall():
-                    found[(system, key)] = (bytes(fingerprint), position)
+                for found_system, found_key, position, state in cursor.fetchall():
+                    found[(found_system, found_key)] = (int(position), bytes(state))
         return found
+
+    def duplicate_sources(self, limit: int = 10) -> list[tuple[str, str, int]]:
+        """`(system, key, count)` of sources recorded more than once (possible only without the index)."""
+        system, key = self.source_of("", "system"), self.source_of("", "key")
+        with self._cursor(write=False) as cursor:
+            cursor.execute(
+                self._sql(
+                    f"SELECT {system}, {key}, COUNT(*) FROM {{events}} WHERE {self.valid_json('state')} "
+                    f"GROUP BY {system}, {key} HAVING COUNT(*) > 1 ORDER BY 1, 2 LIMIT ?"
+                ),
+                (limit,),
+            )
+            return [(str(row[0]), str(row[1]), int(row[2])) for row in cursor.fetchall()]
+
+    def valid_json(self, column: str) -> str:  # pragma: no cover - abstract
+        """A condition true where `column` holds well-formed JSON (altered rows may not)."""
+        raise NotImplementedError
+
+    def check_writable(self, wait_seconds: float) -> None:  # pragma: no cover - abstract
+        """Take the write lock (waiting at most `wait_seconds`) and give it back at once, recording
+        nothing: raises what an append would raise if the store cannot record now."""
+        raise NotImplementedError
+
+    def has_source_index(self) -> bool:  # pragma: no cover - abstract
+        """Whether the unique index over the events' sources exists (verify reports it if not)."""
+        raise NotImplementedError
+
+    def catch_up_rows(self, position: int, limit: int) -> list[CatchUpRow]:
+        """The event at `position` (if > 0) and up to `limit` after it, with their chain hashes: the
+        writer checks that the log still holds what it folded last before folding what follows."""
+        with self._cursor(write=False) as cursor:
+            cursor.execute(
+                self._sql(
+                    "SELECT e.{pos}, e.originator_id, e.originator_version, e.state, c.hash FROM {events} e "
+                    "JOIN {chain} c ON c.position = e.{pos} WHERE e.{pos} >= ? ORDER BY e.{pos} LIMIT ?"
+                ),
+                (max(position, 1), limit + (1 if position > 0 else 0)),
+            )
+            return [(row[0], str(row[1]), row[2], bytes(row[3]), bytes(row[4])) for row in cursor.fetchall()]
 
     def stream_rows(self, stream: str) -> list[tuple[int, bytes, str, bytes]]:
         """`(position, state, recorded_at, hash)` of every event of one stream, in stream order."""
@@ -320,13 +438,18 @@ class _SQLiteCursorContext:
         self._manager = self.recorder.datastore.get_connection(commit=self.write)
         self.connection = self._manager.__enter__()
         self.cursor = self.connection.cursor()
-        if self.write:
-            # Per connection, and only outside a transaction: set them on every write (they cost nothing).
-            self.cursor.execute(f"PRAGMA synchronous = {self.recorder.synchronous}")
-            # A batch of a thousand events writes more pages than the default checkpoint interval (1,000
-            # pages): checkpoint, and sync the database file, every few batches rather than every batch.
-            self.cursor.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
-        self.cursor.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
+        try:
+            if self.write:
+                # Per connection, and only outside a transaction: set them on every write (they cost
+                # nothing). A batch of a thousand events writes more pages than the default checkpoint
+                # interval (1,000 pages): checkpoint, and sync the file, every few batches instead.
+                self.cursor.execute(f"PRAGMA synchronous = {self.recorder.synchronous}")
+                self.cursor.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+                self.cursor.execute(f"PRAGMA busy_timeout = {WRITE_LOCK_WAIT_SECONDS * 1000}")
+            self.cursor.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
+        except BaseException as error:
+            self._manager.__exit__(type(error), error, error.__traceback__)
+            raise _persistence_error(error) from error
         return self.cursor
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
@@ -335,8 +458,28 @@ class _SQLiteCursorContext:
                 self.connection.commit()
             else:
                 self.connection.rollback()
+        except sqlite3.Error as error:
+            raise _persistence_error(error) from error
         finally:
             self._manager.__exit__(exc_type, exc, traceback)
+        if isinstance(exc, sqlite3.Error):
+            raise _persistence_error(exc) from exc
+
+
+def _persistence_error(error: BaseException) -> BaseException:
+    """sqlite3's errors as eventsourcing's (which its own transactions raise): callers catch one family.
+
+    The cause (locked, read-only, …) stays in the message; see `ledger.store.faults`.
+    """
+    if not isinstance(error, sqlite3.Error):
+        return error
+    kinds: dict[type[Exception], type[persistence.PersistenceError]] = {
+        sqlite3.IntegrityError: persistence.IntegrityError,
+        sqlite3.OperationalError: persistence.OperationalError,
+        sqlite3.ProgrammingError: persistence.ProgrammingError,
+        sqlite3.DatabaseError: persistence.DatabaseError,
+    }
+    return kinds.get(type(error), persistence.PersistenceError)(str(error))
 
 
 class LedgerSQLiteRecorder(LedgerRecorder, SQLiteApplicationRecorder):
@@ -351,7 +494,34 @@ class LedgerSQLiteRecorder(LedgerRecorder, SQLiteApplicationRecorder):
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
-        return statements + self.ledger_tables("BLOB", "INTEGER PRIMARY KEY")
+        return [*statements, *self.ledger_tables("BLOB", "INTEGER PRIMARY KEY"), self.source_index()]
+
+    def source_of(self, alias: str, part: str) -> str:
+        # The state is a BLOB of JSON text: cast, so that SQLite ≥ 3.45 does not read it as JSONB.
+        return f"json_extract(CAST({alias}state AS TEXT), '$.source.{part}')"
+
+    def valid_json(self, column: str) -> str:
+        return f"json_valid(CAST({column} AS TEXT))"
+
+    def check_writable(self, wait_seconds: float) -> None:
+        with self.datastore.get_connection(commit=False) as connection:
+            cursor = connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
+            try:
+                # BEGIN IMMEDIATE takes the lock; on a read-only file only a write fails, so write
+                # something the rollback takes back.
+                cursor.execute("BEGIN IMMEDIATE")
+                cursor.execute(self._sql("DELETE FROM {meta} WHERE name = 'ledger.write_probe'"))
+            except sqlite3.Error as error:
+                raise _persistence_error(error) from error
+            finally:
+                connection.rollback()
+                cursor.execute(f"PRAGMA busy_timeout = {WRITE_LOCK_WAIT_SECONDS * 1000}")
+
+    def has_source_index(self) -> bool:
+        with self._cursor(write=False) as cursor:
+            cursor.execute(f"PRAGMA index_list({self.events_table})")
+            return any(row[1] == SOURCE_INDEX and row[2] for row in cursor.fetchall())
 
     def _cursor(self, *, write: bool) -> Any:
         return _SQLiteCursorContext(self, write=write)
@@ -360,12 +530,14 @@ class LedgerSQLiteRecorder(LedgerRecorder, SQLiteApplicationRecorder):
         batch: BatchWrite | None = kwargs.get("batch")
         if batch is None:
             raise IntegrityError("appends go through the ledger, which chains them")
-        try:
-            with self._cursor(write=True) as cursor:
-                return self._append(cursor, stored_events, batch, kwargs.get("imported"))
-        except Exception as error:
-            import sqlite3
+        with self._cursor(write=True) as cursor:
+            return self._append(cursor, stored_events, batch, kwargs.get("imported"))
 
-            if isinstance(error, sqlite3.IntegrityError):
-                raise IntegrityError(error) from error
-            raise
+
+def _span(seconds: float) -> str:
+    """A duration for people: `5 years`, `3 days`, `12 minutes`, `40 s`."""
+    seconds = abs(seconds)
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"

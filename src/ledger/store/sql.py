@@ -8,10 +8,12 @@ import sqlalchemy
 from sqlalchemy.engine import Engine
 
 from ledger.store.application import environment_for
+from ledger.store.recorders import WRITE_LOCK_WAIT_SECONDS
 
 __all__ = ["engine_for", "schema_of"]
 
-SQLITE_BUSY_TIMEOUT_SECONDS = 30
+# The read models and keys wait for the write lock no longer than the log's appends do.
+SQLITE_BUSY_TIMEOUT_SECONDS = WRITE_LOCK_WAIT_SECONDS
 
 
 def schema_of(url: str) -> str | None:
@@ -34,6 +36,9 @@ def engine_for(url: str) -> Engine:
         )
     parts = urlsplit(url)
     schema = schema_of(url)
-    options = {"options": f"-c search_path={schema}"} if schema else {}
+    # A held lock makes a statement fail after the same bounded wait as an append, not hang.
+    options = f"-c lock_timeout={WRITE_LOCK_WAIT_SECONDS}s" + (f" -c search_path={schema}" if schema else "")
     address = parts._replace(scheme="postgresql+psycopg", query="").geturl()
-    return sqlalchemy.create_engine(address, connect_args=options, pool_pre_ping=True)
+    return sqlalchemy.create_engine(
+        address, connect_args={"options": options, "connect_timeout": 5}, pool_pre_ping=True
+    )
