@@ -8,6 +8,7 @@ conversion is lenient (`"7"` would become 7), so these handlers read the raw bod
 
 from __future__ import annotations
 
+import codecs
 import uuid
 from typing import Annotated, Any
 
@@ -30,9 +31,9 @@ from ledger.domain.errors import InvalidInput
 from ledger.domain.events import EventBase
 from ledger.ledger import BATCH_SIZE_MAX, LoggedEvent
 from ledger.results import PostResult
-from ledger.wire import decode_event_json, invalid_from
+from ledger.wire import NotUtf8, check_utf8, decode_event_json, invalid_from
 
-__all__ = ["EventsController", "decode_batch"]
+__all__ = ["EventsController", "check_body", "decode_batch"]
 
 
 class _Batch(msgspec.Struct, forbid_unknown_fields=True):
@@ -42,10 +43,22 @@ class _Batch(msgspec.Struct, forbid_unknown_fields=True):
 _batch_decoder = msgspec.json.Decoder(_Batch, strict=True)
 
 
+def check_body(body: bytes, expected: str) -> None:
+    """Refuse, as MalformedBody (400), a body that is empty, not UTF-8 or opens with a byte order mark."""
+    if not body.strip():
+        raise MalformedBody(f"the body is empty: send {expected}")
+    try:
+        check_utf8(body)
+    except NotUtf8 as error:
+        raise MalformedBody(error.message, rule=error.rule, offset=error.offset) from None
+    if body.startswith(codecs.BOM_UTF8):
+        # RFC 8259 §8.1: JSON text carries no byte order mark.
+        raise MalformedBody("the body starts with a byte order mark (EF BB BF): send JSON without one")
+
+
 def decode_batch(body: bytes) -> list[EventBase]:
     """The events of a posted body; MalformedBody (400) or InvalidInput (422) naming the item and field."""
-    if not body.strip():
-        raise MalformedBody('the body is empty: send {"events": [...]}')
+    check_body(body, '{"events": [...]}')
     try:
         batch = _batch_decoder.decode(body)
     except msgspec.ValidationError as error:
@@ -121,7 +134,7 @@ class EventsController(Controller):
         summary="Read the log in order",
         description=(
             "Events in position order after `after`, each with its recording time, hash and previous hash. "
-            "`next_after` is null on the last page."
+            "`next_after` is null on the last page; an `after` beyond the log's head is refused (422)."
         ),
         security=SECURITY,
         sync_to_thread=True,
@@ -131,6 +144,13 @@ class EventsController(Controller):
         self, services: NamedDependency[Services], after: AfterQuery = 0, limit: LimitQuery = DEFAULT_LIMIT
     ) -> EventsPage:
         head = services.ledger.head()
+        if after > head:
+            # Not "the end of the log": a position no page gave out (or a log that went back since).
+            raise InvalidInput(
+                f"position {after} is beyond the log's head {head}: page from 0 or a page's `next_after`",
+                field="after",
+                rule="after_beyond_log",
+            )
         logged = services.ledger.events(after=after, limit=limit)
         documents = [_document(entry) for entry in logged]
         next_after = documents[-1].position if documents and documents[-1].position < head else None

@@ -16,6 +16,7 @@ from ledger.api.settings import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 from ledger.domain.errors import InvalidInput
 from ledger.domain.events import CADRE_ID_PATTERN
 from ledger.domain.periods import PERIOD_PATTERN
+from ledger.wire import whole
 
 __all__ = [
     "AfterQuery",
@@ -39,14 +40,17 @@ POSITION_MAX: Final = 10**POSITION_DIGITS_MAX - 1
 CURSOR_LENGTH_MAX: Final = 512
 SCOPE_LENGTH_MAX: Final = 100
 KNOWN_AT_LENGTH_MAX: Final = 64
-SCOPE_PATTERN: Final = r"^(all|unit:[A-Za-z0-9._-]{1,64}|grade:\S{1,20}|cohort:(principal|left_leadership))$"
+# Whole strings (see POINTS_PATTERN in ledger.domain.points for why `$(?!\n)`).
+SCOPE_PATTERN: Final = (
+    r"^(all|unit:[A-Za-z0-9._-]{1,64}|grade:\S{1,20}|cohort:(principal|left_leadership))$(?!\n)"
+)
 # Recalls and escalations also take `unit:*`: every unit, each ranked on its own (their default).
 POOL_SCOPE_PATTERN: Final = (
-    r"^(all|unit:\*|unit:[A-Za-z0-9._-]{1,64}|grade:\S{1,20}|cohort:(principal|left_leadership))$"
+    r"^(all|unit:\*|unit:[A-Za-z0-9._-]{1,64}|grade:\S{1,20}|cohort:(principal|left_leadership))$(?!\n)"
 )
 EACH_UNIT: Final = "unit:*"
 _LEAP_SECOND = re.compile(r"(T\d\d:\d\d:)60")
-_POSITION = re.compile(rf"^[0-9]{{1,{POSITION_DIGITS_MAX}}}$")
+_POSITION = re.compile(rf"[0-9]{{1,{POSITION_DIGITS_MAX}}}")
 
 AsOfQuery = Annotated[
     date | None,
@@ -62,7 +66,7 @@ KnownAtQuery = Annotated[
         max_length=KNOWN_AT_LENGTH_MAX,
         schema_extra={
             "anyOf": [
-                {"type": "string", "pattern": f"^[0-9]{{1,{POSITION_DIGITS_MAX}}}$"},
+                {"type": "string", "pattern": f"^[0-9]{{1,{POSITION_DIGITS_MAX}}}$(?!\\n)"},
                 {"type": "string", "format": "date-time"},
             ]
         },
@@ -125,7 +129,7 @@ PeriodQuery = Annotated[
     str | None,
     QueryParameter(
         description="A period, read as of its last day: `2025`, `2025Q3`, `2025-07` or `2025-W27`.",
-        pattern=PERIOD_PATTERN,
+        pattern=whole(PERIOD_PATTERN),
     ),
 ]
 BasisQuery = Annotated[
@@ -142,12 +146,12 @@ RequiredPeriodQuery = Annotated[
     str,
     QueryParameter(
         description="The period: `2025`, `2025Q3`, `2025-07` or `2025-W27`.",
-        pattern=PERIOD_PATTERN,
+        pattern=whole(PERIOD_PATTERN),
     ),
 ]
 CadreIdPath = Annotated[
     str,
-    PathParameter(description="The cadre's personnel number.", pattern=CADRE_ID_PATTERN),
+    PathParameter(description="The cadre's personnel number.", pattern=whole(CADRE_ID_PATTERN)),
 ]
 
 DEFAULT_LIMIT: Final = PAGE_SIZE_DEFAULT
@@ -159,7 +163,7 @@ def parse_known_at(text: str | None) -> int | datetime | None:
     """A `known_at` parameter: a log position or an aware instant."""
     if text is None:
         return None
-    if _POSITION.match(text):
+    if _POSITION.fullmatch(text):
         return int(text)
     # RFC 3339 allows a lower-case `t` and `z`, and a leap second, which Python cannot hold: it reads as
     # the second before.

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from ledger.access import ApiKey, Role
 from ledger.api.auth import key_of, requires
+from ledger.api.events import check_body
 from ledger.api.openapi import SECURITY
 from ledger.api.problems import MalformedBody
 from ledger.api.responses import errors, success
@@ -21,7 +22,7 @@ from ledger.api.services import Services
 from ledger.domain.errors import NotFound
 from ledger.domain.events import VERSION_PATTERN, PolicyPublished
 from ledger.results import PostResult
-from ledger.wire import invalid_from
+from ledger.wire import invalid_from, whole
 
 __all__ = ["PoliciesController"]
 
@@ -39,14 +40,15 @@ def _summary(policy: PolicyPublished) -> PolicySummary:
 
 
 def _publish(services: Services, key: ApiKey, body: bytes) -> PostResult:
-    if not body.strip():
-        raise MalformedBody('the body is empty: send {"body": "<TOML>"}')
+    check_body(body, '{"body": "<TOML>"}')
     try:
         document = _policy_body_decoder.decode(body)
     except msgspec.ValidationError as error:
         raise invalid_from(error) from None
     except msgspec.DecodeError as error:
         raise MalformedBody(f"the body is not well-formed JSON: {error}") from None
+    except RecursionError:
+        raise MalformedBody("the body nests too deeply to be a policy document") from None
     result = services.ledger.publish_policy(document.body, posted_by=key.principal)
     return result
 
@@ -82,7 +84,9 @@ class PoliciesController(Controller):
     def get_policy(
         self,
         services: NamedDependency[Services],
-        version: Annotated[str, PathParameter(description="The policy's version.", pattern=VERSION_PATTERN)],
+        version: Annotated[
+            str, PathParameter(description="The policy's version.", pattern=whole(VERSION_PATTERN))
+        ],
     ) -> PolicyDocument:
         for policy in services.ledger.policies():
             if policy.version == version:

@@ -40,7 +40,7 @@ from ledger.policy.book import PolicyBook
 from ledger.policy.counting import sanction_appraisal_years
 from ledger.policy.load import load_policy
 from ledger.store.mapper import encode_event
-from ledger.wire import refuse_nul
+from ledger.wire import check_event, refuse_nul
 
 __all__ = ["check_client_fields", "client_fingerprint", "decide", "decide_policy", "fingerprint"]
 
@@ -86,10 +86,12 @@ def fingerprint(event: EventBase) -> bytes:
 def client_fingerprint(event: EventBase, *, item: int | None = None) -> bytes:
     """`fingerprint` of an event that passed `check_client_fields`: it holds nothing the ledger sets (and
     points only with an override reason), so it is hashed as it is, without a copy. Text holding U+0000 is
-    refused here, for every face: PostgreSQL cannot store it."""
+    refused here, for every face: PostgreSQL cannot store it; so is what decoding would refuse (a struct
+    built in Python is not checked by msgspec: `check_event`)."""
     encoded = encode_event(event)
     if b"\\u0000" in encoded:
         refuse_nul(msgspec.to_builtins(event), item)
+    check_event(event, encoded, item=item)
     return hashlib.sha256(encoded).digest()
 
 

@@ -15,7 +15,9 @@ SCALE = Decimal("0.01")
 ZERO = Decimal("0.00")
 # No single event may move a cadre by a million points; larger figures are typing mistakes.
 POINTS_LIMIT = Decimal("999999.99")
-POINTS_PATTERN = r"^-?[0-9]{1,6}(\.[0-9]{1,2})?$"
+# The whole string: in Python `$` alone also matches before a final line break; `(?!\n)` refuses that,
+# and keeps the pattern an ECMA-262 one for the OpenAPI document (where `\Z` does not exist).
+POINTS_PATTERN = r"^-?[0-9]{1,6}(\.[0-9]{1,2})?$(?!\n)"
 _POINTS_RE = re.compile(POINTS_PATTERN)
 
 

@@ -7,7 +7,11 @@ run 1, 2, … n, and so on. It returns every finding, so a tool can list them al
 refuses with the first.
 
 Every refusal has `rule="policy_invalid"` and, where there is one, `field` set to the key path in
-the TOML document, such as `merit.points.citation.national` or `escalation.ladder[1].step`.
+the TOML document, such as `merit.points.citation.national` or `escalation.ladder[1].step` — but for
+text that nests deeper than POLICY_DEPTH_MAX (a rulebook nests four levels), refused before it is parsed
+as `policy_too_deep` with the field `body`, the text as a whole. tomllib follows arrays and inline tables
+by recursion (`[[[[…` 500 deep exhausted Python's recursion limit: a 500) and spends time quadratic in
+the parts of a dotted key (`a.a.a…` of 40,000 parts took 30 s, and 200,000 characters allow 99,000).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from ledger.domain.events import AWARDS, DEDUCTION_KINDS, GRADES, LEVELS, POLICY
 from ledger.policy.schema import DECIMAL_PATTERN, DeductionRule, LevelPoints, Policy, decimal_hook
 
 __all__ = [
+    "POLICY_DEPTH_MAX",
     "POLICY_RULE",
+    "TOO_DEEP_RULE",
     "PolicyFinding",
     "illustrative_policy",
     "illustrative_policy_text",
@@ -38,6 +44,9 @@ __all__ = [
 ]
 
 POLICY_RULE: Final = "policy_invalid"
+TOO_DEEP_RULE: Final = "policy_too_deep"
+# How deep a policy may nest: brackets and braces open at once, or parts of one dotted key or header.
+POLICY_DEPTH_MAX: Final = 32
 ILLUSTRATIVE_RESOURCE: Final = "illustrative.toml"
 YEARS_IN_GRADE_DEFAULT_KEY: Final = "default"
 ONE: Final = Decimal(1)
@@ -48,6 +57,13 @@ _LOCATION_RE: Final = re.compile(r"^(?P<detail>.*?) - at `(?P<key>key` in `)?\$(
 _FIELD_RE: Final = re.compile(r"^Object (?P<what>missing required|contains unknown) field `(?P<name>[^`]*)`$")
 _DECIMAL_RE: Final = re.compile(DECIMAL_PATTERN)
 _UNKNOWN_ENTRY: Final = "[...]"
+# What is not structure in TOML: strings (multi-line first) and comments, blanked before depth is counted.
+_NOT_STRUCTURE: Final = re.compile(
+    r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*'
+)
+_BRACKET: Final = re.compile(r"[\[\]{}]")
+# A run of text in which dots join the parts of one key (or write a number).
+_KEY_RUN: Final = re.compile(r"[^=\[\]{},\n]+")
 
 
 # Records a finding at a key path unless the condition holds.
@@ -70,6 +86,7 @@ def load_policy(text: str) -> Policy:
         raise InvalidInput(
             f"a policy is at most {POLICY_BODY_LENGTH_MAX} characters", field=None, rule=POLICY_RULE
         )
+    _check_depth(text)
     try:
         policy = msgspec.toml.decode(text, type=Policy, strict=True, dec_hook=decimal_hook)
     except msgspec.ValidationError as error:
@@ -77,12 +94,48 @@ def load_policy(text: str) -> Policy:
     except msgspec.DecodeError as error:
         # tomllib says where: "Invalid value (at line 3, column 9)".
         raise InvalidInput(f"the policy is not valid TOML: {error}", field=None, rule=POLICY_RULE) from error
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables by recursion, and msgspec converts by recursion:
+        # Python's recursion limit stops both, long before the stack, and the error is ours to name.
+        raise InvalidInput(
+            "the policy nests arrays or inline tables too deeply to be read (a rulebook nests a few levels)",
+            field="body",
+            rule=TOO_DEEP_RULE,
+        ) from None
     findings = policy_findings(policy)
     if findings:
         first = findings[0]
         more = f" (and {len(findings) - 1} more problems)" if len(findings) > 1 else ""
         raise InvalidInput(first.message + more, field=first.field, rule=POLICY_RULE)
     return policy
+
+
+def _check_depth(text: str) -> None:
+    """Refuse text nesting deeper than POLICY_DEPTH_MAX, naming the line, before tomllib reads it.
+
+    Strings and comments are blanked first (to spaces, keeping line breaks, so positions stay), so that
+    brackets and dots inside them do not count. The count only bounds what tomllib is given: text it
+    would refuse anyway may be counted loosely.
+    """
+    blank = _NOT_STRUCTURE.sub(lambda match: re.sub(r"[^\n]", " ", match.group()), text)
+    depth = 0
+    for bracket in _BRACKET.finditer(blank):
+        depth = depth + 1 if bracket.group() in "[{" else max(depth - 1, 0)
+        if depth > POLICY_DEPTH_MAX:
+            raise _too_deep(f"brackets and braces open {depth} deep", blank, bracket.start())
+    for run in _KEY_RUN.finditer(blank):
+        if run.group().count(".") >= POLICY_DEPTH_MAX:
+            raise _too_deep(f"a dotted key of {run.group().count('.') + 1} parts", blank, run.start())
+
+
+def _too_deep(what: str, text: str, offset: int) -> InvalidInput:
+    line = text.count("\n", 0, offset) + 1
+    return InvalidInput(
+        f"the policy nests too deeply at line {line}: {what}; a policy nests at most {POLICY_DEPTH_MAX} "
+        "levels (a rulebook needs four)",
+        field="body",
+        rule=TOO_DEEP_RULE,
+    )
 
 
 def _translate(message: str, text: str) -> InvalidInput:
@@ -120,7 +173,7 @@ def _resolve_entry(path: str, text: str) -> str:
         node = node[part]
     if isinstance(node, dict):
         for key, value in node.items():
-            if not isinstance(value, str) or not _DECIMAL_RE.match(value):
+            if not isinstance(value, str) or not _DECIMAL_RE.fullmatch(value):
                 return f"{head}.{key}{tail}"
     return path
 

@@ -81,11 +81,12 @@ BOARD_SIZE_MAX: Final = 1_000
 RECALL_BOTTOM_COUNT_MAX: Final = 1_000
 POOL_SIZE_MAX: Final = 1_000_000
 LADDER_STEPS_MAX: Final = 12
-ACTION_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
+# Whole strings (see POINTS_PATTERN in ledger.domain.points for why `$(?!\n)`).
+ACTION_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$(?!\n)"
 LABEL_LENGTH_MAX: Final = 100
 # Rates, shares and years: up to four places is plenty (weights 0.3, shares 0.30, 0.05 points per
 # score).
-DECIMAL_PATTERN: Final = r"^-?[0-9]{1,6}(\.[0-9]{1,4})?$"
+DECIMAL_PATTERN: Final = r"^-?[0-9]{1,6}(\.[0-9]{1,4})?$(?!\n)"
 
 _POINTS_RE: Final = re.compile(POINTS_PATTERN)
 _DECIMAL_RE: Final = re.compile(DECIMAL_PATTERN)
@@ -105,13 +106,13 @@ def decimal_hook(kind: type, value: Any) -> Any:
     msgspec reports the ValueError with the path of the offending key.
     """
     if kind is PointValue:
-        if not isinstance(value, str) or not _POINTS_RE.match(value):
+        if not isinstance(value, str) or not _POINTS_RE.fullmatch(value):
             raise ValueError(
                 f'expected points as a string with at most two places such as "1.50", got {_describe(value)}'
             )
         return PointValue(quantize(Decimal(value)))
     if kind is DecimalValue:
-        if not isinstance(value, str) or not _DECIMAL_RE.match(value):
+        if not isinstance(value, str) or not _DECIMAL_RE.fullmatch(value):
             raise ValueError(
                 f'expected a decimal string with at most four places such as "0.3", got {_describe(value)}'
             )
