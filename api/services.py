@@ -4,6 +4,10 @@ The read models (`Projections`) may take a while to load and catch up on a large
 thread of their own while the process already answers `/health/live`; until they are open, read-model
 routes answer 503 and `/health/ready` says not ready. Once open, every read catches them up with the log
 first (`Projections` does), so posts from any process are seen by the next read.
+
+If the persisted facts or the log stop agreeing with what the read models folded (an altered row, a log
+restored to an earlier state), `Projections` logs it at CRITICAL and rebuilds in the background; meanwhile
+read-model routes and `/health/ready` answer 503 with Retry-After, and nothing is served from them.
 """
 
 from __future__ import annotations
@@ -26,10 +30,16 @@ STOP_WAIT_SECONDS: Final = 30.0
 logger = logging.getLogger("ledger.api")
 
 
+def open_serving(ledger: Ledger) -> Projections:
+    """The read models as a server keeps them: a disagreement with the log is rebuilt in the background
+    while reads answer 503, rather than inside the read that found it."""
+    return Projections.open(ledger, repair_in_background=True)
+
+
 class ReadModels:
     """The projections of one ledger, opened in the background."""
 
-    def __init__(self, ledger: Ledger, opener: Callable[[Ledger], Projections] = Projections.open) -> None:
+    def __init__(self, ledger: Ledger, opener: Callable[[Ledger], Projections] = open_serving) -> None:
         self._ledger = ledger
         self._opener = opener
         self._projections: Projections | None = None
@@ -59,13 +69,33 @@ class ReadModels:
         logger.info("read models open at position %d", projections.position())
 
     def get(self) -> Projections:
-        """The open projections, or ReadModelsUnavailable (503) while they load or after they failed."""
-        if self._projections is None:
+        """The open projections, or ReadModelsUnavailable (503) while they load, after they failed, or while
+        they are rebuilt from the log."""
+        projections = self._projections
+        if projections is None:
             raise ReadModelsUnavailable(self._failure or "the read models are loading; try again shortly")
+        damage = projections.unavailable()
+        if damage is not None:
+            raise ReadModelsUnavailable(_rebuilding(damage))
+        return projections
+
+    def opened(self) -> Projections | None:
+        """The projections if they are open (whether or not they may be served now)."""
         return self._projections
 
     def position(self) -> int | None:
         return None if self._projections is None else self._projections.position()
+
+    def ready(self) -> int:
+        """The read models' position if they may be served; else ReadModelsUnavailable. Checks that the log
+        still holds what they folded (a rebuild starts if it does not)."""
+        projections = self._projections
+        if projections is None:
+            raise ReadModelsUnavailable(self._failure or "the read models are loading")
+        damage = projections.health()
+        if damage is not None:
+            raise ReadModelsUnavailable(_rebuilding(damage))
+        return projections.position()
 
     @property
     def failure(self) -> str | None:
@@ -77,6 +107,10 @@ class ReadModels:
         if self._projections is not None:
             self._projections.close()
             self._projections = None
+
+
+def _rebuilding(damage: str) -> str:
+    return f"the read models are being rebuilt from the log ({damage}); try again shortly"
 
 
 class Services:
@@ -91,7 +125,7 @@ class Services:
     def open(cls, database_url: str) -> Services:
         ledger = Ledger.open(database_url)
         try:
-            keys = KeyStore.open(database_url)
+            keys = KeyStore.open(database_url, ledger=ledger)
         except BaseException:
             ledger.close()
             raise

@@ -288,6 +288,8 @@ class Index:
                 self.policies.add(
                     str(version), from_day(integer(effective_from)), position, load_policy(str(body))
                 )
+            elif kind == Kind.KEY:
+                pass  # an API key's event: it only moves the position folded
             else:
                 code = self._cadre_code(fact)
                 component = COMPONENT_OF_KIND.get(kind, NO_COMPONENT)

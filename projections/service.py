@@ -17,25 +17,37 @@ switches; every process notices the switch on its next catch-up and reloads.
 
 from __future__ import annotations
 
-import base64
 import gc
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, Final
 
-import msgspec
 import numpy as np
+from sqlalchemy.exc import DBAPIError
 
 from ledger.domain.errors import InvalidInput, NotFound
 from ledger.domain.events import GRADES
 from ledger.domain.periods import Period, parse_period, period_containing
+from ledger.integrity.chain import GENESIS_HASH
 from ledger.ledger import Ledger
 from ledger.policy.schema import BASES, Policy
-from ledger.projections.errors import NotCaughtUp
-from ledger.projections.facts import FACTS_FORMAT, day, facts_of_stored, from_day
+from ledger.projections.cursors import (
+    RankingsCursor,
+    ShortlistCursor,
+    agree,
+    cursor_invalid,
+    decode_cursor,
+    encode_cursor,
+)
+from ledger.projections.errors import NotCaughtUp, ReadModelsDamaged, ReadModelsRebuilding
+from ledger.projections.facts import FACTS_FORMAT, Fact, FactsDigest, day, facts_of_stored, from_day
 from ledger.projections.index import Array, Index, Snapshot
+from ledger.projections.integrity import log_hash_at as _log_hash_at
+from ledger.projections.integrity import log_head as _log_head
+from ledger.projections.integrity import read_model_findings, standings_of
 from ledger.projections.results import (
     BoardEntry,
     BoardsView,
@@ -52,7 +64,7 @@ from ledger.projections.results import (
     ShortlistEntry,
     ShortlistView,
 )
-from ledger.projections.store import FactStore
+from ledger.projections.store import FactStore, Tracking, fact_of_row, facts_table
 from ledger.projections.views import (
     board_lists,
     bottom,
@@ -66,6 +78,8 @@ from ledger.projections.views import (
     recall_count,
     vetoed,
 )
+from ledger.results import TableFinding
+from ledger.store.faults import store_fault
 
 __all__ = ["MIN_POSITION_WAIT_SECONDS_MAX", "PAGE_SIZE_MAX", "Projections"]
 
@@ -75,40 +89,67 @@ MIN_POSITION_POLL_SECONDS: Final = 0.02
 UPGRADE_WAIT_SECONDS_MAX: Final = 600.0
 UPGRADE_POLL_SECONDS: Final = 0.2
 FOLD_PAGE_EVENTS: Final = 10_000
+# How long a read waits for the write lock to persist what it folds before answering from what it has.
+CATCH_UP_LOCK_WAIT_SECONDS: Final = 0.25
+# Facts another process wrote are checked before they are folded, so they are held in memory meanwhile;
+# further behind than this, the whole version is loaded afresh instead.
+FOLD_BUFFER_FACTS: Final = 100_000
+REPAIR_JOIN_SECONDS: Final = 30.0
 PAGE_SIZE_MAX: Final = 5_000
 ESCALATION_PERIODS_MAX: Final = 12
 EACH_UNIT: Final = "unit:*"
 KnownAt = int | datetime | None
 
+logger = logging.getLogger("ledger.projections")
+
 
 class Projections:
-    """Standings, rankings, eligibility, recalls, boards and escalations of one ledger."""
+    """Standings, rankings, eligibility, recalls, boards and escalations of one ledger.
 
-    def __init__(self, ledger: Ledger, store: FactStore) -> None:
+    `repair_in_background` (a server): when persisted facts or the log no longer agree with what was
+    folded, reads raise ReadModelsRebuilding (503) while a thread rebuilds; otherwise (the CLI, a script)
+    the read that finds the disagreement rebuilds before it answers. Either way the disagreement is logged
+    at CRITICAL on `ledger.projections` and the disagreeing facts are never served.
+    """
+
+    def __init__(self, ledger: Ledger, store: FactStore, *, repair_in_background: bool = False) -> None:
         self.ledger = ledger
         self.store = store
         self._lock = threading.RLock()
+        self._repair_in_background = repair_in_background
+        self._repairer: threading.Thread | None = None
+        # Why the read models may not be served (they are rebuilt), or None.
+        self._damage: str | None = None
         self.version = store.current_version()
         self.index = Index()
+        self._digest = FactsDigest()
+        # The position folded and the log's hash there, as one value: `health()` reads it without the lock.
+        self._folded: tuple[int, bytes] = (0, GENESIS_HASH)
         if store.facts_format() == FACTS_FORMAT:
-            self._load()
+            try:
+                self._load()
+            except ReadModelsDamaged as damage:
+                self._damaged(damage)
 
     @classmethod
-    def open(cls, ledger: Ledger) -> Projections:
+    def open(cls, ledger: Ledger, *, repair_in_background: bool = False) -> Projections:
         """The read models of `ledger`, loaded from their persisted facts and caught up with the log.
 
-        Facts persisted in another shape (by an older version of the ledger) are rebuilt from the log.
+        Facts persisted in another shape (by an older version of the ledger), or that fail their checks,
+        are rebuilt from the log before this returns.
         """
-        projections = cls(ledger, FactStore(ledger.url))
+        projections = cls(ledger, FactStore(ledger.url), repair_in_background=repair_in_background)
         if projections.store.facts_format() != FACTS_FORMAT:
             projections._upgrade()
-        projections.catch_up()
+        with projections._lock:
+            projections._keep(repair_in_background=False)
         return projections
 
     def _upgrade(self) -> None:
         """Rebuild facts persisted in an older shape, once: the process that claims the upgrade rebuilds
         and drops every other version; the others wait (bounded) for its version, then load it."""
-        if self.store.tracking(self.version) == 0:
+        tracking = self.store.tracking(self.version)
+        if tracking is None or tracking.position == 0:
             self.store.set_facts_format(FACTS_FORMAT)  # nothing persisted yet
             return
         started = time.monotonic()
@@ -129,46 +170,330 @@ class Projections:
             time.sleep(UPGRADE_POLL_SECONDS)
         with self._lock:
             self.version = self.store.current_version()
-            self._load()
+            try:
+                self._load()
+            except ReadModelsDamaged as damage:
+                self._damaged(damage)
 
     def close(self) -> None:
+        repairer = self._repairer
+        if repairer is not None:
+            repairer.join(REPAIR_JOIN_SECONDS)
         self.store.close()
 
     # Keeping.
 
     def _load(self) -> None:
-        """Fold the persisted facts of the current version into a fresh index."""
-        self.index = Index()
-        for page in self.store.load(self.version, 0):
-            self.index.add(page)
+        """Fold the persisted facts of the current version into a fresh index, checking them: the digest
+        of the rows read, the log's hash at the tracked position, no row outside 1 … tracked.
+
+        ReadModelsDamaged (and nothing replaced) if any check fails.
+        """
+        version = self.version
+        tracking = self.store.tracking(version)
+        if tracking is None:
+            raise ReadModelsDamaged(version, 0, "the version has no tracking row")
+        index, digest = Index(), FactsDigest()
+        for rows in self.store.rows(version, 0, tracking.position):
+            digest = self._fold_rows(index, digest, rows)
+        self._check_persisted(tracking, index.position, digest)
+        extent = self.store.extent(version)
+        if extent is not None and (extent[0] < 1 or extent[1] > tracking.position):
+            stray = extent[0] if extent[0] < 1 else extent[1]
+            raise ReadModelsDamaged(
+                version,
+                tracking.position,
+                f"{facts_table(version)} holds a row at position {stray}, outside the positions 1 … "
+                f"{tracking.position} it tracks",
+            )
+        self.index, self._digest = index, digest
+        self._folded = (tracking.position, tracking.log_hash or b"")
         _settle()
+
+    def _fold_rows(self, index: Index, digest: FactsDigest, rows: Sequence[Any]) -> FactsDigest:
+        """Fold persisted rows into `index` and `digest` (the digest is returned extended)."""
+        try:
+            facts = [fact_of_row(row) for row in rows]
+            digest = digest.extended(facts)
+            index.add(facts)
+        except Exception as error:
+            # Rows an insider altered may not decode or fold at all (a detail that is not MessagePack, a
+            # kind or cadre that does not exist): that is one more way of disagreeing with the log.
+            raise ReadModelsDamaged(
+                self.version,
+                int(rows[0][0]),
+                f"the persisted facts from position {rows[0][0]} do not fold "
+                f"({type(error).__name__}: {error})",
+            ) from None
+        return digest
+
+    def _check_persisted(self, tracking: Tracking, reached: int, digest: FactsDigest) -> None:
+        """The facts folded through `reached` with `digest` are those `tracking` binds to the log."""
+        version, position = self.version, tracking.position
+        if reached != position:
+            raise ReadModelsDamaged(
+                version,
+                position,
+                f"the facts end at position {reached} but the tracking row says {position}: "
+                "facts are missing",
+            )
+        if tracking.digest != digest.digest():
+            raise ReadModelsDamaged(
+                version,
+                position,
+                f"the digest of the facts ({_short(digest.digest())}) is not the tracked one "
+                f"({_short(tracking.digest)}): a fact was altered, deleted or inserted",
+            )
+        held = _log_hash_at(self.ledger, position)
+        if held != tracking.log_hash:
+            raise ReadModelsDamaged(
+                version,
+                position,
+                f"the log's hash at position {position} ({_short(held)}) is not the one the facts were "
+                f"folded from ({_short(tracking.log_hash)}): the log was rewritten or truncated",
+            )
+
+    def _damaged(self, damage: ReadModelsDamaged) -> None:
+        """Stop serving: log the disagreement and drop everything folded (a rebuild follows)."""
+        logger.critical(
+            "read models refused: version %d, position %d: %s; rebuilding them from the log",
+            damage.version,
+            damage.position,
+            damage.what,
+        )
+        with self._lock:
+            self._damage = str(damage)
+            self.index, self._digest, self._folded = Index(), FactsDigest(), (0, GENESIS_HASH)
 
     def position(self) -> int:
         """The log position the read models have reached."""
         return self.index.position
 
+    def unavailable(self) -> str | None:
+        """Why the read models may not be served now (they are being rebuilt), or None."""
+        return self._damage
+
+    def wait_until_available(self, timeout: float) -> bool:
+        """Wait at most `timeout` seconds for a background rebuild to finish; whether the read models may
+        be served now."""
+        repairer = self._repairer
+        if repairer is not None:
+            repairer.join(timeout)
+        return self._damage is None
+
+    def health(self) -> str | None:
+        """Whether the read models may be served (None) or why not: they are being rebuilt, or the log no
+        longer holds what they folded (found here with one or two queries and no lock; a rebuild starts
+        in the background). For `/health/ready`."""
+        if self._damage is None:
+            position, held = self._folded
+            problem = _log_problem(self.ledger, self.version, position, held)
+            if problem is not None:
+                self._damaged(problem)
+        if self._damage is not None:
+            self._start_repair()
+        return self._damage
+
     def catch_up(self) -> int:
-        """Fold every event appended since the last catch-up; the new position."""
+        """Fold every event appended since the last catch-up; the new position.
+
+        Raises ReadModelsRebuilding while a background rebuild runs (see the class).
+        """
         with self._lock:
+            return self._keep(repair_in_background=self._repair_in_background)
+
+    def _keep(self, *, repair_in_background: bool) -> int:
+        """Catch up; on a disagreement, rebuild (here, or in the background and raise)."""
+        if self._damage is None:
+            try:
+                return self._catch_up()
+            except ReadModelsDamaged as damage:
+                self._damaged(damage)
+        assert self._damage is not None
+        if repair_in_background:
+            self._start_repair()
+            raise ReadModelsRebuilding(self._damage)
+        self._repair()
+        try:
+            return self._catch_up()
+        except ReadModelsDamaged as damage:
+            # Disagreeing again at once (the log is changing under a rebuild): refuse, do not loop.
+            self._damaged(damage)
+            raise ReadModelsRebuilding(self._damage) from None
+
+    def _catch_up(self) -> int:
+        """Fold what was appended; ReadModelsDamaged if the log or the persisted facts disagree with what
+        was folded. Every turn of the loop folds something, returns or raises."""
+        state = self.store.state()
+        if state is None:
+            self.store.current_version()  # creates version 1 of a new ledger
             state = self.store.state()
-            current, tracked = state if state is not None else (self.store.current_version(), 0)
-            if current != self.version:
-                self.version = current
-                self._load()
-            elif tracked == self.index.position and self.ledger.head() == tracked:
-                return tracked  # nothing new: the common case of a read
-            while True:
-                tracked = self.store.tracking(self.version)
-                if tracked > self.index.position:
-                    for page in self.store.load(self.version, self.index.position, tracked):
-                        self.index.add(page)
-                    continue
-                stored = self.ledger.stored(after=tracked, limit=FOLD_PAGE_EVENTS)
-                if not stored:
+            if state is None:
+                raise ReadModelsDamaged(self.version, self.index.position, "the version has no tracking row")
+        current, tracking = state
+        if current != self.version:
+            self.version = current
+            self._load()
+        position, held = self._folded
+        head_position, head_hash = _log_head(self.ledger)
+        if tracking.position == position == head_position and head_hash == held:
+            return position  # nothing new: the common case of a read
+        problem = _log_problem(self.ledger, self.version, position, held, (head_position, head_hash))
+        if problem is not None:
+            raise problem
+        while True:
+            folded = self.index.position
+            row = self.store.tracking(self.version)
+            if (row is None or row.position < folded) and self._switched():
+                return self.index.position  # a rebuild elsewhere replaced this version: now loaded
+            if row is None:
+                raise ReadModelsDamaged(self.version, folded, "the version's tracking row is gone")
+            if row.position > folded:
+                self._fold_persisted(row)  # reaches row.position, or raises
+                continue
+            if row.position < folded:
+                raise ReadModelsDamaged(
+                    self.version,
+                    folded,
+                    f"the tracking row went back to position {row.position} after {folded} was folded",
+                )
+            stored = self.ledger.stored(after=folded, limit=FOLD_PAGE_EVENTS)
+            if not stored:
+                return folded
+            facts = facts_of_stored(stored)
+            end = stored[-1][0]
+            digest = self._digest.extended(facts)
+            log_hash = _log_hash_at(self.ledger, end)
+            if log_hash is None:
+                raise ReadModelsDamaged(self.version, end, f"the log lost position {end} while it was read")
+            try:
+                written = self.store.write(
+                    self.version,
+                    facts,
+                    folded,
+                    end,
+                    digest=digest.digest(),
+                    log_hash=log_hash,
+                    lock_wait=CATCH_UP_LOCK_WAIT_SECONDS,
+                )
+            except DBAPIError as error:
+                fault = store_fault(error)
+                if fault is None or fault.cause not in ("lock_busy", "read_only"):
+                    raise
+                # A read must not wait for the write lock, nor fail on a read-only store: answer from
+                # what is folded (every answer names its position); the next read tries again.
+                logger.warning(
+                    "read models stay at position %d (the log is at %d): cannot persist now: %s",
+                    folded,
+                    end,
+                    fault,
+                )
+                return folded
+            if written:
+                self.index.add(facts)
+                self._digest, self._folded = digest, (end, log_hash)
+                continue
+            moved = self.store.tracking(self.version)
+            if moved is None or moved.position <= folded:
+                if self._switched():
                     return self.index.position
-                facts = facts_of_stored(stored)
-                if self.store.write(self.version, facts, tracked, stored[-1][0]):
-                    self.index.add(facts)
+                # Another writer would have moved the row forward: it did not move, so it is not ours.
+                raise ReadModelsDamaged(
+                    self.version, folded, "the tracking row refuses the page written after it"
+                )
+
+    def _switched(self) -> bool:
+        """Whether another process switched reads to another version (a rebuild, which drops the old one);
+        if so, that version is loaded (checked like any load)."""
+        current = self.store.stored_version()
+        if current is None or current == self.version:
+            return False
+        self.version = current
+        self._load()
+        return True
+
+    def _fold_persisted(self, tracking: Tracking) -> None:
+        """Fold the facts another process wrote, through `tracking.position`, once they pass the checks
+        (checked before folding: the live index is never touched by facts that fail). A long way behind,
+        the whole version is loaded afresh instead (bounded memory)."""
+        folded = self.index.position
+        if tracking.position - folded > FOLD_BUFFER_FACTS:
+            self._load()
+            return
+        facts: list[Fact] = []
+        for rows in self.store.rows(self.version, folded, tracking.position):
+            try:
+                facts.extend(fact_of_row(row) for row in rows)
+            except Exception as error:  # see _fold_rows
+                raise ReadModelsDamaged(
+                    self.version, int(rows[0][0]), f"the persisted facts do not decode ({error})"
+                ) from None
+        reached = facts[-1].position if facts else folded
+        digest = self._digest.extended(facts)
+        self._check_persisted(tracking, reached, digest)
+        try:
+            self.index.add(facts)
+        except Exception as error:  # pragma: no cover - facts that pass the digest are the log's
+            raise ReadModelsDamaged(
+                self.version, folded, f"the persisted facts do not fold ({error})"
+            ) from None
+        self._digest, self._folded = digest, (tracking.position, tracking.log_hash or b"")
+
+    def _start_repair(self) -> None:
+        """Rebuild in a thread of its own (once at a time); reads answer 503 meanwhile."""
+        with self._lock:
+            if self._repairer is not None and self._repairer.is_alive():
+                return
+            self._repairer = threading.Thread(
+                target=self._repair_logged, name="ledger-read-models-repair", daemon=True
+            )
+            self._repairer.start()
+
+    def _repair_logged(self) -> None:
+        try:
+            self._repair()
+        except Exception:
+            logger.exception("rebuilding the read models failed; the next read tries again")
+        else:
+            logger.warning(
+                "read models rebuilt from the log: version %d at position %d", self.version, self.position()
+            )
+
+    def _repair(self) -> None:
+        """Replace damaged read models with a version folded from the log: rebuild it, or — if another
+        process already does — wait (bounded) for its version and load it (checked like any load)."""
+        damaged = self.version
+        started = time.monotonic()
+        while True:
+            if self.store.claim_upgrade(time.time(), UPGRADE_WAIT_SECONDS_MAX):
+                try:
+                    if not self._load_other(damaged):
+                        self.rebuild()
+                finally:
+                    self.store.release_upgrade()
+                return
+            if self._load_other(damaged):
+                return
+            waited = time.monotonic() - started
+            if waited > UPGRADE_WAIT_SECONDS_MAX:
+                raise NotCaughtUp(self.ledger.head(), 0, waited)
+            time.sleep(UPGRADE_POLL_SECONDS)
+
+    def _load_other(self, damaged: int) -> bool:
+        """Load the current version if another process has switched to one since `damaged` and it passes
+        its checks."""
+        current = self.store.current_version()
+        if current == damaged:
+            return False
+        with self._lock:
+            self.version = current
+            try:
+                self._load()
+            except ReadModelsDamaged:
+                self.version = damaged
+                return False
+            self._damage = None
+        return True
 
     def wait_for(self, min_position: int, *, timeout: float = MIN_POSITION_WAIT_SECONDS_MAX) -> int:
         """Catch up until the read models reach `min_position`; NotCaughtUp after `timeout` seconds."""
@@ -193,27 +518,41 @@ class Projections:
         new = max([*self.store.versions(), old]) + 1
         self.store.drop_version(new)
         self.store.create_version(new)
-        fresh = Index()
+        fresh, digest, log_hash = Index(), FactsDigest(), GENESIS_HASH
         position = 0
         while True:
             stored = self.ledger.stored(after=position, limit=FOLD_PAGE_EVENTS)
             if not stored:
                 break
             facts = facts_of_stored(stored)
-            if not self.store.write(new, facts, position, stored[-1][0]):
+            end = stored[-1][0]
+            digest.update(facts)
+            # None only if the log lost the position since it was read: the next load then rebuilds again.
+            log_hash = _log_hash_at(self.ledger, end) or b""
+            if not self.store.write(new, facts, position, end, digest=digest.digest(), log_hash=log_hash):
                 raise RuntimeError(f"version {new} was written by another rebuild at the same time")
             fresh.add(facts)
-            position = stored[-1][0]
+            position = end
             if progress is not None:
                 progress(len(stored))
         with self._lock:
             self.store.switch(new)
             self.store.set_facts_format(FACTS_FORMAT)
             self.version = new
-            self.index = fresh
+            self.index, self._digest, self._folded = fresh, digest, (position, log_hash)
+            self._damage = None
         _settle()
         self.store.drop_version(old)
         return position
+
+    def verify_read_models(self) -> list[TableFinding]:
+        """What `verify --read-models` reports, and whether this process's index agrees with the log: the
+        persisted facts and tracking row of the current version against a refold of the log, and the
+        standings of the in-memory index against those of the refold at the index's position."""
+        with self._lock:
+            standings = None if self._damage is not None else standings_of(self.index, self.ledger.today())
+            version = self.version
+        return read_model_findings(self.ledger, self.store, standings=standings, index_version=version)
 
     # Reading: the common part.
 
@@ -267,6 +606,13 @@ class Projections:
             field="scope",
             rule="scope_invalid",
         )
+
+    def _pinned_scope(self, scope: str) -> str:
+        """The scope a cursor pins, validated as a scope: anything else is not a cursor given out here."""
+        try:
+            return self._scope(scope)
+        except (InvalidInput, NotFound):
+            raise cursor_invalid() from None
 
     def _pools(self, snapshot: Snapshot, scope: str) -> list[tuple[str, Array]]:
         """The pools a scope ranks separately: one, or one per unit for unit:*."""
@@ -361,25 +707,48 @@ class Projections:
         previous_as_of: date | None = None
         since: date | None = None
         previous_since: date | None = None
+        from_cursor = cursor is not None
         if cursor is not None:
-            scope, as_of, previous_as_of, known_at, offset, basis, since, previous_since = _decode_cursor(
-                cursor
+            pinned = decode_cursor(cursor, RankingsCursor)
+            agree(scope, "all", pinned.scope, "scope")
+            agree(basis, "total", pinned.basis, "basis")
+            agree(
+                None if period is None else self._period(period).name, None, pinned.period or None, "period"
             )
-            period, min_position = None, None
+            agree(as_of, None, pinned.as_of, "as_of")
+            if pinned.basis not in BASES:
+                raise cursor_invalid()
+            scope, basis, as_of, known_at, offset = (
+                pinned.scope,
+                pinned.basis,
+                pinned.as_of,
+                pinned.position,
+                pinned.offset,
+            )
+            period, min_position = pinned.period or None, None
         basis = _basis(basis)
         try:
             if period is not None:
                 span = self._period(period)
+                if from_cursor and span.last_day != as_of:
+                    raise cursor_invalid()
+                period = span.name
                 as_of, previous_as_of = span.last_day, span.previous().last_day
                 if basis == "period":
                     since, previous_since = span.first_day, span.previous().first_day
-            elif cursor is None:
+            else:
                 as_of = as_of or self.ledger.today()
                 quarter = period_containing("quarter", as_of)
                 previous_as_of = quarter.previous().last_day
                 if basis == "period":
                     since, previous_since = quarter.first_day, quarter.previous().first_day
+        except InvalidInput:
+            if from_cursor:
+                raise cursor_invalid() from None
+            raise
         except ValueError as error:
+            if from_cursor:
+                raise cursor_invalid() from None
             raise InvalidInput(
                 str(error), field="period" if period else "as_of", rule="period_invalid"
             ) from None
@@ -387,9 +756,11 @@ class Projections:
         limit = _page_size(limit)
         with self._lock:
             position = self._read_position(known_at, min_position)
-            scope = self._scope(scope)
+            scope = self._pinned_scope(scope) if from_cursor else self._scope(scope)
             snapshot = self._snapshot(as_of, position, since)
             order, ranks = self._ranked(snapshot, snapshot.members(scope))
+            if from_cursor and offset >= len(order):
+                raise cursor_invalid("this cursor points past the end of its ranking")
             previous = self._snapshot(previous_as_of, position, previous_since)
             previous_order, previous_ranks = self._ranked(previous, previous.members(scope))
             end = len(order) if limit is None else min(len(order), offset + limit)
@@ -397,16 +768,7 @@ class Projections:
                 snapshot, order[offset:end], ranks[offset:end], previous_order, previous_ranks
             )
             next_cursor = (
-                _encode_cursor(
-                    scope,
-                    as_of,
-                    position,
-                    end,
-                    previous_as_of,
-                    basis=basis,
-                    since=since,
-                    previous_since=previous_since,
-                )
+                encode_cursor(RankingsCursor("rankings", scope, basis, period or "", as_of, position, end))
                 if end < len(order)
                 else None
             )
@@ -529,14 +891,18 @@ class Projections:
     ) -> ShortlistView:
         """The promotion shortlist: the eligible cadres of a scope, in rank order."""
         offset = 0
+        from_cursor = cursor is not None
         if cursor is not None:
-            scope, as_of, _previous, known_at, offset, *_basis_and_window = _decode_cursor(cursor)
+            pinned = decode_cursor(cursor, ShortlistCursor)
+            agree(scope, "all", pinned.scope, "scope")
+            agree(as_of, None, pinned.as_of, "as_of")
+            scope, as_of, known_at, offset = pinned.scope, pinned.as_of, pinned.position, pinned.offset
             min_position = None
         as_of = as_of or self.ledger.today()
         limit = _page_size(limit)
         with self._lock:
             position = self._read_position(known_at, min_position)
-            scope = self._scope(scope)
+            scope = self._pinned_scope(scope) if from_cursor else self._scope(scope)
             snapshot = self._snapshot(as_of, position)
             # In rank order on the standing's basis, as the standing check ranks.
             standing = self._standing(snapshot, policy_at(self.index, as_of, position))
@@ -547,6 +913,8 @@ class Projections:
                 for code, r in zip(order, ranks, strict=True)
                 if all(check.passed for check in checks[int(code)])
             ]
+            if from_cursor and offset >= len(eligible):
+                raise cursor_invalid("this cursor points past the end of its shortlist")
             end = len(eligible) if limit is None else min(len(eligible), offset + limit)
             entries = [
                 ShortlistEntry(
@@ -557,7 +925,11 @@ class Projections:
                 )
                 for code, r in eligible[offset:end]
             ]
-            next_cursor = _encode_cursor(scope, as_of, position, end) if end < len(eligible) else None
+            next_cursor = (
+                encode_cursor(ShortlistCursor("shortlist", scope, as_of, position, end))
+                if end < len(eligible)
+                else None
+            )
             return ShortlistView(
                 scope=scope,
                 as_of=as_of,
@@ -733,6 +1105,35 @@ class Projections:
             )
 
 
+def _log_problem(
+    ledger: Ledger, version: int, position: int, held: bytes, head: tuple[int, bytes] | None = None
+) -> ReadModelsDamaged | None:
+    """Why the log no longer holds `held` at `position` (what the read models folded last), or None."""
+    if position == 0:
+        return None
+    head_position, head_hash = head if head is not None else _log_head(ledger)
+    if head_position < position:
+        return ReadModelsDamaged(
+            version,
+            position,
+            f"the log ends at position {head_position}, before the position {position} they folded: "
+            "the log went backwards",
+        )
+    now = head_hash if head_position == position else _log_hash_at(ledger, position)
+    if now != held:
+        return ReadModelsDamaged(
+            version,
+            position,
+            f"the log holds another event at position {position} (hash {_short(now)}) than the one they "
+            f"folded ({_short(held)}): the log was rewritten",
+        )
+    return None
+
+
+def _short(value: bytes | None) -> str:
+    return "none" if value is None else value.hex()[:16] + "…"
+
+
 def _settle() -> None:
     """Move the objects of a freshly loaded index out of the garbage collector's sight.
 
@@ -759,56 +1160,3 @@ def _basis(basis: str) -> str:
             f"{basis!r} is not a ranking basis: use total or period", field="basis", rule="basis_invalid"
         )
     return basis
-
-
-def _iso(value: date | None) -> str:
-    return value.isoformat() if value else ""
-
-
-def _encode_cursor(
-    scope: str,
-    as_of: date,
-    position: int,
-    offset: int,
-    previous_as_of: date | None = None,
-    *,
-    basis: str = "total",
-    since: date | None = None,
-    previous_since: date | None = None,
-) -> str:
-    """An opaque cursor pinning what the first page was read at, so later pages stay consistent."""
-    raw = msgspec.json.encode(
-        [
-            scope,
-            as_of.isoformat(),
-            _iso(previous_as_of),
-            position,
-            offset,
-            basis,
-            _iso(since),
-            _iso(previous_since),
-        ]
-    )
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-Cursor = tuple[str, date, date | None, int, int, str, date | None, date | None]
-
-
-def _decode_cursor(cursor: str) -> Cursor:
-    """`(scope, as_of, previous_as_of, position, offset, basis, since, previous_since)` of a cursor this
-    module gave out."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        scope, as_of, previous, position, offset, basis, since, previous_since = msgspec.json.decode(
-            raw, type=tuple[str, str, str, int, int, str, str, str]
-        )
-        pinned_as_of = date.fromisoformat(as_of)
-        dates = [date.fromisoformat(value) if value else None for value in (previous, since, previous_since)]
-    except (ValueError, msgspec.MsgspecError):
-        raise InvalidInput(
-            "not a cursor this ledger gave out", field="cursor", rule="cursor_invalid"
-        ) from None
-    if position < 0 or offset < 0 or basis not in BASES:
-        raise InvalidInput("not a cursor this ledger gave out", field="cursor", rule="cursor_invalid")
-    return scope, pinned_as_of, dates[0], position, offset, basis, dates[1], dates[2]

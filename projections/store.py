@@ -3,30 +3,34 @@
 Tables (in the ledger's own database):
 - `projection_facts_v<N>` — one row per event folded into version N: the fact (see `facts.py`). Rows are
   only inserted: a reversal is a fact of its own, applied when the facts are folded into the index.
-- `projection_tracking` — `(version, position)`: the log position version N has folded.
+- `projection_tracking` — `(version, position, digest, log_hash)`: the log position version N has folded,
+  the digest of its facts through that position (`ledger.projections.integrity`) and the chain hash of the
+  log at that position. A process that loads the facts recomputes the digest and compares the log's hash.
 - `projection_meta` — `current_version`: the version reads use; `facts_format`: the shape the facts were
   written in (persisted facts of another shape are rebuilt from the log when opened).
 
 Exactly once: a page of facts and the new tracking position are written in one transaction, and the
 tracking row is updated only if it still holds the position the page started from (compare and set). Two
 processes folding the same version cannot both commit a page: the loser rolls back and reads the winner's
-rows instead.
+rows instead. The digest and the log's hash move with the position, in the same statement.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
-from sqlalchemy import text
+from sqlalchemy import exc, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
-from ledger.projections.facts import Fact
+from ledger.integrity.chain import GENESIS_HASH
+from ledger.projections.errors import ReadModelsDamaged
+from ledger.projections.facts import EMPTY_DIGEST, Fact
 from ledger.store.sql import engine_for
 
-__all__ = ["FactStore"]
+__all__ = ["FactStore", "Tracking", "facts_table"]
 
 LOAD_PAGE_ROWS: Final = 50_000
 # An arbitrary constant naming the advisory lock under which read-model tables are created or dropped.
@@ -35,8 +39,40 @@ _detail_encoder = msgspec.msgpack.Encoder()
 _detail_decoder = msgspec.msgpack.Decoder(tuple[str | int | bool | None, ...])
 
 
+# Positions below every real one: a verification reads the rows an insider may have added there too.
+POSITION_MIN: Final = -(2**62)
+# Columns the tracking table gained with the digest (a database written before has only the first two).
+TRACKING_DIGEST_COLUMNS: Final = ("digest", "log_hash")
+FACT_COLUMNS: Final = "position, kind, cadre, effective_on, counts_from, cents, target, detail, award"
+
+
 def facts_table(version: int) -> str:
     return f"projection_facts_v{int(version)}"
+
+
+class Tracking(NamedTuple):
+    """A version's tracking row: the position it has folded, the digest of its facts through it and the
+    log's chain hash there (None where the row lacks them, as rows written before digests did)."""
+
+    position: int
+    digest: bytes | None
+    log_hash: bytes | None
+
+
+def fact_of_row(row: Sequence[Any]) -> Fact:
+    """The fact of a row of a facts table (raises if its detail does not decode)."""
+    detail = row[7]
+    return Fact(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        _detail_decoder.decode(detail) if detail is not None else (),
+        row[8],
+    )
 
 
 class FactStore:
@@ -58,9 +94,51 @@ class FactStore:
             connection.execute(
                 text(
                     "CREATE TABLE IF NOT EXISTS projection_tracking "
-                    "(version INTEGER PRIMARY KEY, position BIGINT NOT NULL)"
+                    f"(version INTEGER PRIMARY KEY, position BIGINT NOT NULL, digest {self.blob}, "
+                    f"log_hash {self.blob})"
                 )
             )
+        self._add_digest_columns()
+
+    def _tracking_columns(self, connection: Connection) -> set[str]:
+        if self.engine.dialect.name == "postgresql":
+            rows = connection.execute(
+                text(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = 'projection_tracking' AND table_schema = current_schema()"
+                )
+            )
+        else:
+            rows = connection.execute(text("SELECT name FROM pragma_table_info('projection_tracking')"))
+        return {str(row[0]) for row in rows}
+
+    def _add_digest_columns(self) -> None:
+        """Give a tracking table of an older database the digest columns (once, whoever opens it first).
+
+        Their rows stay without a digest; their facts are of an older format and are rebuilt when the read
+        models open (`Projections._upgrade`), which writes digests. Reading the columns first keeps an
+        open of a current database from taking a lock. PostgreSQL's `IF NOT EXISTS` under the schema lock
+        makes concurrent opens safe; on SQLite a concurrent open may add a column between the check and
+        the `ALTER`, which then fails as a duplicate: the column is there, as wanted.
+        """
+        with self.engine.begin() as connection:
+            missing = [
+                name for name in TRACKING_DIGEST_COLUMNS if name not in self._tracking_columns(connection)
+            ]
+        if not missing:
+            return
+        postgres = self.engine.dialect.name == "postgresql"
+        for name in missing:
+            try:
+                with self._schema_change() as connection:
+                    exists = " IF NOT EXISTS" if postgres else ""
+                    connection.execute(
+                        text(f"ALTER TABLE projection_tracking ADD COLUMN{exists} {name} {self.blob}")
+                    )
+            except exc.OperationalError:
+                with self.engine.begin() as connection:
+                    if name not in self._tracking_columns(connection):
+                        raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -78,6 +156,18 @@ class FactStore:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
             yield connection
 
+    def stored_version(self) -> int | None:
+        """The version reads use, None if none was ever created (reads nothing else, creates nothing)."""
+        with self.engine.begin() as connection:
+            value = connection.execute(
+                text("SELECT value FROM projection_meta WHERE name = 'current_version'")
+            ).scalar()
+        return None if value is None else int(value)
+
+    def has_facts(self, version: int) -> bool:
+        """Whether version's facts table exists."""
+        return bool(inspect(self.engine).has_table(facts_table(version)))
+
     def current_version(self) -> int:
         """The version reads use; version 1 is created on first use."""
         with self.engine.begin() as connection:
@@ -94,6 +184,8 @@ class FactStore:
         return self.current_version()
 
     def create_version(self, version: int) -> None:
+        """Create version's facts table and its tracking row at position 0 (with the digest of no facts
+        and the chain's hash before its first event), unless they exist."""
         with self._schema_change() as connection:
             connection.execute(
                 text(
@@ -104,8 +196,11 @@ class FactStore:
                 )
             )
             connection.execute(
-                text("INSERT INTO projection_tracking VALUES (:v, 0) ON CONFLICT (version) DO NOTHING"),
-                {"v": version},
+                text(
+                    "INSERT INTO projection_tracking (version, position, digest, log_hash) "
+                    "VALUES (:v, 0, :digest, :log_hash) ON CONFLICT (version) DO NOTHING"
+                ),
+                {"v": version, "digest": EMPTY_DIGEST, "log_hash": GENESIS_HASH},
             )
 
     def switch(self, version: int) -> None:
@@ -172,40 +267,90 @@ class FactStore:
                 int(row[0]) for row in connection.execute(text("SELECT version FROM projection_tracking"))
             ]
 
-    def state(self) -> tuple[int, int] | None:
-        """`(current_version, its tracked position)` in one query; None before the first version exists."""
+    def state(self) -> tuple[int, Tracking] | None:
+        """`(current_version, its tracking)` in one query; None before the first version exists (or when the
+        current version has no tracking row)."""
         with self.engine.begin() as connection:
             row = connection.execute(
                 text(
-                    "SELECT t.version, t.position FROM projection_meta m JOIN projection_tracking t "
-                    "ON t.version = CAST(m.value AS INTEGER) WHERE m.name = 'current_version'"
+                    "SELECT t.version, t.position, t.digest, t.log_hash FROM projection_meta m "
+                    "JOIN projection_tracking t ON t.version = CAST(m.value AS INTEGER) "
+                    "WHERE m.name = 'current_version'"
                 )
             ).first()
-            return None if row is None else (int(row[0]), int(row[1]))
+            return None if row is None else (int(row[0]), _tracking_of(row[1:]))
 
-    def tracking(self, version: int) -> int:
+    def tracking(self, version: int) -> Tracking | None:
+        """Version's tracking row, None if it has none."""
         with self.engine.begin() as connection:
-            value = connection.execute(
-                text("SELECT position FROM projection_tracking WHERE version = :v"), {"v": version}
-            ).scalar()
-            return int(value) if value is not None else 0
+            row = connection.execute(
+                text("SELECT position, digest, log_hash FROM projection_tracking WHERE version = :v"),
+                {"v": version},
+            ).first()
+            return None if row is None else _tracking_of(row)
 
-    def write(self, version: int, facts: Sequence[Fact], start: int, end: int) -> bool:
-        """Insert `facts` and move version's tracking from `start` to `end`, in one transaction.
+    def tracking_rows(self) -> list[tuple[int, Tracking]]:
+        """Every tracking row, by version (for verification)."""
+        with self.engine.begin() as connection:
+            rows = connection.execute(
+                text("SELECT version, position, digest, log_hash FROM projection_tracking ORDER BY version")
+            ).all()
+        return [(int(row[0]), _tracking_of(row[1:])) for row in rows]
 
-        False (and nothing written) if the tracking position is no longer `start`.
+    def extent(self, version: int) -> tuple[int, int] | None:
+        """The lowest and highest position in version's facts (two index seeks), None if it has none."""
+        with self.engine.begin() as connection:
+            row = connection.execute(
+                text(f"SELECT MIN(position), MAX(position) FROM {facts_table(version)}")
+            ).first()
+        return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
+
+    def write(
+        self,
+        version: int,
+        facts: Sequence[Fact],
+        start: int,
+        end: int,
+        *,
+        digest: bytes,
+        log_hash: bytes,
+        lock_wait: float | None = None,
+    ) -> bool:
+        """Insert `facts` and move version's tracking from `start` to `end` (with the digest of its facts
+        through `end` and the log's hash at `end`), in one transaction.
+
+        False (and nothing written) if the tracking position is no longer `start`. ReadModelsDamaged if a
+        fact of the page is already there: only this compare and set writes facts after the tracked
+        position, so a row there was put by someone else. `lock_wait` (seconds) bounds the wait for the
+        write lock below the store's default, for writes made on behalf of a read.
         """
         with self.engine.begin() as connection:
+            if lock_wait is not None:
+                milliseconds = max(1, int(lock_wait * 1000))
+                connection.exec_driver_sql(
+                    f"SET LOCAL lock_timeout = '{milliseconds}ms'"
+                    if self.engine.dialect.name == "postgresql"
+                    else f"PRAGMA busy_timeout = {milliseconds}"
+                )
             moved = connection.execute(
                 text(
-                    "UPDATE projection_tracking SET position = :end WHERE version = :v AND position = :start"
+                    "UPDATE projection_tracking SET position = :end, digest = :digest, log_hash = :log_hash "
+                    "WHERE version = :v AND position = :start"
                 ),
-                {"end": end, "v": version, "start": start},
+                {"end": end, "v": version, "start": start, "digest": digest, "log_hash": log_hash},
             )
             if moved.rowcount != 1:
                 connection.rollback()
                 return False
-            self._insert(connection, version, facts)
+            try:
+                self._insert(connection, version, facts)
+            except exc.IntegrityError:
+                connection.rollback()
+                raise ReadModelsDamaged(
+                    version,
+                    start,
+                    f"{facts_table(version)} already holds a row after the tracked position {start}",
+                ) from None
         return True
 
     def _insert(self, connection: Connection, version: int, facts: Sequence[Fact]) -> None:
@@ -229,33 +374,34 @@ class FactStore:
         statement = f"INSERT INTO {facts_table(version)} VALUES ({', '.join([placeholder] * 9)})"
         connection.exec_driver_sql(statement, rows)
 
-    def load(self, version: int, after: int, until: int | None = None) -> Iterator[list[Fact]]:
-        """The facts of `version` after position `after` (up to `until`), in pages, in position order."""
+    def rows(self, version: int, after: int, until: int | None = None) -> Iterator[Sequence[Any]]:
+        """The rows of version's facts after position `after` (up to `until`), as the database holds them,
+        in pages, in position order."""
         while True:
             bound = "" if until is None else " AND position <= :until"
             with self.engine.begin() as connection:
                 rows = connection.execute(
                     text(
-                        "SELECT position, kind, cadre, effective_on, counts_from, cents, target, detail, "
-                        f"award FROM {facts_table(version)} WHERE position > :after{bound} "
+                        f"SELECT {FACT_COLUMNS} FROM {facts_table(version)} WHERE position > :after{bound} "
                         "ORDER BY position LIMIT :limit"
                     ),
                     {"after": after, "until": until, "limit": LOAD_PAGE_ROWS},
                 ).all()
             if not rows:
                 return
-            yield [
-                Fact(
-                    row[0],
-                    row[1],
-                    row[2],
-                    row[3],
-                    row[4],
-                    row[5],
-                    row[6],
-                    _detail_decoder.decode(row[7]) if row[7] is not None else (),
-                    row[8],
-                )
-                for row in rows
-            ]
+            yield rows
             after = rows[-1][0]
+
+    def load(self, version: int, after: int, until: int | None = None) -> Iterator[list[Fact]]:
+        """The facts of `version` after position `after` (up to `until`), in pages, in position order."""
+        for rows in self.rows(version, after, until):
+            yield [fact_of_row(row) for row in rows]
+
+
+def _tracking_of(row: Sequence[Any]) -> Tracking:
+    digest, log_hash = row[1], row[2]
+    return Tracking(
+        int(row[0]),
+        None if digest is None else bytes(digest),
+        None if log_hash is None else bytes(log_hash),
+    )

@@ -1,0 +1,268 @@
+"""Checking the read models against the log: what `ledger verify --read-models` and
+`GET /v1/audit/verify?read_models=true` report.
+
+The read models are derived data and the log decides. `read_model_findings` refolds the whole log into
+facts (`facts_of_stored`, as a rebuild does, without reading any persisted fact) and walks them beside the
+rows of the current version's facts table, in position order. The first row that differs is reported with
+its position and the first column that differs (`cents: stored 524353, log 24353`); a row the log gives
+and the table lacks is `missing`, a row the table holds that the log does not give (or beyond the tracked
+position) is `inserted`. The tracking row is held to the log: its position within the log, its `log_hash`
+the log's hash there, its digest that of the facts. Given the standings of a serving process's in-memory
+index, they are compared with the standings of the refold at the same position (`index_mismatch`).
+
+Each table reports its first difference only: one is enough to refuse the read models, and `ledger
+rebuild` (or a restart, which checks the digest) repairs every one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator, Sequence
+from datetime import date
+from typing import Any, Final
+
+import msgspec
+
+from ledger.integrity.chain import GENESIS_HASH
+from ledger.ledger import Ledger
+from ledger.projections.facts import COMPONENTS, Fact, FactsDigest, day, facts_of_stored
+from ledger.projections.index import Index
+from ledger.projections.store import POSITION_MIN, FactStore, Tracking, fact_of_row, facts_table
+from ledger.results import TableFinding
+
+__all__ = ["Standings", "log_hash_at", "log_head", "read_model_findings", "standings_of"]
+
+TRACKING_TABLE: Final = "projection_tracking"
+FIELDS: Final = (
+    "position",
+    "kind",
+    "cadre",
+    "effective_on",
+    "counts_from",
+    "cents",
+    "target",
+    "detail",
+    "award",
+)
+REFOLD_PAGE_EVENTS: Final = 10_000
+_detail_decoder = msgspec.msgpack.Decoder()
+
+# An index's standings at its position: `(position, {cadre_id: (total, *components)})`, in cents.
+Standings = tuple[int, dict[str, tuple[int, ...]]]
+
+
+def log_head(ledger: Ledger) -> tuple[int, bytes]:
+    """The log's head position and its chain hash.
+
+    Through the ledger's recorder: `Ledger.head()` gives the position only, and the hash is what shows a
+    log that was cut back and written again to the same length.
+    """
+    head = ledger._recorder.head()
+    return head.position, head.hash
+
+
+def log_hash_at(ledger: Ledger, position: int) -> bytes | None:
+    """The log's chain hash at `position` (the genesis hash at 0; None past the head), through the
+    recorder as `log_head`."""
+    return GENESIS_HASH if position == 0 else ledger._recorder.hash_at(position)
+
+
+def standings_of(index: Index, as_of: date) -> Standings:
+    """Every known cadre's total and components as of `as_of`, as known at the index's position."""
+    snapshot = index.snapshot(day(as_of), index.position)
+    totals: list[Any] = snapshot.totals.tolist()
+    components: list[list[Any]] = snapshot.components.tolist()
+    known: list[bool] = snapshot.known.tolist()
+    return index.position, {
+        cadre.cadre_id: (int(totals[cadre.code]), *(int(value) for value in components[cadre.code]))
+        for cadre in index.cadres
+        if known[cadre.code]
+    }
+
+
+def read_model_findings(
+    ledger: Ledger, store: FactStore, *, standings: Standings | None = None, index_version: int | None = None
+) -> list[TableFinding]:
+    """How the persisted read models (and `standings`, of an in-memory index, if given) differ from the
+    log; empty when they agree. Reads only."""
+    version = store.stored_version() if index_version is None else index_version
+    if version is None:
+        return _standings_findings("index", ledger, standings, None)  # nothing persisted yet
+    table = facts_table(version)
+    findings: list[TableFinding] = []
+    head = ledger.head()
+    tracking = store.tracking(version)
+    tracked = 0
+    if tracking is None:
+        findings.append(TableFinding(TRACKING_TABLE, f"version {version}", "missing", "no tracking row"))
+    else:
+        tracked = min(tracking.position, head)
+        findings += _tracking_findings(ledger, version, tracking, head)
+    for other, _row in store.tracking_rows():
+        if other != version and not store.has_facts(other):
+            detail = f"a tracking row for version {other}, which has no facts table"
+            findings.append(TableFinding(TRACKING_TABLE, f"version {other}", "inserted", detail))
+    if not store.has_facts(version):
+        findings.append(
+            TableFinding(table, "table", "missing", f"the current version {version} has no table")
+        )
+        return findings + _standings_findings(table, ledger, standings, None)
+    fresh = Index() if standings is not None else None
+    until = max(tracked, min(standings[0], head) if standings is not None else 0)
+    expected = _refold(ledger, until, fresh, min(standings[0], head) if standings is not None else 0)
+    compared = itertools.takewhile(lambda fact: fact.position <= tracked, expected)
+    difference, digest = _first_difference(table, compared, store.rows(version, POSITION_MIN), tracked)
+    for _fact in expected:  # the rest of the refold, for `fresh`
+        pass
+    if difference is not None:
+        findings.append(difference)
+    elif tracking is not None and tracking.position <= head and tracking.digest != digest.digest():
+        detail = f"digest: stored {_hex(tracking.digest)}, facts {_hex(digest.digest())}"
+        findings.append(TableFinding(TRACKING_TABLE, f"version {version}", "altered", detail))
+    return findings + _standings_findings(table, ledger, standings, fresh)
+
+
+def _tracking_findings(ledger: Ledger, version: int, tracking: Tracking, head: int) -> list[TableFinding]:
+    row = f"version {version}"
+    if tracking.position > head:
+        detail = f"position: stored {tracking.position}, the log ends at {head}"
+        return [TableFinding(TRACKING_TABLE, row, "altered", detail)]
+    held = log_hash_at(ledger, tracking.position)
+    if held != tracking.log_hash:
+        detail = (
+            f"log_hash: stored {_hex(tracking.log_hash)}, log {_hex(held)} at position {tracking.position}"
+        )
+        return [TableFinding(TRACKING_TABLE, row, "altered", detail)]
+    return []
+
+
+def _refold(ledger: Ledger, until: int, fresh: Index | None, index_until: int) -> Iterator[Fact]:
+    """The facts of the log through `until`, in order; those through `index_until` folded into `fresh`."""
+    position = 0
+    while position < until:
+        stored = ledger.stored(after=position, limit=min(REFOLD_PAGE_EVENTS, until - position))
+        if not stored:
+            return
+        facts = facts_of_stored(row for row in stored if row[0] <= until)
+        if fresh is not None:
+            fresh.add([fact for fact in facts if fact.position <= index_until])
+        yield from facts
+        position = stored[-1][0]
+
+
+def _first_difference(
+    table: str, expected: Iterator[Fact], pages: Iterator[Sequence[Any]], tracked: int
+) -> tuple[TableFinding | None, FactsDigest]:
+    """The first row where the persisted facts and the log's differ, and the digest of the persisted facts
+    at positions 1 … `tracked` (meaningful when there is no difference)."""
+    digest = FactsDigest()
+    rows = _rows_digested(pages, tracked, digest)
+    fact, row = next(expected, None), next(rows, None)
+    while fact is not None or row is not None:
+        if row is None:
+            assert fact is not None
+            return _finding(
+                table, fact.position, "missing", "the log gives a fact here; the table has none"
+            ), digest
+        stored_at = row[0]
+        if fact is None or stored_at < fact.position:
+            where = (
+                f"after position {tracked}, the last tracked"
+                if stored_at > tracked
+                else "a position the log gives no fact for"
+            )
+            return _finding(table, stored_at, "inserted", f"a row at {where}"), digest
+        if stored_at > fact.position:
+            return _finding(
+                table, fact.position, "missing", "the log gives a fact here; the table has none"
+            ), digest
+        altered = _altered(row, fact)
+        if altered is not None:
+            return _finding(table, fact.position, "altered", altered), digest
+        fact, row = next(expected, None), next(rows, None)
+    for _rest in rows:  # finish the digest of the rows through `tracked`
+        pass
+    return None, digest
+
+
+def _rows_digested(pages: Iterator[Sequence[Any]], tracked: int, digest: FactsDigest) -> Iterator[Any]:
+    for page in pages:
+        # A detail that does not decode leaves the digest wrong: the row comparison reports the row.
+        with contextlib.suppress(msgspec.MsgspecError, ValueError, TypeError):
+            digest.update([fact_of_row(row) for row in page if 1 <= row[0] <= tracked])
+        yield from page
+
+
+def _altered(row: Sequence[Any], fact: Fact) -> str | None:
+    """The first column of `row` that differs from `fact`, as `column: stored …, log …`; None if none."""
+    logged = (
+        fact.position,
+        fact.kind,
+        fact.cadre,
+        fact.effective_on,
+        fact.counts_from,
+        fact.cents,
+        fact.target,
+        fact.detail,
+        fact.award,
+    )
+    for number, name in enumerate(FIELDS):
+        stored: Any = row[number]
+        if name == "detail":
+            try:
+                stored = tuple(_detail_decoder.decode(stored)) if stored is not None else ()
+            except msgspec.MsgspecError:
+                undecoded = bytes(stored).hex()[:32]
+                return f"detail: stored bytes {undecoded} that do not decode, log {logged[number]!r}"
+        if type(stored) is not type(logged[number]) or stored != logged[number]:
+            return f"{name}: stored {_show(stored)}, log {_show(logged[number])}"
+    return None
+
+
+def _standings_findings(
+    table: str, ledger: Ledger, standings: Standings | None, fresh: Index | None
+) -> list[TableFinding]:
+    """How the standings of an in-memory index differ from the refold's (its first difference)."""
+    if standings is None:
+        return []
+    position, held = standings
+    head = ledger.head()
+    if position > head:
+        detail = f"the index folded position {position}; the log ends at {head}"
+        return [TableFinding(table, f"position {position}", "index_mismatch", detail)]
+    if fresh is None:
+        fresh = Index()
+        for _fact in _refold(ledger, position, fresh, position):
+            pass
+    _position, logged = standings_of(fresh, ledger.today())
+    for cadre_id in sorted(held.keys() | logged.keys()):
+        mine, theirs = held.get(cadre_id), logged.get(cadre_id)
+        if mine == theirs:
+            continue
+        if mine is None or theirs is None:
+            detail = (
+                "known in memory, not in the log" if theirs is None else "known in the log, not in memory"
+            )
+        else:
+            name, a, b = next(
+                (name, x, y) for name, x, y in zip(_STANDING_NAMES, mine, theirs, strict=True) if x != y
+            )
+            detail = f"{name} cents: in memory {a}, log {b}"
+        return [TableFinding(table, f"cadre {cadre_id}", "index_mismatch", detail)]
+    return []
+
+
+_STANDING_NAMES: Final = ("total", *COMPONENTS)
+
+
+def _finding(table: str, position: int, reason: str, detail: str) -> TableFinding:
+    return TableFinding(table, f"position {position}", reason, detail)
+
+
+def _show(value: Any) -> str:
+    return str(value) if type(value) is int else repr(value)
+
+
+def _hex(value: bytes | None) -> str:
+    return "none" if value is None else value.hex()
