@@ -1,5 +1,8 @@
 """Authentication and authorization: `Authorization: Bearer <key>`, checked against the key store.
 
+The key store holds each key's row against the log's record of it (`ledger.access`): a row changed, forged
+or deleted behind the ledger's back refuses its key with the same 401 as an unknown key.
+
 Each protected handler names the role it requires in its `opt` (`ROLE_OPTION`); one guard, installed on
 the whole app, authenticates the key (401 if absent, malformed, unknown, wrong or revoked) and checks the
 role (403). Routes without a role — health, the OpenAPI document, and the OPTIONS answers Litestar

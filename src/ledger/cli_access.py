@@ -23,6 +23,7 @@ from ledger.cli_common import EXIT_FAILED, EXIT_INVALID, Database, err, fail, ou
 from ledger.domain.errors import InvalidInput, LedgerError, NotFound
 from ledger.domain.events import CadreRegistered
 from ledger.domain.periods import period_containing
+from ledger.results import TableFinding
 
 __all__ = ["keys_app", "serve"]
 
@@ -35,8 +36,11 @@ GRACEFUL_SHUTDOWN_SECONDS: Final = 10
 
 
 keys_app = typer.Typer(
-    help="API keys: create, list and revoke them (only their hashes are stored).", no_args_is_help=True
+    help="API keys: create, list and revoke them (recorded in the log; only their hashes are stored).",
+    no_args_is_help=True,
 )
+# `posted_by` of the key events the shell records, unless `--by` names the operator.
+CLI_OPERATOR: Final = "cli"
 
 
 class Format(StrEnum):
@@ -45,13 +49,17 @@ class Format(StrEnum):
 
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or json")]
+ByOption = Annotated[
+    str,
+    typer.Option("--by", help="Who does this: recorded as posted_by of the key event in the log"),
+]
 
 
 @contextmanager
-def _keys(database: str | None) -> Iterator[KeyStore]:
+def _keys(database: str | None, by: str = CLI_OPERATOR) -> Iterator[KeyStore]:
     """Open the key store and turn its errors into exit codes and messages."""
     try:
-        with KeyStore.open(database) as store:
+        with KeyStore.open(database, operator=by) as store:
             yield store
     except InvalidInput as error:
         fail(EXIT_INVALID, error.describe())
@@ -98,11 +106,12 @@ def create(
         typer.Option("--types", help="Poster keys: event types it may post, comma-separated"),
     ] = None,
     database: Database = None,
+    by: ByOption = CLI_OPERATOR,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Create an API key and print it once: only its hash is stored."""
+    """Create an API key and print it once: the log records it with its hash, never the key."""
     types = [name.strip() for name in (event_types or "").split(",") if name.strip()]
-    with _keys(database) as store:
+    with _keys(database, by) as store:
         issued = store.create(principal, role, system=system, event_types=types)
     if fmt is Format.json:
         print_json(issued)
@@ -131,15 +140,55 @@ def list_keys(
 def revoke(
     key: Annotated[str, typer.Argument(help="A key id, or a principal (revokes its active key)")],
     database: Database = None,
+    by: ByOption = CLI_OPERATOR,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Revoke a key: requests with it are refused (401) from now on."""
-    with _keys(database) as store:
+    with _keys(database, by) as store:
         revoked = store.revoke(key)
     if fmt is Format.json:
         print_json(revoked)
     else:
         out.print(f"revoked {revoked.key_id} ({revoked.principal}, {revoked.role.value})", highlight=False)
+
+
+def _print_findings(findings: list[TableFinding], fmt: Format, title: str) -> None:
+    if fmt is Format.json:
+        print_json(findings)
+        return
+    table = Table(title=title, title_justify="left")
+    for column in ("row", "reason", "detail"):
+        table.add_column(column, overflow="fold")
+    for finding in findings:
+        table.add_row(finding.row, finding.reason, finding.detail)
+    print_table(table)
+
+
+@keys_app.command("check")
+def check(database: Database = None, fmt: FormatOption = Format.table) -> None:
+    """Compare the key table with the log; exit 1 if a row disagrees, has no event, or is missing."""
+    with _keys(database) as store:
+        findings = store.check_against_log()
+    if findings:
+        _print_findings(findings, fmt, f"{len(findings)} disagreements of ledger_keys with the log")
+        raise typer.Exit(EXIT_FAILED)
+    if fmt is Format.json:
+        print_json(findings)
+    else:
+        out.print("ok: ledger_keys agrees with the log")
+
+
+@keys_app.command("rebuild")
+def rebuild(database: Database = None, fmt: FormatOption = Format.table) -> None:
+    """Rewrite the key table from the log (the log is the record of keys); print what it repaired."""
+    with _keys(database) as store:
+        findings = store.rebuild()
+    if fmt is Format.json:
+        print_json(findings)
+    elif findings:
+        _print_findings(findings, fmt, f"rebuilt ledger_keys from the log: {len(findings)} repaired")
+    else:
+        out.print("rebuilt ledger_keys from the log: it agreed already")
 
 
 class _Example(msgspec.Struct, frozen=True):
@@ -192,6 +241,7 @@ def demo(
     base_url: Annotated[str, typer.Option(help="Where the examples send requests")] = (
         f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
     ),
+    by: ByOption = CLI_OPERATOR,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Issue DEMO keys, one per role, and print them with example curl lines.
@@ -200,7 +250,7 @@ def demo(
     ones cannot be shown again). The demo poster posts as system `demo`, any cadre event type. For trying
     the API on your machine only: revoke them (`ledger keys revoke demo-admin` …) anywhere that matters.
     """
-    with _keys(database) as store:
+    with _keys(database, by) as store:
         issued: list[IssuedKey] = store.issue_demo_keys()
     if fmt is Format.json:
         print_json(issued)

@@ -43,6 +43,8 @@ from ledger.domain.events import (
 from ledger.domain.points import ZERO
 
 __all__ = [
+    "KEYS_STREAM",
+    "OWN_STREAMS",
     "POLICY_STREAM",
     "Cadre",
     "CadreState",
@@ -50,13 +52,21 @@ __all__ = [
     "apply",
     "check_lifecycle",
     "check_reversal",
+    "own_stream",
     "points_of",
     "register",
     "stream_of",
 ]
 
-# Rulebooks live in their own stream; `$` cannot appear in a cadre_id, so the ids never collide.
+# Events about no cadre live in streams of their own, named by type: rulebooks in `$policy`, API keys in
+# `$keys`. `$` cannot appear in a cadre_id, so the ids never collide.
 POLICY_STREAM: Final = "$policy"
+KEYS_STREAM: Final = "$keys"
+OWN_STREAMS: Final[dict[str, str]] = {
+    "policy.published": POLICY_STREAM,
+    "key.created": KEYS_STREAM,
+    "key.revoked": KEYS_STREAM,
+}
 
 
 @dataclass(slots=True)
@@ -151,7 +161,12 @@ def _in_force(changes: dict[uuid.UUID, tuple[date, str]], day: date | None = Non
 
 def stream_of(event: EventBase) -> str:
     """The aggregate (stream) an event belongs to."""
-    return event.cadre_id if isinstance(event, CadreEvent) else POLICY_STREAM
+    return event.cadre_id if isinstance(event, CadreEvent) else own_stream(type_of(event))
+
+
+def own_stream(event_type: str) -> str:
+    """The stream of an event type that is about no cadre (`$policy` for a type it does not know)."""
+    return OWN_STREAMS.get(event_type, POLICY_STREAM)
 
 
 def points_of(event: EventBase) -> Decimal:

@@ -12,7 +12,7 @@ Events are facts in the past tense. They are never edited; a correction is an `e
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal, get_args
 
@@ -27,6 +27,7 @@ __all__ = [
     "DEDUCTION_KINDS",
     "EVENT_TYPES",
     "GRADES",
+    "KEY_EVENT_TYPES",
     "LEVELS",
     "RESULTS",
     "SERVER_FIELDS",
@@ -44,6 +45,9 @@ __all__ = [
     "EventBase",
     "InvestigationClosed",
     "InvestigationOpened",
+    "KeyCreated",
+    "KeyEvent",
+    "KeyRevoked",
     "MeritAwarded",
     "PolicyPublished",
     "RecallCompleted",
@@ -56,7 +60,11 @@ __all__ = [
     "type_of",
 ]
 
-# Limits on every string, as named constants.
+# Limits on every string, as named constants. msgspec applies these patterns with `re.search` whenever it
+# decodes an event — a stored one too — and in Python `$` also matches before a final line break, so they
+# let "C00001\n" through. They stay as the log was written with them, so that every recorded event still
+# reads; input is held to the whole string on every face by `ledger.wire.check_names` (and parameters by
+# `ledger.wire.whole`). In the OpenAPI document (ECMA-262) `$` already means the end.
 CADRE_ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
 UNIT_ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
 SYSTEM_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,64}$"
@@ -305,6 +313,52 @@ class PolicyPublished(EventBase, frozen=True, kw_only=True, tag="policy.publishe
     body: Annotated[str, Meta(min_length=1, max_length=POLICY_BODY_LENGTH_MAX)]
 
 
+# API keys (`ledger.access`): the key table is a projection of these events, so that a key changed in the
+# table behind the ledger's back disagrees with the chained log. They belong to no cadre and count nothing;
+# the token's secret is never recorded, only its SHA-256. No recorded event predates these types, so their
+# patterns hold to the whole string in decoding too: `$(?!\n)` refuses a final line break (and means in
+# ECMA-262 what it means here).
+KEY_ID_PATTERN: Final = r"^[0-9a-f]{16}$(?!\n)"
+SECRET_SHA256_PATTERN: Final = r"^[0-9a-f]{64}$(?!\n)"
+PRINCIPAL_PATTERN: Final = r"^[A-Za-z0-9._:@-]{1,64}$(?!\n)"
+EVENT_TYPE_PATTERN: Final = r"^[a-z_]{1,32}\.[a-z_]{1,32}$(?!\n)"
+KEY_EVENT_TYPES_MAX: Final = 32
+KeyRole = Literal["poster", "reader", "auditor", "admin"]
+KeyId = Annotated[str, Meta(pattern=KEY_ID_PATTERN)]
+Instant = Annotated[datetime, Meta(tz=True)]
+
+
+class KeyEvent(EventBase, frozen=True, kw_only=True):
+    """An event about one API key, recorded in the stream `$keys` under the system `ledger.keys`."""
+
+    key_id: KeyId
+
+
+class KeyCreated(KeyEvent, frozen=True, kw_only=True, tag="key.created"):
+    """A key was created: who holds it, what it may do, and the SHA-256 of its secret (never the secret).
+
+    `adopted` marks a key that existed before keys were recorded in the log: its row was taken as it was,
+    once, when the key store was first opened after the upgrade (docs/decisions.md).
+    """
+
+    principal: Annotated[str, Meta(pattern=PRINCIPAL_PATTERN)]
+    role: KeyRole
+    system: Annotated[str, Meta(pattern=SYSTEM_PATTERN)] | None
+    event_types: Annotated[
+        tuple[Annotated[str, Meta(pattern=EVENT_TYPE_PATTERN)], ...], Meta(max_length=KEY_EVENT_TYPES_MAX)
+    ]
+    secret_sha256: Annotated[str, Meta(pattern=SECRET_SHA256_PATTERN)]
+    created_at: Instant
+    demo: bool
+    adopted: bool = False
+
+
+class KeyRevoked(KeyEvent, frozen=True, kw_only=True, tag="key.revoked"):
+    """A key was revoked: refused from now on, for ever."""
+
+    revoked_at: Instant
+
+
 Event = (
     CadreRegistered
     | CadreTransferred
@@ -323,6 +377,8 @@ Event = (
     | InvestigationClosed
     | EntryReversed
     | PolicyPublished
+    | KeyCreated
+    | KeyRevoked
 )
 
 EVENT_CLASSES: Final[tuple[type[EventBase], ...]] = (
@@ -343,6 +399,8 @@ EVENT_CLASSES: Final[tuple[type[EventBase], ...]] = (
     InvestigationClosed,
     EntryReversed,
     PolicyPublished,
+    KeyCreated,
+    KeyRevoked,
 )
 
 
@@ -352,6 +410,8 @@ def _tag(cls: type[EventBase]) -> str:
 
 EVENT_TYPES: Final[dict[str, type[EventBase]]] = {_tag(cls): cls for cls in EVENT_CLASSES}
 CADRE_EVENT_TYPES: Final = frozenset(name for name, cls in EVENT_TYPES.items() if issubclass(cls, CadreEvent))
+# The key events: recorded only by the key store (`ledger.access`), never posted.
+KEY_EVENT_TYPES: Final = frozenset(name for name, cls in EVENT_TYPES.items() if issubclass(cls, KeyEvent))
 # Reversible: every score or lifecycle event except a registration, a reversal or a policy.
 REVERSIBLE_TYPES: Final = CADRE_EVENT_TYPES - {"cadre.registered", "entry.reversed"}
 

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from ledger.domain.cadre import own_stream
 from ledger.integrity.chain import GENESIS_HASH
 
 __all__ = ["Checkpoint", "LogRow", "VerifyOutcome", "check_checkpoint", "verify_rows"]
@@ -152,7 +153,7 @@ def verify_rows(
                 "time_reversed",
                 f"recorded at {recorded_at}, before the event ahead of it ({previous_recorded_at})",
             )
-        stream = probe.cadre_id if probe.cadre_id is not None else POLICY_STREAM
+        stream = probe.cadre_id if probe.cadre_id is not None else own_stream(probe.type)
         version = versions.get(stream, 0) + 1
         if originator_id != stream or originator_version != version or topic != topics[probe.type]:
             return failure(
