@@ -8,7 +8,8 @@ never shown to the client).
 
 `type` is a URN per kind (`urn:cadre-ledger:problem:invalid-input`) that clients can switch on; `rule`
 names the rule a refusal protects (`effective_on_must_not_be_in_future`), `item` the index of the
-offending event in a batch, `field` the path of the offending value.
+offending event in a batch, `field` the path of the offending value, `offset` the byte of the body at
+fault (a body that is not UTF-8).
 """
 
 from __future__ import annotations
@@ -23,8 +24,18 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, NotFound
+from ledger.api.params import POOL_SCOPE_PATTERN, SCOPE_PATTERN
+from ledger.domain.errors import (
+    Conflict,
+    IntegrityFailure,
+    InvalidInput,
+    LedgerError,
+    NotFound,
+    StoreUnavailable,
+)
 from ledger.projections.errors import NotCaughtUp
+from ledger.store.faults import store_fault
+from ledger.wire import PATTERN_WORDS, plain_message
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -43,6 +54,15 @@ RETRY_AFTER_SECONDS: Final = 1
 
 logger = logging.getLogger("ledger.api")
 _MISSING = re.compile(r"Missing required \w+ parameter '([^']+)'")
+_SCOPE_WORDS = (
+    "all, unit:<unit_id>, grade:<grade>, cohort:principal or cohort:left_leadership (nothing after it)"
+)
+# What the parameters' patterns mean, for the messages that name them.
+_PARAMETER_WORDS: Final = {
+    **PATTERN_WORDS,
+    SCOPE_PATTERN: _SCOPE_WORDS,
+    POOL_SCOPE_PATTERN: "unit:* or " + _SCOPE_WORDS,
+}
 
 
 class Problem(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -60,13 +80,19 @@ class Problem(msgspec.Struct, omit_defaults=True, kw_only=True):
     key: str | None = None
     position: int | None = None
     min_position: int | None = None
+    offset: int | None = None
 
 
 class MalformedBody(Exception):
-    """Raised when a request body is not JSON at all (400), as opposed to JSON with invalid content (422)."""
+    """Raised when a request body is not JSON at all (400), as opposed to JSON with invalid content (422).
 
-    def __init__(self, detail: str) -> None:
+    `rule` is `json_malformed`, or `text_must_be_utf8` with the `offset` of the first byte that is not.
+    """
+
+    def __init__(self, detail: str, *, rule: str = "json_malformed", offset: int | None = None) -> None:
         self.detail = detail
+        self.rule = rule
+        self.offset = offset
         super().__init__(detail)
 
 
@@ -152,7 +178,7 @@ def _http(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any
         field: str | None
         if entry is not None:
             field = _parameter_name(request, str(entry["key"]))
-            detail = f"{field}: {entry.get('message') or error.detail}"
+            detail = f"{field}: {plain_message(str(entry.get('message') or error.detail), _PARAMETER_WORDS)}"
         else:
             missing = _MISSING.search(error.detail or "")
             field = missing.group(1) if missing else None
@@ -204,12 +230,22 @@ def _unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[A
     )
 
 
+def _is_database_error(error: Exception) -> bool:
+    """An error of the database layer (eventsourcing's or SQLAlchemy's wrapping of the driver's)."""
+    from eventsourcing.persistence import PersistenceError
+    from sqlalchemy.exc import DBAPIError
+
+    return isinstance(error, (PersistenceError, DBAPIError))
+
+
 def _handle(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     """The mapping from every exception to its problem document."""
     if isinstance(error, InvalidInput):
         return _response(_invalid(error), request)
     if isinstance(error, MalformedBody):
-        return _response(problem_for("malformed-body", error.detail, rule="json_malformed"), request)
+        return _response(
+            problem_for("malformed-body", error.detail, rule=error.rule, offset=error.offset), request
+        )
     if isinstance(error, NotAuthenticated):
         return _response(
             problem_for("not-authenticated", error.detail),
@@ -257,6 +293,17 @@ def _handle(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
         )
     if isinstance(error, HTTPException):
         return _http(request, error)
+    if not isinstance(error, LedgerError) and _is_database_error(error):
+        fault = store_fault(error)
+        if fault is not None:
+            error = fault
+    if isinstance(error, StoreUnavailable):
+        logger.warning("store unavailable in %s %s: %s", request.method, request.url.path, error)
+        return _response(
+            problem_for("unavailable", str(error), rule=error.cause),
+            request,
+            {"Retry-After": str(error.retry_after)},
+        )
     if isinstance(error, LedgerError):
         # The library's own "try again" (the log kept moving past every append attempt).
         logger.warning("ledger error in %s %s: %s", request.method, request.url.path, error)

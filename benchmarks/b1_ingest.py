@@ -143,7 +143,7 @@ def _eventsourcing_run(path: Path, workload: IngestWorkload, events: list[Any]) 
 # The raw SQLite baseline: the same rows, executemany.
 
 
-def _rows_written(path: Path, after: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[Any]]:
+def _rows_written(path: Path, after: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     connection = sqlite3.connect(path)
     try:
         events = connection.execute(
@@ -154,17 +154,15 @@ def _rows_written(path: Path, after: int) -> tuple[list[tuple[Any, ...]], list[t
         chain = connection.execute(
             "SELECT * FROM ledger_chain WHERE position > ? ORDER BY position", (after,)
         ).fetchall()
-        sources = connection.execute(
-            "SELECT * FROM ledger_sources WHERE position > ? ORDER BY position", (after,)
-        ).fetchall()
     finally:
         connection.close()
-    return events, chain, sources
+    return events, chain
 
 
-def _raw_run(template: Path, path: Path, rows: tuple[list[Any], list[Any], list[Any]]) -> float:
-    """executemany the rows into a copy of the registered ledger, one transaction per BATCH events."""
-    events, chain, sources = rows
+def _raw_run(template: Path, path: Path, rows: tuple[list[Any], list[Any]]) -> float:
+    """executemany the rows into a copy of the registered ledger (its unique source index included),
+    one transaction per BATCH events."""
+    events, chain = rows
     working_copy(template, path)
     connection = sqlite3.connect(path, isolation_level=None)
     try:
@@ -181,10 +179,6 @@ def _raw_run(template: Path, path: Path, rows: tuple[list[Any], list[Any], list[
             connection.executemany(
                 "INSERT INTO ledger_chain VALUES (?, ?, ?, ?)",
                 [row for row in chain[start : start + BATCH] if first <= row[0] <= last],
-            )
-            connection.executemany(
-                "INSERT INTO ledger_sources VALUES (?, ?, ?, ?)",
-                [row for row in sources[start : start + BATCH] if first <= row[3] <= last],
             )
             connection.execute("COMMIT")
         return time.perf_counter() - started
@@ -246,7 +240,7 @@ def run() -> Result:
         log("B1 baseline: raw SQLite executemany of the same rows")
         rows = _rows_written(work, head_before)
         raw_path = scratch / "raw.db"
-        _raw_run(template, raw_path, (rows[0][: WARM_UP_BATCHES * BATCH], [], []))
+        _raw_run(template, raw_path, (rows[0][: WARM_UP_BATCHES * BATCH], []))
         raw = [len(rows[0]) / _raw_run(template, raw_path, rows) for _ in range(REPETITIONS)]
 
         log(f"B1 baseline: eventsourcing, one save per event, {EVENTSOURCING_EVENTS:,} events")

@@ -297,14 +297,13 @@ def _generate(path: Path, scale: str) -> dict[str, Any]:
 
 
 def _prefix(source: Path, target: Path, events: int) -> dict[str, Any]:
-    """A copy of `source` holding only its first `events` positions (event, chain and source rows)."""
+    """A copy of `source` holding only its first `events` positions (event and chain rows)."""
     working_copy(source, target)
     connection = sqlite3.connect(target)
     try:
         with connection:
             connection.execute("DELETE FROM stored_events WHERE rowid > ?", (events,))
             connection.execute("DELETE FROM ledger_chain WHERE position > ?", (events,))
-            connection.execute("DELETE FROM ledger_sources WHERE position > ?", (events,))
         connection.execute("VACUUM")
         head = connection.execute("SELECT MAX(position) FROM ledger_chain").fetchone()[0]
         cadres = connection.execute(

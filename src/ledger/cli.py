@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import getpass
 import io
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ledger.access import PRINCIPAL_PATTERN, key_findings
 from ledger.cli_access import keys_app, serve
 from ledger.cli_common import EXIT_FAILED, EXIT_INVALID, Database, err, fail, out, print_json, print_table
 from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, NotFound
@@ -91,7 +93,7 @@ def _as_of(text: str | None) -> date | None:
 def _known_at(text: str | None) -> int | datetime | None:
     if text is None:
         return None
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # `²` and `５` are digits to str.isdigit, not to int()
         return int(text)
     try:
         instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -158,15 +160,23 @@ def post(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Post events from a JSONL file in atomic batches of 1,000; replays are marked `replayed`."""
+    if posted_by is not None and not re.fullmatch(PRINCIPAL_PATTERN, posted_by):
+        fail(
+            EXIT_INVALID,
+            f"--posted-by: {posted_by!r} is not a principal name (1–64 of A–Z a–z 0–9 . _ : @ -)",
+        )
     try:
         stream = sys.stdin.buffer if str(file) == "-" else file.open("rb")
     except OSError as error:
         fail(EXIT_INVALID, f"cannot read {file}: {error.strerror}")
     with stream:
         try:
+            # A line that is not UTF-8 is named with the offset of its first bad byte (`NotUtf8`).
             events = decode_jsonl(stream)
         except InvalidInput as error:
             fail(EXIT_INVALID, f"{file}: {error.describe()}")
+        except OSError as error:  # a read error after opening (a directory, a device that failed)
+            fail(EXIT_INVALID, f"cannot read {file}: {error.strerror}")
     if not events:
         fail(EXIT_INVALID, f"{file}: no events")
     results = []
@@ -267,9 +277,17 @@ def _link(reverses: object, reversed_by: object) -> str:
 def verify(
     database: Database = None,
     against: Annotated[Path | None, typer.Option(help="A checkpoint JSON the log must extend")] = None,
+    read_models: Annotated[
+        bool,
+        typer.Option(
+            "--read-models",
+            help="Also refold the log and compare it with the persisted read models (facts, tracking)",
+        ),
+    ] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Recompute the hash chain; exit 1 naming the first position that fails."""
+    """Recompute the hash chain; exit 1 naming the first position that fails (or, with --read-models, the
+    first difference between the read models and the log)."""
     checkpoint = None
     if against is not None:
         try:
@@ -277,12 +295,22 @@ def verify(
         except (OSError, msgspec.MsgspecError) as error:
             fail(EXIT_INVALID, f"--against {against}: not a checkpoint ({error})")
     with _opened(database, create=False) as ledger:
-        report = ledger.verify(checkpoint)
+        report = ledger.verify(checkpoint).with_findings(key_findings(ledger))
+        if read_models:
+            from ledger.projections.integrity import read_model_findings
+            from ledger.projections.store import FactStore
+
+            store = FactStore(ledger.url)
+            try:
+                report = report.with_findings(read_model_findings(ledger, store))
+            finally:
+                store.close()
     if fmt is Format.json:
         print_json(report)
-    elif report.ok:
+    elif report.first_bad_position is None:
         out.print(
-            f"ok: verified through position {report.verified_through}, head hash "
+            ("ok: verified" if report.ok else "the chain verifies")
+            + f" through position {report.verified_through}, head hash "
             f"{report.head_hash}" + (" (extends the checkpoint)" if checkpoint else ""),
             highlight=False,
         )
@@ -292,6 +320,15 @@ def verify(
             f"{report.reason}: {escape(report.detail or '')} (verified through {report.verified_through})",
             highlight=False,
         )
+    if fmt is not Format.json:
+        if read_models and not report.findings:
+            out.print("ok: the read models agree with the log", highlight=False)
+        for finding in report.findings:
+            err.print(
+                f"[bold red]{escape(finding.table)}[/] {escape(finding.row)}: {finding.reason}: "
+                f"{escape(finding.detail)}",
+                highlight=False,
+            )
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -415,6 +452,11 @@ def policy_publish(
         body = file.read_text(encoding="utf-8")
     except OSError as error:
         fail(EXIT_INVALID, f"cannot read {file}: {error.strerror}")
+    except UnicodeDecodeError as error:
+        fail(
+            EXIT_INVALID,
+            f"{file} is not UTF-8: invalid byte 0x{error.object[error.start]:02x} at offset {error.start}",
+        )
     with _opened(database) as ledger:
         result = ledger.publish_policy(body, posted_by=_principal())
     item = result.results[0]

@@ -13,17 +13,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from ledger.counted import counted_points
 from ledger.domain.cadre import (
@@ -35,7 +36,14 @@ from ledger.domain.cadre import (
     register,
     stream_of,
 )
-from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, NotFound
+from ledger.domain.errors import (
+    Conflict,
+    IntegrityFailure,
+    InvalidInput,
+    LedgerError,
+    NotFound,
+    StoreUnavailable,
+)
 from ledger.domain.events import (
     CadreEvent,
     CadreRegistered,
@@ -63,11 +71,20 @@ from ledger.policy.book import PolicyBook
 from ledger.policy.load import illustrative_policy_text, load_policy
 from ledger.policy.schema import Policy
 from ledger.posting import check_client_fields, client_fingerprint, decide, decide_policy, fingerprint
-from ledger.results import HistoryEntry, HistoryPage, PostedItem, PostResult, VerifyReport
+from ledger.results import (
+    HistoryEntry,
+    HistoryPage,
+    PostedItem,
+    PostResult,
+    TableFinding,
+    VerifyReport,
+)
+from ledger.store import recorders
 from ledger.store.application import DEFAULT_DATABASE_URL, LedgerApplication, environment_for
 from ledger.store.batch import BatchWrite, StaleHead
+from ledger.store.faults import store_fault
 from ledger.store.mapper import decode_event, encode_event, topic_of
-from ledger.store.recorders import LedgerRecorder
+from ledger.store.recorders import SOURCE_INDEX, LedgerRecorder
 
 __all__ = ["BATCH_SIZE_MAX", "ExportHeader", "Ledger", "LoggedEvent"]
 
@@ -78,6 +95,12 @@ DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
 EXPORT_FORMAT: Final = "cadre-ledger-export/1"
 ACCRUAL_SYSTEM: Final = "ledger.accrue"
 POLICY_SYSTEM: Final = "ledger.policy"
+# Posts of one process wait for each other (and then for the database's write lock) at most this long;
+# beyond this many waiting, a post is refused at once, so that waiting posts never take every thread of a
+# server and reads keep answering.
+POSTS_WAITING_MAX: Final = 8
+
+logger = logging.getLogger("ledger")
 
 
 class LoggedEvent(msgspec.Struct, frozen=True):
@@ -112,21 +135,42 @@ def _today_in(zone: ZoneInfo, clock: Callable[[], datetime]) -> date:
     return clock().astimezone(zone).date()
 
 
-def _encode_cursor(values: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(values)).decode().rstrip("=")
+class _HistoryCursor(msgspec.Struct, frozen=True, array_like=True):
+    """What a history cursor pins: the read it continues (route, cadre, `as_of`, the log position the first
+    page was read at) and the last entry given out (its `counts_from` and position)."""
+
+    route: Literal["history"]
+    cadre_id: str
+    as_of: date
+    position: int
+    counts_from: date
+    entry_position: int
 
 
-def _decode_cursor(text: str) -> list[Any]:
+_history_cursor_decoder = msgspec.json.Decoder(_HistoryCursor, strict=True)
+
+
+def _cursor_invalid(why: str) -> InvalidInput:
+    return InvalidInput(
+        f"not a cursor this ledger gave out for this read: {why}", field="cursor", rule="cursor_invalid"
+    )
+
+
+def _encode_cursor(cursor: _HistoryCursor) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> _HistoryCursor:
+    """The history cursor `text`, exactly as `_encode_cursor` writes it; else `cursor_invalid`."""
     try:
         padded = text + "=" * (-len(text) % 4)
-        values = msgspec.json.decode(base64.urlsafe_b64decode(padded))
-    except (ValueError, msgspec.DecodeError) as error:
-        raise InvalidInput(
-            "not a cursor this ledger gave out", field="cursor", rule="cursor_invalid"
-        ) from error
-    if not isinstance(values, list):
-        raise InvalidInput("not a cursor this ledger gave out", field="cursor", rule="cursor_invalid")
-    return values
+        cursor = _history_cursor_decoder.decode(base64.b64decode(padded, altchars=b"-_", validate=True))
+    except (ValueError, msgspec.MsgspecError):
+        raise _cursor_invalid("it is not a history cursor") from None
+    # One spelling per cursor: stray characters, other padding or another date form are not ours.
+    if _encode_cursor(cursor) != text or cursor.position < 0 or cursor.entry_position < 1:
+        raise _cursor_invalid("it is not a history cursor") from None
+    return cursor
 
 
 class Ledger:
@@ -140,7 +184,10 @@ class Ledger:
         self._clock = clock
         self._zone = ZoneInfo(timezone)
         self._lock = threading.RLock()
+        self._waiting_lock = threading.Lock()
         self._head = 0
+        self._head_hash = GENESIS_HASH
+        self._posts_waiting = 0
         self._cadres: dict[str, Cadre] = {}
         self._cache_complete = False
         self._book = PolicyBook()
@@ -207,6 +254,18 @@ class Ledger:
         """The newest position of the log (0 when empty)."""
         return self._recorder.head().position
 
+    def write_problem(self, wait_seconds: float = 1.0) -> StoreUnavailable | None:
+        """Why this process cannot record now (the lock held elsewhere, a read-only store, a lost
+        connection), or None: what `/health/ready` reports. Records nothing."""
+        try:
+            self._recorder.check_writable(wait_seconds)
+        except PersistenceError as error:
+            fault = store_fault(error)
+            if fault is None:
+                raise
+            return fault
+        return None
+
     # Posting.
 
     def post(self, events: Sequence[EventBase], *, posted_by: str = "library") -> PostResult:
@@ -230,10 +289,11 @@ class Ledger:
             except InvalidInput as error:
                 raise error.at_item(index) from None
         fingerprints = [client_fingerprint(event, item=index) for index, event in enumerate(events)]
-        with self._lock:
+        with self._writing():
+            reconnected = False
             for _attempt in range(APPEND_ATTEMPTS_MAX):
-                self._catch_up()
                 try:
+                    self._catch_up()
                     return self._post_once(events, fingerprints, posted_by)
                 except StaleHead:
                     continue
@@ -241,7 +301,45 @@ class Ledger:
                     # Another writer won a race our stale knowledge could not see: start afresh.
                     self._forget_knowledge()
                     continue
+                except PersistenceError as error:
+                    fault = store_fault(error)
+                    if fault is None:
+                        raise
+                    # A connection lost before anything was committed is retried once, on a fresh one.
+                    if fault.cause != "connection_lost" or reconnected:
+                        logger.error("a post was refused: %s", fault)
+                        raise fault from error
+                    reconnected = True
+                    logger.warning("the database connection was lost during a post; retrying once: %s", error)
+                    self._forget_knowledge()
             raise LedgerError(f"the log kept moving: could not append after {APPEND_ATTEMPTS_MAX} attempts")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the writer (one post at a time per process), waiting a bounded time, with few waiters."""
+        with self._waiting_lock:
+            if self._posts_waiting >= POSTS_WAITING_MAX:
+                raise StoreUnavailable(
+                    f"{self._posts_waiting} posts are already waiting to be recorded; try again shortly",
+                    cause="lock_busy",
+                )
+            self._posts_waiting += 1
+        try:
+            acquired = self._lock.acquire(timeout=recorders.WRITE_LOCK_WAIT_SECONDS)
+        finally:
+            with self._waiting_lock:
+                self._posts_waiting -= 1
+        if not acquired:
+            raise StoreUnavailable(
+                f"the posts before this one did not finish within {recorders.WRITE_LOCK_WAIT_SECONDS} s; "
+                "nothing was "
+                "recorded",
+                cause="lock_busy",
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _post_once(
         self, events: Sequence[EventBase], fingerprints: list[bytes], posted_by: str
@@ -249,7 +347,6 @@ class Ledger:
         keys = [(event.source.system, event.source.key) for event in events]
         recorded_sources = self._recorder.sources(keys)
         plan: list[Recorded] = []
-        sources: list[tuple[str, str, bytes]] = []
         # Where each item's result comes from: ("new", index into plan) or ("old", position).
         origins: list[tuple[str, int]] = []
         in_batch: dict[tuple[str, str], tuple[bytes, int]] = {}
@@ -260,14 +357,14 @@ class Ledger:
             for index, (event, key, print_) in enumerate(zip(events, keys, fingerprints, strict=True)):
                 earlier = recorded_sources.get(key)
                 if earlier is not None:
-                    if earlier[0] != print_:
+                    if _recorded_fingerprint(earlier[1], key) != print_:
                         raise Conflict(
                             f"item {index}: source {key[0]}/{key[1]} was recorded with other content",
                             item=index,
                             system=key[0],
                             key=key[1],
                         )
-                    origins.append(("old", earlier[1]))
+                    origins.append(("old", earlier[0]))
                     continue
                 if key in in_batch:
                     if in_batch[key][0] != print_:
@@ -293,12 +390,12 @@ class Ledger:
                 in_batch[key] = (print_, len(plan))
                 origins.append(("new", len(plan)))
                 plan.append(Recorded(stream, version, recorded))
-                sources.append((key[0], key[1], print_))
             if plan:
-                batch = BatchWrite(self._head, [str(r.event.event_id) for r in plan], sources)
+                batch = BatchWrite(self._head, [str(r.event.event_id) for r in plan])
                 self._application.append(plan, batch=batch)
                 assert batch.outcome is not None
                 self._head = batch.outcome.first_position + len(plan) - 1
+                self._head_hash = batch.outcome.hashes[-1]
         except BaseException:
             self._forget(touched)
             raise
@@ -341,7 +438,12 @@ class Ledger:
         event_id = new_event_id()
         if isinstance(event, PolicyPublished):
             return decide_policy(event, book=self._book, today=today, posted_by=posted_by, event_id=event_id)
-        assert isinstance(event, CadreEvent)
+        if not isinstance(event, CadreEvent):  # key events are recorded by the key store only
+            raise InvalidInput(
+                f"{type_of(event)} is recorded by `ledger keys`, not posted",
+                field="type",
+                rule="event_type_not_postable",
+            )
         cadre = self._cadre(event.cadre_id)
         target: tuple[int, EventBase] | None = None
         if isinstance(event, EntryReversed):
@@ -375,31 +477,55 @@ class Ledger:
             cadre.version = self._stream_versions.get(stream, cadre.version + 1)
 
     def _catch_up(self) -> None:
-        """Fold every event appended since the writer last looked (by any process)."""
+        """Fold every event appended since the writer last looked (by any process).
+
+        First check that the log still holds the position and hash folded last: a log restored in place or
+        a standby promoted without its last commits reuses positions for other events. Then the writer
+        drops its knowledge, logs a critical line, and folds the log as it now is.
+        """
         while True:
-            notifications = self._application.recorder.select_notifications(
-                self._head, CATCH_UP_PAGE, inclusive_of_start=False
-            )
-            if not notifications:
+            rows = self._recorder.catch_up_rows(self._head, CATCH_UP_PAGE)
+            if self._head > 0:
+                if not rows or rows[0][0] != self._head or rows[0][4] != self._head_hash:
+                    self._rewound(rows[0] if rows and rows[0][0] == self._head else None)
+                    continue
+                rows = rows[1:]
+            if not rows:
                 return
-            for notification in notifications:
-                if notification.id != self._head + 1:
+            for position, stream, version, state, hash_ in rows:
+                if position != self._head + 1:
                     raise IntegrityFailure(
-                        f"the log jumps from {self._head} to {notification.id}; run `ledger verify`",
+                        f"the log jumps from {self._head} to {position}; run `ledger verify`",
                         position=self._head + 1,
                         reason="missing",
                     )
-                stream = str(notification.originator_id)
-                event = decode_event(notification.state)
+                event = decode_event(state)
                 if (
                     stream in self._stream_versions
                     or stream == POLICY_STREAM
                     or self._cache_complete
                     or isinstance(event, CadreRegistered)
                 ):
-                    self._stream_versions[stream] = notification.originator_version
-                self._apply_known(stream, event, notification.id)
-                self._head = notification.id
+                    self._stream_versions[stream] = version
+                self._apply_known(stream, event, position)
+                self._head = position
+                self._head_hash = hash_
+
+    def _rewound(self, found: tuple[Any, ...] | None) -> None:
+        head = self._recorder.head()
+        logger.critical(
+            "the log no longer holds what this writer folded: position %d had hash %s, the log now %s "
+            "(head %d). It went backwards (a restore in place, or a standby promoted without its last "
+            "commits); events acknowledged after position %d may be lost. Refolding the log as it is now.",
+            self._head,
+            self._head_hash.hex(),
+            f"holds hash {found[4].hex()} there" if found is not None else "ends before it",
+            head.position,
+            head.position if found is None else self._head - 1,
+        )
+        complete = self._cache_complete
+        self._forget_knowledge()
+        self._cache_complete = complete
 
     def _cadre(self, cadre_id: str) -> Cadre | None:
         cadre = self._cadres.get(cadre_id)
@@ -432,6 +558,7 @@ class Ledger:
         self._cache_complete = False
         self._book = PolicyBook()
         self._head = 0
+        self._head_hash = GENESIS_HASH
 
     def load_all(self) -> None:
         """Fold the whole log into the writer's knowledge (for operations over every cadre)."""
@@ -452,7 +579,7 @@ class Ledger:
         earlier = self._recorder.sources([(POLICY_SYSTEM, key)]).get((POLICY_SYSTEM, key))
         if earlier is not None:
             # The same text was published before (on any day): answer with that publication.
-            logged = self._logged(earlier[1])
+            logged = self._logged(earlier[0])
             return PostResult(
                 self.head(), [PostedItem(recorded_id(logged.event), logged.position, ZERO, logged.hash, True)]
             )
@@ -547,9 +674,18 @@ class Ledger:
         cursor: str | None = None,
         limit: int | None = None,
     ) -> HistoryPage:
-        """A cadre's entries with running totals, as of a date, as known at a moment (SPEC §4)."""
-        as_of = as_of or self.today()
-        position = self.known_position(known_at)
+        """A cadre's entries with running totals, as of a date, as known at a moment (SPEC §4).
+
+        A `cursor` (a page's `next_cursor`) pins the cadre, `as_of` and the log position of the first page,
+        so the pages stay consistent while the log grows; `as_of` and `known_at` may be left out, and if
+        given must name the same date and position. A cursor of another read is refused (`cursor_invalid`).
+        """
+        pinned = _decode_cursor(cursor) if cursor is not None else None
+        if pinned is None:
+            as_of = as_of or self.today()
+            position = self.known_position(known_at)
+        else:
+            as_of, position = self._pinned_read(pinned, cadre_id, as_of, known_at)
         rows = self._recorder.stream_rows(cadre_id)
         if not rows:
             raise NotFound(f"no cadre {cadre_id}")
@@ -595,21 +731,25 @@ class Ledger:
                 )
             )
         start = 0
-        if cursor is not None:
-            values = _decode_cursor(cursor)
+        if pinned is not None:
+            last_given = (pinned.counts_from, pinned.entry_position)
             start = next(
                 (
                     index + 1
                     for index, entry in enumerate(built)
-                    if [entry.counts_from.isoformat(), entry.position] == values
+                    if (entry.counts_from, entry.position) == last_given
                 ),
-                len(built),
+                -1,
             )
+            if start < 0:
+                raise _cursor_invalid("it names no entry of this history")
         end = len(built) if limit is None else min(len(built), start + limit)
         next_cursor = None
         if end < len(built):
             last = built[end - 1]
-            next_cursor = _encode_cursor([last.counts_from.isoformat(), last.position])
+            next_cursor = _encode_cursor(
+                _HistoryCursor("history", cadre_id, as_of, position, last.counts_from, last.position)
+            )
         known: int | datetime = known_at.astimezone(UTC) if isinstance(known_at, datetime) else position
         return HistoryPage(
             cadre_id=cadre_id,
@@ -620,6 +760,20 @@ class Ledger:
             entries=built[start:end],
             next_cursor=next_cursor,
         )
+
+    def _pinned_read(
+        self, pinned: _HistoryCursor, cadre_id: str, as_of: date | None, known_at: int | datetime | None
+    ) -> tuple[date, int]:
+        """The `as_of` and position a history cursor pins, checked against the read it is used with."""
+        if pinned.cadre_id != cadre_id:
+            raise _cursor_invalid(f"it pages the history of another cadre, not {cadre_id}'s")
+        if as_of is not None and as_of != pinned.as_of:
+            raise _cursor_invalid(f"it pages the history as of {pinned.as_of}, not {as_of}")
+        if known_at is not None and self.known_position(known_at) != pinned.position:
+            raise _cursor_invalid(f"it pages the history as known at position {pinned.position}")
+        if pinned.position > self.head():
+            raise _cursor_invalid(f"it was read at position {pinned.position}, beyond the log's head")
+        return pinned.as_of, pinned.position
 
     def _policy_of_version(self, version: str) -> Policy | None:
         """The rulebook published as `version` (None if there is none), read from the log: a history may
@@ -716,7 +870,28 @@ class Ledger:
             first_bad_position=outcome.first_bad_position,
             reason=outcome.reason,
             detail=outcome.detail,
-        )
+        ).with_findings(self._source_findings())
+
+    def _source_findings(self) -> list[TableFinding]:
+        """Every `(system, key)` recorded once: guaranteed by the unique index over the events' sources
+        while it exists, so check that it does, and look for duplicates the hard way when it does not."""
+        if self._recorder.has_source_index():
+            return []
+        table = self._recorder.events_table.split(".")[-1].strip('"')
+        findings = [
+            TableFinding(
+                table,
+                f"index {SOURCE_INDEX}",
+                "index_missing",
+                "the unique index over the events' sources is missing, so a retry could record a second "
+                "event with the same (system, key); reopening the ledger rebuilds it",
+            )
+        ]
+        findings += [
+            TableFinding(table, f"source {system}/{key}", "duplicate", f"recorded {count} times")
+            for system, key, count in self._recorder.duplicate_sources()
+        ]
+        return findings
 
     def checkpoint(self) -> Checkpoint:
         """The head of the log as a checkpoint (verify first: a checkpoint of a broken log is refused)."""
@@ -892,13 +1067,11 @@ class Ledger:
                 reason="missing",
             )
         plan = []
-        sources = []
         for _position, _recorded_at, _hash, _previous, event in lines:
             stream = stream_of(event)
             versions[stream] = version = versions.get(stream, 0) + 1
             plan.append(Recorded(stream, version, event))
-            sources.append((event.source.system, event.source.key, fingerprint(event)))
-        batch = BatchWrite(head.position, [str(r.event.event_id) for r in plan], sources)
+        batch = BatchWrite(head.position, [str(r.event.event_id) for r in plan])
         try:
             self._application.append(plan, batch=batch, imported=[(line[1], line[2]) for line in lines])
         except IntegrityError as error:
@@ -908,6 +1081,91 @@ class Ledger:
                 reason="altered",
             ) from None
         return len(lines)
+
+    # The ledger's own streams (API keys: `ledger.access`, stream `$keys`). Kept apart from `post`, which
+    # decides cadre events and policies: these count nothing and obey no rule but idempotency by source.
+
+    def record_own(self, events: Sequence[EventBase], *, posted_by: str) -> PostResult:
+        """Record events of an own stream atomically; an event whose source is recorded with the same
+        content replays, with other content is a Conflict. The writer folds them on its next catch-up."""
+        streams = [stream_of(event) for event in events]
+        if not events or any(not s.startswith("$") or s == POLICY_STREAM for s in streams):
+            raise ValueError("record_own records events of the ledger's own streams ($keys), at least one")
+        prints = [fingerprint(event) for event in events]
+        with self._writing():
+            for _attempt in range(APPEND_ATTEMPTS_MAX):
+                try:
+                    self._catch_up()
+                    return self._record_own_once(events, streams, prints, posted_by)
+                except (StaleHead, IntegrityError):
+                    continue  # another process appended meanwhile: read the sources and versions again
+                except PersistenceError as error:
+                    fault = store_fault(error)
+                    if fault is None:
+                        raise
+                    raise fault from error
+            raise LedgerError(f"the log kept moving: could not append after {APPEND_ATTEMPTS_MAX} attempts")
+
+    def _record_own_once(
+        self, events: Sequence[EventBase], streams: list[str], prints: list[bytes], posted_by: str
+    ) -> PostResult:
+        keys = [(event.source.system, event.source.key) for event in events]
+        found = self._recorder.sources(keys)
+        versions = {stream: self.stream_version(stream) for stream in set(streams)}
+        plan: list[Recorded] = []
+        origins: list[tuple[bool, int]] = []  # (replayed, position or index into plan)
+        for event, stream, key, print_ in zip(events, streams, keys, prints, strict=True):
+            earlier = found.get(key)
+            if earlier is not None:
+                if _recorded_fingerprint(earlier[1], key) != print_:
+                    raise Conflict(
+                        f"source {key[0]}/{key[1]} was recorded with other content", system=key[0], key=key[1]
+                    )
+                origins.append((True, earlier[0]))
+                continue
+            versions[stream] += 1
+            recorded = msgspec.structs.replace(event, event_id=new_event_id(), posted_by=posted_by)
+            origins.append((False, len(plan)))
+            plan.append(Recorded(stream, versions[stream], recorded))
+        outcome = None
+        if plan:
+            batch = BatchWrite(self._head, [str(r.event.event_id) for r in plan])
+            self._application.append(plan, batch=batch)
+            outcome = batch.outcome
+            assert outcome is not None
+        items = []
+        for replayed, value in origins:
+            if replayed:
+                logged = self._logged(value)
+                items.append(PostedItem(recorded_id(logged.event), value, ZERO, logged.hash, True))
+            else:
+                assert outcome is not None
+                position = outcome.first_position + value
+                hash_ = outcome.hashes[value].hex()
+                items.append(PostedItem(recorded_id(plan[value].event), position, ZERO, hash_, False))
+        return PostResult(self.head(), items)
+
+    def stream_version(self, stream: str) -> int:
+        """How many events the stream holds (0: none): one indexed lookup, cheap enough for every request."""
+        newest = self._application.recorder.select_events(stream, desc=True, limit=1)
+        return newest[0].originator_version if newest else 0
+
+    def stream_records(self, stream: str) -> list[tuple[int, str, EventBase]]:
+        """`(position, recorded_at, event)` of every event of one stream, in stream order."""
+        return [(row[0], row[2], decode_event(row[1])) for row in self._recorder.stream_rows(stream)]
+
+
+def _recorded_fingerprint(state: bytes, key: tuple[str, str]) -> bytes:
+    """The fingerprint of the submission the event recorded under `key` came from (read from the event
+    itself, so that what answers a retry is what the chain holds)."""
+    event = decode_event(state)
+    if (event.source.system, event.source.key) != key:  # the index and the row disagree: a damaged store
+        raise IntegrityFailure(
+            f"the source index finds {key[0]}/{key[1]} at an event recorded under another source; "
+            "run `ledger verify`",
+            reason="index_mismatch",
+        )
+    return fingerprint(event)
 
 
 def _require_existing(url: str) -> None:

@@ -81,7 +81,7 @@ def test_a_second_event_with_the_same_source_cannot_be_stored(posted: Ledger) ->
     """An insider copying an event row (a duplicate source) is refused by the database itself."""
     url = posted.url
     state = raw_sql(url, "SELECT state FROM {events} WHERE {pos} = 3")[0][0]
-    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         raw_sql(
             url,
             "INSERT INTO {events} (originator_id, originator_version, topic, state, {pos}) "

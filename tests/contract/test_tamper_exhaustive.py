@@ -8,10 +8,10 @@ chain) into pristine tables of the same database, then for each case restore the
 touched from the pristine ones, make one change behind the ledger's back in the same transaction, and ask
 the ledger to verify. The insider first drops the unique index over the events' sources, which would
 refuse some of these changes (malformed JSON, a copied source); `verify` reports the missing index as a
-finding (tests/contract/test_tamper.py), and the chain must still name each change. Cases are counted by kind; every one must
-be detected at the expected position with one of the expected reasons. Each test prints its counts by
-kind, with the reasons `verify` gave (run with `-s`), and records them as the junit property
-`tamper_counts`; docs/reliability.md quotes them.
+finding (tests/contract/test_tamper.py), and the chain must still name each change. Cases are counted by
+kind; every one must be detected at the expected position with one of the expected reasons. Each test
+prints its counts by kind, with the reasons `verify` gave (run with `-s`), and records them as the junit
+property `tamper_counts`; docs/reliability.md quotes them.
 
 The cases, for every position p of the log (1 … 200) unless said otherwise:
 - `state byte`: one byte inside a string value of the stored JSON (the source key, the event id or
