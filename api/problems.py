@@ -33,7 +33,7 @@ from ledger.domain.errors import (
     NotFound,
     StoreUnavailable,
 )
-from ledger.projections.errors import NotCaughtUp
+from ledger.projections.errors import NotCaughtUp, ReadModelsRebuilding
 from ledger.store.faults import store_fault
 from ledger.wire import PATTERN_WORDS, plain_message
 
@@ -285,6 +285,8 @@ def _handle(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
             request,
             {"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+    if isinstance(error, ReadModelsRebuilding):
+        error = ReadModelsUnavailable(str(error))
     if isinstance(error, ReadModelsUnavailable):
         return _response(
             problem_for("read-models-unavailable", error.detail),

@@ -24,7 +24,6 @@ from typing import Any, Final
 
 import msgspec
 
-from ledger.integrity.chain import GENESIS_HASH
 from ledger.ledger import Ledger
 from ledger.projections.facts import COMPONENTS, Fact, FactsDigest, day, facts_of_stored
 from ledger.projections.index import Index
@@ -53,19 +52,14 @@ Standings = tuple[int, dict[str, tuple[int, ...]]]
 
 
 def log_head(ledger: Ledger) -> tuple[int, bytes]:
-    """The log's head position and its chain hash.
-
-    Through the ledger's recorder: `Ledger.head()` gives the position only, and the hash is what shows a
-    log that was cut back and written again to the same length.
-    """
-    head = ledger._recorder.head()
-    return head.position, head.hash
+    """The log's head position and its chain hash: the hash is what shows a log that was cut back and
+    written again to the same length."""
+    return ledger.head_and_hash()
 
 
 def log_hash_at(ledger: Ledger, position: int) -> bytes | None:
-    """The log's chain hash at `position` (the genesis hash at 0; None past the head), through the
-    recorder as `log_head`."""
-    return GENESIS_HASH if position == 0 else ledger._recorder.hash_at(position)
+    """The log's chain hash at `position` (the genesis hash at 0; None past the head)."""
+    return ledger.hash_at(position)
 
 
 def standings_of(index: Index, as_of: date) -> Standings:

@@ -254,6 +254,16 @@ class Ledger:
         """The newest position of the log (0 when empty)."""
         return self._recorder.head().position
 
+    def head_and_hash(self) -> tuple[int, bytes]:
+        """The newest position and its chain hash (the genesis hash when empty), read together: what shows
+        a log cut back and written again to the same length."""
+        head = self._recorder.head()
+        return head.position, head.hash
+
+    def hash_at(self, position: int) -> bytes | None:
+        """The chain hash at `position` (the genesis hash at 0; None past the head)."""
+        return GENESIS_HASH if position == 0 else self._recorder.hash_at(position)
+
     def write_problem(self, wait_seconds: float = 1.0) -> StoreUnavailable | None:
         """Why this process cannot record now (the lock held elsewhere, a read-only store, a lost
         connection), or None: what `/health/ready` reports. Records nothing."""
@@ -309,9 +319,10 @@ class Ledger:
                     if fault.cause != "connection_lost" or reconnected:
                         logger.error("a post was refused: %s", fault)
                         raise fault from error
+                    # Whether or not the lost attempt committed, the retry is right: it catches up first,
+                    # and finds the batch's sources recorded if it did (then it answers as a replay).
                     reconnected = True
                     logger.warning("the database connection was lost during a post; retrying once: %s", error)
-                    self._forget_knowledge()
             raise LedgerError(f"the log kept moving: could not append after {APPEND_ATTEMPTS_MAX} attempts")
 
     @contextlib.contextmanager

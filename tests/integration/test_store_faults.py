@@ -297,8 +297,9 @@ def test_postgres_idle_connections_terminated_are_replaced_without_an_error(
 
 
 def test_postgres_a_post_whose_connection_dies_before_commit_is_retried_once(
-    postgres_url: str, role_url: tuple[str, str]
+    postgres_url: str, role_url: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, "ledger")
     url, role = role_url
     with Ledger.open(url, clock=fixed_clock) as ledger:
         ledger.post([registration("C1")])
@@ -317,6 +318,7 @@ def test_postgres_a_post_whose_connection_dies_before_commit_is_retried_once(
             holder.rollback()
         poster.join()
         assert len(outcome) == 1, "the post succeeded on a fresh connection"
+        assert any("retrying once" in record.message for record in caplog.records)
         assert ledger.head() == head + 1
         assert ledger.post([merit("C1", "once")]).results[0].replayed
 
