@@ -21,16 +21,26 @@ from typing import Annotated, Any
 
 import msgspec
 import typer
+from eventsourcing.persistence import PersistenceError
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 from ledger.access import PRINCIPAL_PATTERN, key_findings
 from ledger.cli_access import keys_app, serve
 from ledger.cli_common import EXIT_FAILED, EXIT_INVALID, Database, err, fail, out, print_json, print_table
-from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, NotFound
+from ledger.domain.errors import (
+    Conflict,
+    IntegrityFailure,
+    InvalidInput,
+    LedgerError,
+    NotFound,
+    StoreUnavailable,
+)
 from ledger.integrity.verify import Checkpoint
 from ledger.ledger import BATCH_SIZE_MAX, Ledger
+from ledger.store.faults import store_fault
 from ledger.wire import decode_jsonl
 
 __all__ = ["app", "main"]
@@ -77,8 +87,15 @@ def _opened(database: str | None, **options: Any) -> Iterator[Ledger]:
         fail(EXIT_INVALID, str(error))
     except IntegrityFailure as error:
         fail(EXIT_FAILED, str(error))
+    except StoreUnavailable as error:
+        fail(EXIT_FAILED, f"{error} [{error.cause}]; try again in {error.retry_after} s")
     except LedgerError as error:
         fail(EXIT_FAILED, str(error))
+    except (PersistenceError, DBAPIError) as error:
+        fault = store_fault(error)
+        if fault is None:
+            raise
+        fail(EXIT_FAILED, f"{fault} [{fault.cause}]; try again in {fault.retry_after} s")
 
 
 def _as_of(text: str | None) -> date | None:

@@ -376,3 +376,35 @@ def test_postgres_a_read_only_server_refuses_posts_naming_the_cause(
         assert problem is not None and problem.cause == "read_only"
         assert ledger.history("C1").entries
         assert ledger.head() == head
+
+
+# The CLI's answer to a store fault: a message and exit 1, never a traceback.
+
+
+def test_cli_post_behind_a_held_lock_exits_1_naming_the_cause(
+    store_url: str, short_lock_wait: int, tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from ledger.cli import app
+
+    with Ledger.open(store_url, clock=fixed_clock) as ledger:
+        ledger.post([registration("C1")])
+        head = ledger.head()
+    line = {
+        "type": "merit.awarded",
+        "cadre_id": "C1",
+        "effective_on": "2024-06-01",
+        "source": {"system": "hr", "key": "cli-behind-lock"},
+        "award": "citation",
+        "level": "county",
+    }
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    with write_lock_held(store_url):
+        result = CliRunner().invoke(app, ["post", str(events), "--database", store_url])
+    assert result.exit_code == 1, result.output
+    assert "lock_busy" in result.output and "Traceback" not in result.output
+    assert raw_sql(store_url, "SELECT MAX(position) FROM ledger_chain")[0][0] == head

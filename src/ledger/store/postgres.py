@@ -22,7 +22,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed
 
 from ledger.store.batch import BatchWrite
-from ledger.store.recorders import SOURCE_INDEX, LedgerRecorder
+from ledger.store.recorders import SOURCE_INDEX, WRITE_LOCK_WAIT_SECONDS, LedgerRecorder
 
 __all__ = ["LedgerPostgresRecorder"]
 
@@ -58,6 +58,11 @@ class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
         )
         statements.append(self.source_index())
         self.sql_create_statements.extend(cast(Composed, SQL(statement)) for statement in statements)
+        # `CREATE INDEX IF NOT EXISTS` takes its lock on the events table before it finds the index there:
+        # behind an append lock held elsewhere, opening fails after the same bounded wait, never hangs.
+        self.sql_create_statements.insert(
+            0, cast(Composed, SQL(f"SET LOCAL lock_timeout = '{WRITE_LOCK_WAIT_SECONDS}s'"))
+        )
 
     def source_of(self, alias: str, part: str) -> str:
         return f""""{self.schema}".ledger_source_part({alias}state, '{part}')"""
