@@ -145,7 +145,7 @@ PROBLEMS: Final[Mapping[str, _Kind]] = {
         _Kind(500, "internal-error", "Internal server error"),
         _Kind(503, "not-caught-up", "The read models have not reached the requested position"),
         _Kind(503, "read-models-unavailable", "The read models are not available yet"),
-        _Kind(503, "unavailable", "The ledger is busy; try again"),
+        _Kind(503, "unavailable", "The ledger cannot do this now; try again"),
     )
 }
 

@@ -886,16 +886,17 @@ class Ledger:
     def _source_findings(self) -> list[TableFinding]:
         """Every `(system, key)` recorded once: guaranteed by the unique index over the events' sources
         while it exists, so check that it does, and look for duplicates the hard way when it does not."""
-        if self._recorder.has_source_index():
+        problem = self._recorder.source_index_problem()
+        if problem is None:
             return []
         table = self._recorder.events_table.split(".")[-1].strip('"')
         findings = [
             TableFinding(
                 table,
                 f"index {SOURCE_INDEX}",
-                "index_missing",
-                "the unique index over the events' sources is missing, so a retry could record a second "
-                "event with the same (system, key); reopening the ledger rebuilds it",
+                "index_missing" if problem == "missing" else "index_altered",
+                f"the unique index over the events' sources is {problem}, so a retry could record a "
+                "second event with the same (system, key); reopening the ledger rebuilds it",
             )
         ]
         findings += [

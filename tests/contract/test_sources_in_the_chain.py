@@ -152,3 +152,50 @@ def test_a_recording_time_that_goes_back_is_reported_even_when_the_chain_is_reha
     report = posted.verify()
     assert (report.first_bad_position, report.reason) == (4, "time_reversed")
     assert earlier in (report.detail or "")
+
+
+def test_an_index_of_the_same_name_but_another_definition_is_reported_and_rebuilt(posted: Ledger) -> None:
+    url = posted.url
+    raw_sql(url, "DROP INDEX ledger_events_source")
+    table = "stored_events" if url.startswith("sqlite") else "ledger_events"
+    raw_sql(url, f"CREATE UNIQUE INDEX ledger_events_source ON {table} (originator_id, originator_version)")
+    report = posted.verify()
+    assert [(f.reason, f.row) for f in report.findings] == [("index_altered", "index ledger_events_source")]
+    assert report.first_bad_position is None
+    with Ledger.open(url, clock=fixed_clock) as reopened:
+        assert reopened.verify().ok
+        assert reopened.post([merit("m-2")]).results[0].replayed
+    assert count_source(url, "m-2") == 1
+
+
+def test_a_partial_index_of_the_same_name_is_reported(posted: Ledger) -> None:
+    url = posted.url
+    raw_sql(url, "DROP INDEX ledger_events_source")
+    expression = (
+        "json_extract(CAST(state AS TEXT), '$.source.system'), "
+        "json_extract(CAST(state AS TEXT), '$.source.key')"
+        if url.startswith("sqlite")
+        else "ledger_source_part(state, 'system'), ledger_source_part(state, 'key')"
+    )
+    table = "stored_events" if url.startswith("sqlite") else "ledger_events"
+    raw_sql(url, f"CREATE UNIQUE INDEX ledger_events_source ON {table} ({expression}) WHERE 1 = 0")
+    assert [f.reason for f in posted.verify().findings] == ["index_altered"]
+
+
+def test_postgres_a_redefined_source_function_is_reported_and_the_index_rebuilt(postgres_url: str) -> None:
+    """Redefined to answer NULL, the function would let every later source through the unique index."""
+    with Ledger.open(postgres_url, clock=fixed_clock) as ledger:
+        ledger.post([registration("C1", key="reg-C1"), merit("m-1")])
+        raw_sql(
+            postgres_url,
+            "CREATE OR REPLACE FUNCTION ledger_source_part(state bytea, part text) RETURNS text "
+            "LANGUAGE sql IMMUTABLE AS $$ SELECT NULL::text $$",
+        )
+        raw_sql(postgres_url, "REINDEX INDEX ledger_events_source")
+        report = ledger.verify()
+        assert [f.reason for f in report.findings] == ["index_altered"]
+        assert "redefined" in report.findings[0].detail
+    with Ledger.open(postgres_url, clock=fixed_clock) as reopened:
+        assert reopened.verify().ok
+        assert reopened.post([merit("m-1")]).results[0].replayed
+    assert count_source(postgres_url, "m-1") == 1

@@ -408,3 +408,22 @@ def test_cli_post_behind_a_held_lock_exits_1_naming_the_cause(
     assert result.exit_code == 1, result.output
     assert "lock_busy" in result.output and "Traceback" not in result.output
     assert raw_sql(store_url, "SELECT MAX(position) FROM ledger_chain")[0][0] == head
+
+
+def test_postgres_ledgers_in_other_schemas_open_while_one_schema_creates_its_tables(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock under which tables are created is one per schema, and waited for a bounded time."""
+    import psycopg
+
+    from ledger.store import postgres
+
+    monkeypatch.setattr(postgres, "SCHEMA_LOCK_WAIT_SECONDS", 1)
+    schema = schema_of(postgres_url)
+    with psycopg.connect(base_of(postgres_url), autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (postgres.SCHEMA_LOCK_KEY, "another"))
+        with Ledger.open(postgres_url, clock=fixed_clock) as ledger:  # not blocked by the other schema
+            assert ledger.head() >= 1
+        holder.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (postgres.SCHEMA_LOCK_KEY, schema))
+        with pytest.raises(Exception, match="lock timeout"):
+            Ledger.open(postgres_url, clock=fixed_clock)

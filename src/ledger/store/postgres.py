@@ -16,18 +16,22 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed
 
 from ledger.store.batch import BatchWrite
-from ledger.store.recorders import SOURCE_INDEX, WRITE_LOCK_WAIT_SECONDS, LedgerRecorder
+from ledger.store.recorders import SOURCE_INDEX, WRITE_LOCK_WAIT_SECONDS, LedgerRecorder, logger
 
 __all__ = ["LedgerPostgresRecorder"]
 
-# An arbitrary constant naming the advisory lock under which tables are created ("LEDGER" in hex, roughly).
+# An arbitrary constant naming the advisory lock under which tables are created ("LEDGER" in hex, roughly);
+# the second key is the schema's hash, so that ledgers in different schemas do not wait for each other.
 SCHEMA_LOCK_KEY = 0x1ED6E2
+# How long opening waits for another process creating the same tables (a first index build takes seconds).
+SCHEMA_LOCK_WAIT_SECONDS = 60
+SOURCE_PART_BODY = " SELECT convert_from(state, 'UTF8')::json -> 'source' ->> part "
 
 
 class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
@@ -42,13 +46,14 @@ class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
         self.legacy_sources_table = f'"{schema}".ledger_sources'
         self.meta_table = f'"{schema}".ledger_meta'
         self.schema = schema
+        self.events_table_name = events_table_name
         statements = self.ledger_tables("BYTEA", "BIGINT PRIMARY KEY")
         # Index names are not schema-qualified in PostgreSQL.
         statements[1] = statements[1].replace(f"{self.chain_table}_recorded_at", "ledger_chain_recorded_at")
         statements.append(
             f'CREATE OR REPLACE FUNCTION "{schema}".ledger_source_part(state bytea, part text) RETURNS text '
             "LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE "
-            "AS $$ SELECT convert_from(state, 'UTF8')::json -> 'source' ->> part $$"
+            f"AS $${SOURCE_PART_BODY}$$"
         )
         statements.append(
             f'CREATE OR REPLACE FUNCTION "{schema}".ledger_json_valid(state bytea) RETURNS boolean '
@@ -67,15 +72,48 @@ class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
     def source_of(self, alias: str, part: str) -> str:
         return f""""{self.schema}".ledger_source_part({alias}state, '{part}')"""
 
-    def has_source_index(self) -> bool:
+    def scanned_source_of(self, part: str) -> str:
+        # Inline, not through ledger_source_part: verify looks for duplicates when that may be redefined.
+        return f"(convert_from(state, 'UTF8')::json -> 'source' ->> '{part}')"
+
+    def source_index_problem(self) -> str | None:
         with self._cursor(write=False) as cursor:
             cursor.execute(
-                "SELECT i.indisunique FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "SELECT i.indisunique, i.indpred IS NULL, i.indnatts, t.relname, "
+                "pg_get_indexdef(i.indexrelid, 1, true), pg_get_indexdef(i.indexrelid, 2, true), "
+                "pg_get_indexdef(i.indexrelid) "
+                "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_class t ON t.oid = i.indrelid "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = %s",
                 (SOURCE_INDEX, self.schema),
             )
             row = cursor.fetchone()
-            return bool(row and row[0])
+            cursor.execute(
+                "SELECT p.prosrc, p.provolatile FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE p.proname = 'ledger_source_part' AND n.nspname = %s",
+                (self.schema,),
+            )
+            function = cursor.fetchone()
+        if row is None:
+            return "missing"
+        unique, whole, columns, table, first, second, definition = row
+        parts = [
+            str(first or "").replace(f'"{self.schema}".', "").replace(f"{self.schema}.", ""),
+            str(second or ""),
+        ]
+        expected = ("ledger_source_part(state, 'system'::text)", "ledger_source_part(state, 'key'::text)")
+        if not (
+            unique
+            and whole
+            and columns == 2
+            and table == self.events_table_name
+            and parts[0].endswith(expected[0])
+            and parts[1].endswith(expected[1])
+        ):
+            return f"altered: it is `{definition}`"
+        if function is None or function[0].strip() != SOURCE_PART_BODY.strip() or function[1] != "i":
+            return "altered: the function it is built on, ledger_source_part, was redefined"
+        return None
 
     def valid_json(self, column: str) -> str:
         return f'"{self.schema}".ledger_json_valid({column})'
@@ -98,11 +136,28 @@ class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
         """Create the tables, one process at a time: concurrent `CREATE … IF NOT EXISTS` and
         `CREATE OR REPLACE FUNCTION` statements fail with "tuple concurrently updated"."""
         with self.datastore.get_connection() as connection:
-            connection.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+            connection.execute(f"SET lock_timeout = '{SCHEMA_LOCK_WAIT_SECONDS}s'")
+            connection.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (SCHEMA_LOCK_KEY, self.schema))
             try:
+                connection.execute("RESET lock_timeout")
+                self._drop_altered_source_index()
                 super().create_table()
             finally:
-                connection.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+                connection.execute(
+                    "SELECT pg_advisory_unlock(%s, hashtext(%s))", (SCHEMA_LOCK_KEY, self.schema)
+                )
+
+    def _drop_altered_source_index(self) -> None:
+        """An index of the right name but another definition (or built on a redefined function, whose
+        entries may all be NULL) would survive `CREATE … IF NOT EXISTS`: drop it, to be built again."""
+        try:
+            problem = self.source_index_problem()
+        except PersistenceError:
+            return  # a new schema: nothing to check yet
+        if problem is not None and problem.startswith("altered"):
+            with self._cursor(write=True) as cursor:
+                cursor.execute(f'DROP INDEX "{self.schema}".{SOURCE_INDEX}')
+            logger.critical("the unique source index had been altered (%s); rebuilding it", problem)
 
     @contextmanager
     def _cursor(self, *, write: bool) -> Iterator[Any]:

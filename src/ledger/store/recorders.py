@@ -24,6 +24,7 @@ wait at most `WRITE_LOCK_WAIT_SECONDS` for the lock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -120,6 +121,10 @@ class LedgerRecorder:
         """The SQL expression of `source.<part>` (system or key) inside the event row `alias`: the
         expression the unique source index is built on, so that lookups written with it use the index."""
         raise NotImplementedError
+
+    def scanned_source_of(self, part: str) -> str:
+        """`source.<part>` for a scan that must not trust the index's own definition (verify)."""
+        return self.source_of("", part)
 
     def source_index(self) -> str:
         return self._sql(
@@ -268,12 +273,13 @@ class LedgerRecorder:
 
     def duplicate_sources(self, limit: int = 10) -> list[tuple[str, str, int]]:
         """`(system, key, count)` of sources recorded more than once (possible only without the index)."""
-        system, key = self.source_of("", "system"), self.source_of("", "key")
+        system, key = self.scanned_source_of("system"), self.scanned_source_of("key")
         with self._cursor(write=False) as cursor:
             cursor.execute(
                 self._sql(
                     f"SELECT {system}, {key}, COUNT(*) FROM {{events}} WHERE {self.valid_json('state')} "
-                    f"GROUP BY {system}, {key} HAVING COUNT(*) > 1 ORDER BY 1, 2 LIMIT ?"
+                    f"AND {system} IS NOT NULL GROUP BY {system}, {key} HAVING COUNT(*) > 1 "
+                    "ORDER BY 1, 2 LIMIT ?"
                 ),
                 (limit,),
             )
@@ -288,8 +294,10 @@ class LedgerRecorder:
         nothing: raises what an append would raise if the store cannot record now."""
         raise NotImplementedError
 
-    def has_source_index(self) -> bool:  # pragma: no cover - abstract
-        """Whether the unique index over the events' sources exists (verify reports it if not)."""
+    def source_index_problem(self) -> str | None:  # pragma: no cover - abstract
+        """What is wrong with the unique index over the events' sources — `missing`, or `altered: …` when
+        an index of that name is not the one the ledger builds (another expression, not unique, partial) —
+        or None. Verify reports it; the next open rebuilds it."""
         raise NotImplementedError
 
     def catch_up_rows(self, position: int, limit: int) -> list[CatchUpRow]:
@@ -518,10 +526,29 @@ class LedgerSQLiteRecorder(LedgerRecorder, SQLiteApplicationRecorder):
                 connection.rollback()
                 cursor.execute(f"PRAGMA busy_timeout = {WRITE_LOCK_WAIT_SECONDS * 1000}")
 
-    def has_source_index(self) -> bool:
+    def source_index_problem(self) -> str | None:
         with self._cursor(write=False) as cursor:
-            cursor.execute(f"PRAGMA index_list({self.events_table})")
-            return any(row[1] == SOURCE_INDEX and row[2] for row in cursor.fetchall())
+            cursor.execute(
+                "SELECT tbl_name, sql FROM sqlite_master WHERE type = 'index' AND name = ?", (SOURCE_INDEX,)
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return "missing"
+        # SQLite keeps the statement as written, without IF NOT EXISTS.
+        expected = _normalized(self.source_index().replace("IF NOT EXISTS ", ""))
+        if row[0] != self.events_table or _normalized(row[1] or "") != expected:
+            return f"altered: it is `{row[1]}`"
+        return None
+
+    def create_table(self) -> None:
+        # An index of the right name but the wrong definition would survive CREATE … IF NOT EXISTS.
+        with contextlib.suppress(persistence.PersistenceError, sqlite3.Error):
+            if (self.source_index_problem() or "").startswith("altered"):
+                with self.datastore.get_connection(commit=True) as connection:
+                    connection.cursor().execute(f"DROP INDEX {SOURCE_INDEX}")
+                    connection.commit()
+                logger.critical("the unique source index had been altered; rebuilt it")
+        super().create_table()
 
     def _cursor(self, *, write: bool) -> Any:
         return _SQLiteCursorContext(self, write=write)
@@ -532,6 +559,10 @@ class LedgerSQLiteRecorder(LedgerRecorder, SQLiteApplicationRecorder):
             raise IntegrityError("appends go through the ledger, which chains them")
         with self._cursor(write=True) as cursor:
             return self._append(cursor, stored_events, batch, kwargs.get("imported"))
+
+
+def _normalized(statement: str) -> str:
+    return " ".join(statement.replace("(", " ( ").replace(")", " ) ").replace(",", " , ").split()).lower()
 
 
 def _span(seconds: float) -> str:
