@@ -6,8 +6,10 @@ routes answer 503 and `/health/ready` says not ready. Once open, every read catc
 first (`Projections` does), so posts from any process are seen by the next read.
 
 If the persisted facts or the log stop agreeing with what the read models folded (an altered row, a log
-restored to an earlier state), `Projections` logs it at CRITICAL and rebuilds in the background; meanwhile
-read-model routes and `/health/ready` answer 503 with Retry-After, and nothing is served from them.
+restored to an earlier state, a `projection_meta` row that names no version, a facts table dropped), or
+`GET /v1/audit/verify?read_models=true` finds a disagreement, `Projections` logs it at CRITICAL and rebuilds
+in the background; meanwhile read-model routes and `/health/ready` answer 503 with Retry-After, and nothing
+is served from them.
 """
 
 from __future__ import annotations
@@ -30,18 +32,21 @@ STOP_WAIT_SECONDS: Final = 30.0
 logger = logging.getLogger("ledger.api")
 
 
-def open_serving(ledger: Ledger) -> Projections:
+def open_serving(ledger: Ledger, stop: threading.Event | None = None) -> Projections:
     """The read models as a server keeps them: a disagreement with the log is rebuilt in the background
-    while reads answer 503, rather than inside the read that found it."""
-    return Projections.open(ledger, repair_in_background=True)
+    while reads answer 503, rather than inside the read that found it. `stop` abandons the open."""
+    return Projections.open(ledger, repair_in_background=True, stop=stop)
 
 
 class ReadModels:
     """The projections of one ledger, opened in the background."""
 
-    def __init__(self, ledger: Ledger, opener: Callable[[Ledger], Projections] = open_serving) -> None:
+    def __init__(self, ledger: Ledger, opener: Callable[[Ledger], Projections] | None = None) -> None:
         self._ledger = ledger
-        self._opener = opener
+        # Set on close: an open still rebuilding (or waiting for another process's rebuild) is abandoned at
+        # its next page, so stopping a server does not wait for it.
+        self._stop = threading.Event()
+        self._opener = opener or (lambda ledger: open_serving(ledger, self._stop))
         self._projections: Projections | None = None
         self._failure: str | None = None
         self._thread: threading.Thread | None = None
@@ -62,6 +67,8 @@ class ReadModels:
         try:
             projections = self._opener(self._ledger)
         except Exception as error:
+            if self._stop.is_set():
+                return  # abandoned by close
             self._failure = f"the read models failed to open: {type(error).__name__}: {error}"
             logger.exception("the read models failed to open")
             return
@@ -102,6 +109,7 @@ class ReadModels:
         return self._failure
 
     def close(self) -> None:
+        self._stop.set()
         if self._thread is not None:
             self._thread.join(STOP_WAIT_SECONDS)
         if self._projections is not None:

@@ -9,6 +9,9 @@ and the table lacks is `missing`, a row the table holds that the log does not gi
 position) is `inserted`. The tracking row is held to the log: its position within the log, its `log_hash`
 the log's hash there, its digest that of the facts. Given the standings of a serving process's in-memory
 index, they are compared with the standings of the refold at the same position (`index_mismatch`).
+The rows of `projection_meta` are held to what the ledger writes: a `current_version` that is a version
+number with a tracking row or facts table, a `facts_format` of this ledger's shape, an `upgrade_claim` only
+while its claimant refreshes it.
 
 Each table reports its first difference only: one is enough to refuse the read models, and `ledger
 rebuild` (or a restart, which checks the digest) repairs every one.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import Any, Final
@@ -25,14 +29,26 @@ from typing import Any, Final
 import msgspec
 
 from ledger.ledger import Ledger
-from ledger.projections.facts import COMPONENTS, Fact, FactsDigest, day, facts_of_stored
+from ledger.projections.errors import ReadModelsDamaged
+from ledger.projections.facts import COMPONENTS, FACTS_FORMAT, Fact, FactsDigest, day, facts_of_stored
 from ledger.projections.index import Index
-from ledger.projections.store import POSITION_MIN, FactStore, Tracking, fact_of_row, facts_table
+from ledger.projections.store import (
+    CLAIM_STALE_SECONDS,
+    POSITION_MIN,
+    FactStore,
+    Tracking,
+    claim_stale,
+    fact_of_row,
+    facts_table,
+    parse_version,
+)
 from ledger.results import TableFinding
 
 __all__ = ["Standings", "log_hash_at", "log_head", "read_model_findings", "standings_of"]
 
 TRACKING_TABLE: Final = "projection_tracking"
+META_TABLE: Final = "projection_meta"
+META_NAMES: Final = frozenset({"current_version", "facts_format", "upgrade_claim"})
 FIELDS: Final = (
     "position",
     "kind",
@@ -80,11 +96,20 @@ def read_model_findings(
 ) -> list[TableFinding]:
     """How the persisted read models (and `standings`, of an in-memory index, if given) differ from the
     log; empty when they agree. Reads only."""
-    version = store.stored_version() if index_version is None else index_version
-    if version is None:
-        return _standings_findings("index", ledger, standings, None)  # nothing persisted yet
+    meta = store.meta()
+    findings: list[TableFinding] = _meta_findings(store, meta)
+    stored = meta.get("current_version")
+    if index_version is not None:
+        version: int | None = index_version
+    else:
+        try:
+            version = None if stored is None else parse_version(stored)
+        except ReadModelsDamaged:
+            version = None
+    if version is None or any(f.row == "current_version" and f.reason == "altered" for f in findings):
+        # Nothing persisted yet, or no version to compare: the meta finding says which.
+        return findings + _standings_findings("index", ledger, standings, None)
     table = facts_table(version)
-    findings: list[TableFinding] = []
     head = ledger.head()
     tracking = store.tracking(version)
     tracked = 0
@@ -115,6 +140,49 @@ def read_model_findings(
         detail = f"digest: stored {_hex(tracking.digest)}, facts {_hex(digest.digest())}"
         findings.append(TableFinding(TRACKING_TABLE, f"version {version}", "altered", detail))
     return findings + _standings_findings(table, ledger, standings, fresh)
+
+
+def _meta_findings(store: FactStore, meta: dict[str, str]) -> list[TableFinding]:
+    """How `projection_meta` differs from what the ledger writes there."""
+    findings: list[TableFinding] = []
+    tracked = store.tracking_rows()
+    stored = meta.get("current_version")
+    if stored is None:
+        if tracked:
+            detail = "no current version, beside tracking rows of versions " + ", ".join(
+                str(version) for version, _row in tracked
+            )
+            findings.append(TableFinding(META_TABLE, "current_version", "missing", detail))
+    else:
+        try:
+            version = parse_version(stored)
+        except ReadModelsDamaged:
+            detail = f"current_version: stored {stored!r}, not a version number"
+            findings.append(TableFinding(META_TABLE, "current_version", "altered", detail))
+        else:
+            if version not in {other for other, _row in tracked} and not store.has_facts(version):
+                detail = f"current_version: stored {stored!r}, a version with no tracking row nor facts table"
+                findings.append(TableFinding(META_TABLE, "current_version", "altered", detail))
+    facts_format = meta.get("facts_format")
+    if (stored is not None or tracked) and facts_format != str(FACTS_FORMAT):
+        detail = (
+            f"facts_format: stored {facts_format!r}, this ledger writes {FACTS_FORMAT} "
+            "(the next open rebuilds the facts)"
+        )
+        reason = "missing" if facts_format is None else "altered"
+        findings.append(TableFinding(META_TABLE, "facts_format", reason, detail))
+    claim = meta.get("upgrade_claim")
+    if claim is not None and claim_stale(claim, time.time()):
+        detail = (
+            f"upgrade_claim: stored {claim!r}, which no live process refreshes "
+            f"(stale after {CLAIM_STALE_SECONDS:.0f} s); the next rebuild takes it over"
+        )
+        findings.append(TableFinding(META_TABLE, "upgrade_claim", "stale", detail))
+    for name in sorted(meta.keys() - META_NAMES):
+        findings.append(
+            TableFinding(META_TABLE, name, "inserted", f"a row the ledger never writes: {meta[name]!r}")
+        )
+    return findings
 
 
 def _tracking_findings(ledger: Ledger, version: int, tracking: Tracking, head: int) -> list[TableFinding]:

@@ -17,6 +17,7 @@ switches; every process notices the switch on its next catch-up and reloads.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
@@ -64,7 +65,7 @@ from ledger.projections.results import (
     ShortlistEntry,
     ShortlistView,
 )
-from ledger.projections.store import FactStore, Tracking, fact_of_row, facts_table
+from ledger.projections.store import CLAIM_STALE_SECONDS, FactStore, Tracking, fact_of_row, facts_table
 from ledger.projections.views import (
     board_lists,
     bottom,
@@ -94,6 +95,7 @@ CATCH_UP_LOCK_WAIT_SECONDS: Final = 0.25
 # Facts another process wrote are checked before they are folded, so they are held in memory meanwhile;
 # further behind than this, the whole version is loaded afresh instead.
 FOLD_BUFFER_FACTS: Final = 100_000
+# How long closing waits for a repair thread; it stops at its next page (see `close`).
 REPAIR_JOIN_SECONDS: Final = 30.0
 PAGE_SIZE_MAX: Final = 5_000
 ESCALATION_PERIODS_MAX: Final = 12
@@ -112,7 +114,14 @@ class Projections:
     at CRITICAL on `ledger.projections` and the disagreeing facts are never served.
     """
 
-    def __init__(self, ledger: Ledger, store: FactStore, *, repair_in_background: bool = False) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        store: FactStore,
+        *,
+        repair_in_background: bool = False,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.ledger = ledger
         self.store = store
         self._lock = threading.RLock()
@@ -120,11 +129,19 @@ class Projections:
         self._repairer: threading.Thread | None = None
         # Why the read models may not be served (they are rebuilt), or None.
         self._damage: str | None = None
-        self.version = store.current_version()
+        # Set by `close` (or by the caller's `stop`, during `open`): a rebuild, or a wait for another
+        # process's, is abandoned at its next page or poll.
+        self._closing = stop if stop is not None else threading.Event()
         self.index = Index()
         self._digest = FactsDigest()
         # The position folded and the log's hash there, as one value: `health()` reads it without the lock.
         self._folded: tuple[int, bytes] = (0, GENESIS_HASH)
+        try:
+            self.version = store.current_version()
+        except ReadModelsDamaged as damage:
+            self.version = 0  # no version: the rebuild that follows writes a valid one
+            self._damaged(damage)
+            return
         if store.facts_format() == FACTS_FORMAT:
             try:
                 self._load()
@@ -132,14 +149,17 @@ class Projections:
                 self._damaged(damage)
 
     @classmethod
-    def open(cls, ledger: Ledger, *, repair_in_background: bool = False) -> Projections:
+    def open(
+        cls, ledger: Ledger, *, repair_in_background: bool = False, stop: threading.Event | None = None
+    ) -> Projections:
         """The read models of `ledger`, loaded from their persisted facts and caught up with the log.
 
         Facts persisted in another shape (by an older version of the ledger), or that fail their checks,
-        are rebuilt from the log before this returns.
+        are rebuilt from the log before this returns. Setting `stop` abandons that rebuild (or the wait for
+        another process's) at its next page: `open` then raises.
         """
-        projections = cls(ledger, FactStore(ledger.url), repair_in_background=repair_in_background)
-        if projections.store.facts_format() != FACTS_FORMAT:
+        projections = cls(ledger, FactStore(ledger.url), repair_in_background=repair_in_background, stop=stop)
+        if projections._damage is None and projections.store.facts_format() != FACTS_FORMAT:
             projections._upgrade()
         with projections._lock:
             projections._keep(repair_in_background=False)
@@ -153,29 +173,68 @@ class Projections:
             self.store.set_facts_format(FACTS_FORMAT)  # nothing persisted yet
             return
         started = time.monotonic()
+        waiting: str | None = None
         while self.store.facts_format() != FACTS_FORMAT:
-            if self.store.claim_upgrade(time.time(), UPGRADE_WAIT_SECONDS_MAX):
+            if self._claim("upgrade"):
                 try:
                     if self.store.facts_format() == FACTS_FORMAT:
                         break  # another process finished between the check and the claim
-                    self.rebuild()
+                    self.rebuild(progress=self._refresh_claim)
                     for version in self.store.versions():
                         if version != self.version:
                             self.store.drop_version(version)
                 finally:
                     self.store.release_upgrade()
                 return
+            waiting = self._waiting_on(waiting, "upgrade")
             if time.monotonic() - started > UPGRADE_WAIT_SECONDS_MAX:
                 raise NotCaughtUp(self.ledger.head(), 0, UPGRADE_WAIT_SECONDS_MAX)
-            time.sleep(UPGRADE_POLL_SECONDS)
+            if self._closing.wait(UPGRADE_POLL_SECONDS):
+                raise _Abandoned()
         with self._lock:
-            self.version = self.store.current_version()
             try:
+                self.version = self.store.current_version()
                 self._load()
             except ReadModelsDamaged as damage:
                 self._damaged(damage)
 
+    def _claim(self, purpose: str) -> bool:
+        """Claim the rebuild on behalf of every process; a stale claim taken over is logged (WARNING)."""
+        held = self.store.held_claim()
+        if not self.store.claim_upgrade(time.time()):
+            return False
+        if held is not None:
+            logger.warning(
+                "read models: taking over the stale rebuild claim %r (no live claimant) for the %s",
+                held,
+                purpose,
+            )
+        return True
+
+    def _waiting_on(self, logged: str | None, purpose: str) -> str | None:
+        """Log (WARNING, once per claim value seen) that the rebuild waits on another process's claim."""
+        held = self.store.held_claim()
+        if held is not None and held != logged:
+            logger.warning(
+                "read models: the %s waits on the rebuild claim %r of another process (stale after %.0f s "
+                "without a refresh)",
+                purpose,
+                held,
+                CLAIM_STALE_SECONDS,
+            )
+        return held if held is not None else logged
+
+    def _refresh_claim(self, _events: int) -> None:
+        """The rebuild's progress: refresh the claim (the claimant is alive) and stop if closing."""
+        if self._closing.is_set():
+            raise _Abandoned()
+        self.store.refresh_claim(time.time())
+
     def close(self) -> None:
+        """Stop serving. A repair thread is abandoned at its next page (its unfinished version is
+        dropped, its claim released, and the next process to find the damage rebuilds again): the
+        version it builds is not switched to, so nothing half-built is ever served."""
+        self._closing.set()
         repairer = self._repairer
         if repairer is not None:
             repairer.join(REPAIR_JOIN_SECONDS)
@@ -287,12 +346,25 @@ class Projections:
         in the background). For `/health/ready`."""
         if self._damage is None:
             position, held = self._folded
-            problem = _log_problem(self.ledger, self.version, position, held)
+            problem = _log_problem(self.ledger, self.version, position, held) or self._meta_problem()
             if problem is not None:
                 self._damaged(problem)
         if self._damage is not None:
             self._start_repair()
         return self._damage
+
+    def _meta_problem(self) -> ReadModelsDamaged | None:
+        """Why `projection_meta` or the current facts table no longer lets the read models be kept (a
+        version that is not a number, or whose facts table is gone), or None."""
+        try:
+            current = self.store.stored_version()
+        except ReadModelsDamaged as damage:
+            return damage
+        if current == self.version and not self.store.has_facts(current):
+            return ReadModelsDamaged(
+                current, self.index.position, f"the facts table {facts_table(current)} is missing"
+            )
+        return None
 
     def catch_up(self) -> int:
         """Fold every event appended since the last catch-up; the new position.
@@ -452,6 +524,8 @@ class Projections:
     def _repair_logged(self) -> None:
         try:
             self._repair()
+        except _Abandoned:
+            logger.warning("rebuilding the read models was abandoned: the process is closing")
         except Exception:
             logger.exception("rebuilding the read models failed; the next read tries again")
         else:
@@ -464,26 +538,29 @@ class Projections:
         process already does — wait (bounded) for its version and load it (checked like any load)."""
         damaged = self.version
         started = time.monotonic()
+        waiting: str | None = None
         while True:
-            if self.store.claim_upgrade(time.time(), UPGRADE_WAIT_SECONDS_MAX):
+            if self._claim("repair"):
                 try:
                     if not self._load_other(damaged):
-                        self.rebuild()
+                        self.rebuild(progress=self._refresh_claim)
                 finally:
                     self.store.release_upgrade()
                 return
             if self._load_other(damaged):
                 return
+            waiting = self._waiting_on(waiting, "repair")
             waited = time.monotonic() - started
             if waited > UPGRADE_WAIT_SECONDS_MAX:
                 raise NotCaughtUp(self.ledger.head(), 0, waited)
-            time.sleep(UPGRADE_POLL_SECONDS)
+            if self._closing.wait(UPGRADE_POLL_SECONDS):
+                raise _Abandoned()
 
     def _load_other(self, damaged: int) -> bool:
         """Load the current version if another process has switched to one since `damaged` and it passes
         its checks."""
-        current = self.store.current_version()
-        if current == damaged:
+        current = self.store.readable_version()
+        if current is None or current == damaged:
             return False
         with self._lock:
             self.version = current
@@ -512,12 +589,35 @@ class Projections:
     def rebuild(self, *, progress: Callable[[int], None] | None = None) -> int:
         """Fold the whole log into a new version while the current one keeps serving, then switch to it.
 
-        Returns the position the new version reached. The old version's facts are dropped after the switch.
+        Returns the position the new version reached. The old version's facts are dropped after the switch;
+        so is a rebuild claim it supersedes (`ledger rebuild` over a claim left by a process that died).
+        A `current_version` that names no version is replaced.
         """
-        old = self.store.current_version()
-        new = max([*self.store.versions(), old]) + 1
+        old = self.store.readable_version()
+        new = max([*self.store.versions(), old or 0]) + 1
         self.store.drop_version(new)
         self.store.create_version(new)
+        try:
+            position, fresh, digest, log_hash = self._fold_into(new, progress)
+        except _Abandoned:
+            self.store.drop_version(new)  # never switched to: nothing half-built is kept
+            raise
+        with self._lock:
+            self.store.switch(new)
+            self.store.set_facts_format(FACTS_FORMAT)
+            self.version = new
+            self.index, self._digest, self._folded = fresh, digest, (position, log_hash)
+            self._damage = None
+        _settle()
+        self.store.release_upgrade()
+        if old is not None and old != new:
+            self.store.drop_version(old)
+        return position
+
+    def _fold_into(
+        self, new: int, progress: Callable[[int], None] | None
+    ) -> tuple[int, Index, FactsDigest, bytes]:
+        """Fold the whole log into version `new`: the position reached, the index, digest and log hash."""
         fresh, digest, log_hash = Index(), FactsDigest(), GENESIS_HASH
         position = 0
         while True:
@@ -535,15 +635,7 @@ class Projections:
             position = end
             if progress is not None:
                 progress(len(stored))
-        with self._lock:
-            self.store.switch(new)
-            self.store.set_facts_format(FACTS_FORMAT)
-            self.version = new
-            self.index, self._digest, self._folded = fresh, digest, (position, log_hash)
-            self._damage = None
-        _settle()
-        self.store.drop_version(old)
-        return position
+        return position, fresh, digest, log_hash
 
     def verify_read_models(self) -> list[TableFinding]:
         """What `verify --read-models` reports, and whether this process's index agrees with the log: the
@@ -552,7 +644,26 @@ class Projections:
         with self._lock:
             standings = None if self._damage is not None else standings_of(self.index, self.ledger.today())
             version = self.version
-        return read_model_findings(self.ledger, self.store, standings=standings, index_version=version)
+        findings = read_model_findings(self.ledger, self.store, standings=standings, index_version=version)
+        # A disagreement found here (a fact forged with its digest recomputed, which no load can tell from
+        # the log's) is repaired as one found at load: stop serving, rebuild.
+        damage = [f for f in findings if f.table != "projection_meta" or f.row != "upgrade_claim"]
+        if damage and self._damage is None:
+            first = damage[0]
+            self._damaged(
+                ReadModelsDamaged(
+                    version,
+                    self.index.position,
+                    f"verify found {first.table} {first.row}: {first.reason}: {first.detail}",
+                )
+            )
+        if self._damage is not None:
+            if self._repair_in_background:
+                self._start_repair()
+            else:
+                with self._lock, contextlib.suppress(ReadModelsRebuilding):
+                    self._keep(repair_in_background=False)
+        return findings
 
     # Reading: the common part.
 
@@ -613,6 +724,13 @@ class Projections:
             return self._scope(scope)
         except (InvalidInput, NotFound):
             raise cursor_invalid() from None
+
+    def _pinned_position(self, position: int) -> None:
+        """Refuse a cursor read at a position the log has not reached: no page was given out there (as the
+        history's cursors are refused)."""
+        head = self.ledger.head()
+        if position > head:
+            raise cursor_invalid(f"this cursor was read at position {position}, beyond the log's head {head}")
 
     def _pools(self, snapshot: Snapshot, scope: str) -> list[tuple[str, Array]]:
         """The pools a scope ranks separately: one, or one per unit for unit:*."""
@@ -718,6 +836,7 @@ class Projections:
             agree(as_of, None, pinned.as_of, "as_of")
             if pinned.basis not in BASES:
                 raise cursor_invalid()
+            self._pinned_position(pinned.position)
             scope, basis, as_of, known_at, offset = (
                 pinned.scope,
                 pinned.basis,
@@ -896,6 +1015,7 @@ class Projections:
             pinned = decode_cursor(cursor, ShortlistCursor)
             agree(scope, "all", pinned.scope, "scope")
             agree(as_of, None, pinned.as_of, "as_of")
+            self._pinned_position(pinned.position)
             scope, as_of, known_at, offset = pinned.scope, pinned.as_of, pinned.position, pinned.offset
             min_position = None
         as_of = as_of or self.ledger.today()
@@ -1103,6 +1223,10 @@ class Projections:
                 position=position,
                 escalations=escalations,
             )
+
+
+class _Abandoned(Exception):
+    """Raised inside a rebuild or a wait for one when the process closes: nothing is switched to."""
 
 
 def _log_problem(

@@ -7,7 +7,10 @@ Tables (in the ledger's own database):
   the digest of its facts through that position (`ledger.projections.integrity`) and the chain hash of the
   log at that position. A process that loads the facts recomputes the digest and compares the log's hash.
 - `projection_meta` — `current_version`: the version reads use; `facts_format`: the shape the facts were
-  written in (persisted facts of another shape are rebuilt from the log when opened).
+  written in (persisted facts of another shape, or of a format that is not a number, are rebuilt from the
+  log when opened); `upgrade_claim`, while a process rebuilds on behalf of all: the time (Unix seconds) it
+  last showed it was alive. A `current_version` that is not a number, or names a version without a
+  tracking row or facts table, is damage (`ReadModelsDamaged`): the read models are rebuilt.
 
 Exactly once: a page of facts and the new tracking position are written in one transaction, and the
 tracking row is updated only if it still holds the position the page started from (compare and set). Two
@@ -18,6 +21,7 @@ rows instead. The digest and the log's hash move with the position, in the same 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, NamedTuple
 
@@ -33,8 +37,14 @@ from ledger.store.sql import engine_for
 __all__ = ["FactStore", "Tracking", "facts_table"]
 
 LOAD_PAGE_ROWS: Final = 50_000
-# An arbitrary constant naming the advisory lock under which read-model tables are created or dropped.
+# An arbitrary constant naming the advisory lock under which read-model tables are created or dropped; the
+# lock's second key is the schema's, so that ledgers in different schemas do not wait for each other.
 SCHEMA_LOCK_KEY: Final = 0x1ED6E3
+# A claimant refreshes its claim at every page it folds; a claim not refreshed for this long was left by a
+# process that died (or hangs), and may be taken over.
+CLAIM_STALE_SECONDS: Final = 30.0
+# A claim this far ahead of the clock was not written by a claimant (clocks of hosts differ by less).
+CLAIM_FUTURE_SECONDS: Final = 5.0
 _detail_encoder = msgspec.msgpack.Encoder()
 _detail_decoder = msgspec.msgpack.Decoder(tuple[str | int | bool | None, ...])
 
@@ -48,6 +58,29 @@ FACT_COLUMNS: Final = "position, kind, cadre, effective_on, counts_from, cents, 
 
 def facts_table(version: int) -> str:
     return f"projection_facts_v{int(version)}"
+
+
+def parse_version(value: str) -> int:
+    """The version a `current_version` value names; ReadModelsDamaged if it names none."""
+    try:
+        version = int(value)
+    except ValueError:
+        version = -1
+    if version < 1 or str(version) != value.strip():
+        raise ReadModelsDamaged(0, 0, f"projection_meta current_version is {value!r}, not a version number")
+    return version
+
+
+def claim_stale(held: str, now: float, stale_after: float = CLAIM_STALE_SECONDS) -> bool:
+    """Whether an `upgrade_claim` value was left by no live claimant: not a time, older than
+    `stale_after` seconds, or in the future (beyond the clocks' difference)."""
+    try:
+        at = float(held)
+    except ValueError:
+        return True
+    if math.isnan(at):
+        return True
+    return now - at > stale_after or at > now + CLAIM_FUTURE_SECONDS
 
 
 class Tracking(NamedTuple):
@@ -153,16 +186,33 @@ class FactStore:
         """
         with self.engine.begin() as connection:
             if self.engine.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))"),
+                    {"key": SCHEMA_LOCK_KEY},
+                )
             yield connection
 
+    def meta(self) -> dict[str, str]:
+        """Every row of `projection_meta`, as stored (for verification)."""
+        with self.engine.begin() as connection:
+            rows = connection.execute(text("SELECT name, value FROM projection_meta")).all()
+        return {str(row[0]): str(row[1]) for row in rows}
+
     def stored_version(self) -> int | None:
-        """The version reads use, None if none was ever created (reads nothing else, creates nothing)."""
+        """The version reads use, None if none was ever created (reads nothing else, creates nothing).
+        ReadModelsDamaged if the stored value is not a version number."""
         with self.engine.begin() as connection:
             value = connection.execute(
                 text("SELECT value FROM projection_meta WHERE name = 'current_version'")
             ).scalar()
-        return None if value is None else int(value)
+        return None if value is None else parse_version(str(value))
+
+    def readable_version(self) -> int | None:
+        """The stored version if it is a version number, else None (for a rebuild, which replaces it)."""
+        try:
+            return self.stored_version()
+        except ReadModelsDamaged:
+            return None
 
     def has_facts(self, version: int) -> bool:
         """Whether version's facts table exists."""
@@ -174,7 +224,7 @@ class FactStore:
             row = connection.execute(text("SELECT value FROM projection_meta WHERE name = 'current_version'"))
             value = row.scalar()
             if value is not None:
-                return int(value)
+                return parse_version(str(value))
         self.create_version(1)
         with self.engine.begin() as connection:
             # Another process may set it first: then its value stands.
@@ -204,10 +254,13 @@ class FactStore:
             )
 
     def switch(self, version: int) -> None:
-        """Make `version` the one reads use."""
+        """Make `version` the one reads use (writing the row if it was deleted)."""
         with self.engine.begin() as connection:
             connection.execute(
-                text("UPDATE projection_meta SET value = :v WHERE name = 'current_version'"),
+                text(
+                    "INSERT INTO projection_meta VALUES ('current_version', :v) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                ),
                 {"v": str(version)},
             )
 
@@ -217,12 +270,16 @@ class FactStore:
             connection.execute(text("DELETE FROM projection_tracking WHERE version = :v"), {"v": version})
 
     def facts_format(self) -> int | None:
-        """The shape of the persisted facts (`FACTS_FORMAT` when they were written); None if never set."""
+        """The shape of the persisted facts (`FACTS_FORMAT` when they were written); None if never set or
+        not a number (then it is another shape: the facts are rebuilt)."""
         with self.engine.begin() as connection:
             value = connection.execute(
                 text("SELECT value FROM projection_meta WHERE name = 'facts_format'")
             ).scalar()
+        try:
             return int(value) if value is not None else None
+        except ValueError:
+            return None
 
     def set_facts_format(self, facts_format: int) -> None:
         with self.engine.begin() as connection:
@@ -234,9 +291,10 @@ class FactStore:
                 {"f": str(facts_format)},
             )
 
-    def claim_upgrade(self, now: float, stale_after: float) -> bool:
-        """Claim the rebuild of facts persisted in an older shape, so that one process does it while the
-        others wait. A claim older than `stale_after` seconds (its process died) may be taken over."""
+    def claim_upgrade(self, now: float, stale_after: float = CLAIM_STALE_SECONDS) -> bool:
+        """Claim a rebuild on behalf of every process (of facts persisted in an older shape, or of damaged
+        read models), so that one process does it while the others wait. A stale claim (`claim_stale`:
+        its claimant stopped refreshing it, or it is not a time a claimant wrote) may be taken over."""
         with self.engine.begin() as connection:
             taken = connection.execute(
                 text("INSERT INTO projection_meta VALUES ('upgrade_claim', :now) ON CONFLICT DO NOTHING"),
@@ -247,7 +305,7 @@ class FactStore:
             held = connection.execute(
                 text("SELECT value FROM projection_meta WHERE name = 'upgrade_claim'")
             ).scalar()
-            if held is None or now - float(held) <= stale_after:
+            if held is None or not claim_stale(str(held), now, stale_after):
                 return False
             moved = connection.execute(
                 text(
@@ -256,6 +314,22 @@ class FactStore:
                 {"now": repr(now), "held": held},
             )
             return bool(moved.rowcount == 1)
+
+    def held_claim(self) -> str | None:
+        """The `upgrade_claim` value, None if there is no claim."""
+        with self.engine.begin() as connection:
+            value = connection.execute(
+                text("SELECT value FROM projection_meta WHERE name = 'upgrade_claim'")
+            ).scalar()
+        return None if value is None else str(value)
+
+    def refresh_claim(self, now: float) -> None:
+        """Show that the claimant is alive (at every page it folds)."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                text("UPDATE projection_meta SET value = :now WHERE name = 'upgrade_claim'"),
+                {"now": repr(now)},
+            )
 
     def release_upgrade(self) -> None:
         with self.engine.begin() as connection:
@@ -271,14 +345,18 @@ class FactStore:
         """`(current_version, its tracking)` in one query; None before the first version exists (or when the
         current version has no tracking row)."""
         with self.engine.begin() as connection:
+            value = connection.execute(
+                text("SELECT value FROM projection_meta WHERE name = 'current_version'")
+            ).scalar()
+            if value is None:
+                return None
+            # Parsed here, not by a CAST in SQL: PostgreSQL fails the query on a value that is not a number.
+            version = parse_version(str(value))
             row = connection.execute(
-                text(
-                    "SELECT t.version, t.position, t.digest, t.log_hash FROM projection_meta m "
-                    "JOIN projection_tracking t ON t.version = CAST(m.value AS INTEGER) "
-                    "WHERE m.name = 'current_version'"
-                )
+                text("SELECT position, digest, log_hash FROM projection_tracking WHERE version = :v"),
+                {"v": version},
             ).first()
-            return None if row is None else (int(row[0]), _tracking_of(row[1:]))
+            return None if row is None else (version, _tracking_of(row))
 
     def tracking(self, version: int) -> Tracking | None:
         """Version's tracking row, None if it has none."""
@@ -299,7 +377,7 @@ class FactStore:
 
     def extent(self, version: int) -> tuple[int, int] | None:
         """The lowest and highest position in version's facts (two index seeks), None if it has none."""
-        with self.engine.begin() as connection:
+        with self._facts_of(version, 0), self.engine.begin() as connection:
             row = connection.execute(
                 text(f"SELECT MIN(position), MAX(position) FROM {facts_table(version)}")
             ).first()
@@ -321,10 +399,11 @@ class FactStore:
 
         False (and nothing written) if the tracking position is no longer `start`. ReadModelsDamaged if a
         fact of the page is already there: only this compare and set writes facts after the tracked
-        position, so a row there was put by someone else. `lock_wait` (seconds) bounds the wait for the
-        write lock below the store's default, for writes made on behalf of a read.
+        position, so a row there was put by someone else), or if the facts table is gone. `lock_wait`
+        (seconds) bounds the wait for the write lock below the store's default, for writes made on behalf
+        of a read.
         """
-        with self.engine.begin() as connection:
+        with self._facts_of(version, start), self.engine.begin() as connection:
             if lock_wait is not None:
                 milliseconds = max(1, int(lock_wait * 1000))
                 connection.exec_driver_sql(
@@ -379,7 +458,7 @@ class FactStore:
         in pages, in position order."""
         while True:
             bound = "" if until is None else " AND position <= :until"
-            with self.engine.begin() as connection:
+            with self._facts_of(version, after), self.engine.begin() as connection:
                 rows = connection.execute(
                     text(
                         f"SELECT {FACT_COLUMNS} FROM {facts_table(version)} WHERE position > :after{bound} "
@@ -396,6 +475,20 @@ class FactStore:
         """The facts of `version` after position `after` (up to `until`), in pages, in position order."""
         for rows in self.rows(version, after, until):
             yield [fact_of_row(row) for row in rows]
+
+    @contextlib.contextmanager
+    def _facts_of(self, version: int, position: int) -> Iterator[None]:
+        """Turn a statement's failure on a facts table that is gone (SQLite "no such table", PostgreSQL
+        UndefinedTable) into ReadModelsDamaged: the read models are rebuilt, never answered with a 500.
+        Checked after the failed transaction ended; any other failure passes unchanged."""
+        try:
+            yield
+        except exc.DBAPIError:
+            if not self.has_facts(version):
+                raise ReadModelsDamaged(
+                    version, position, f"the facts table {facts_table(version)} is missing"
+                ) from None
+            raise
 
 
 def _tracking_of(row: Sequence[Any]) -> Tracking:

@@ -1,13 +1,14 @@
 """Tamper evidence for the read-model tables (issue 10, items 1 and 4; SPEC §8: every table beside the log is
 derived from it and checked against it, or harmless when altered).
 
-Goal: no single-row change an insider can make to `projection_facts_v<N>` or `projection_tracking` makes a
-process serve reads that differ from the log. Method: a small ledger (three cadres, thirteen events: the
-API tests' seed plus a deduction, a transfer and a reversal), its read models persisted once; the pristine
-rows are kept, and for each case the tables are put back, one row is altered, deleted or inserted by SQL,
-then (1) the read models are verified against a refold of the log (`read_model_findings`, which is what
-`ledger verify --read-models` runs) and (2) a fresh `Projections.open` answers a set of reads (rankings of
-three scopes and bases, every cadre's standing and eligibility, boards and recalls). Each case must be
+Goal: no single-row change an insider can make to `projection_facts_v<N>`, `projection_tracking` or
+`projection_meta` (nor dropping the facts table) makes a process serve reads that differ from the log.
+Method: a small ledger (three cadres, thirteen events: the API tests' seed plus a deduction, a transfer and
+a reversal), its read models persisted once; the pristine rows are kept, and for each case the tables are
+put back, one row is altered, deleted or inserted by SQL, then (1) the read models are verified against a
+refold of the log (`read_model_findings`, which is what `ledger verify --read-models` runs) and (2) a fresh
+`Projections.open` answers a set of reads (rankings of three scopes and bases, every cadre's standing and
+eligibility, boards and recalls). Each case must be
 
 - **detected**: verify reports it, and the open refuses the facts (a CRITICAL line) and rebuilds, so the
   reads equal those of a from-scratch fold of the log; or
@@ -156,11 +157,13 @@ class Database:
         )
         cursor.execute("DELETE FROM projection_tracking")
         cursor.executemany(self.sql("INSERT INTO projection_tracking VALUES (?, ?, ?, ?)"), tracking)
-        cursor.execute("UPDATE projection_meta SET value = '1' WHERE name = 'current_version'")
         cursor.execute(
-            self.sql("UPDATE projection_meta SET value = ? WHERE name = 'facts_format'"), (str(FACTS_FORMAT),)
+            "DELETE FROM projection_meta WHERE name IN ('current_version', 'facts_format', 'upgrade_claim')"
         )
-        cursor.execute("DELETE FROM projection_meta WHERE name = 'upgrade_claim'")
+        cursor.execute("INSERT INTO projection_meta VALUES ('current_version', '1')")
+        cursor.execute(
+            self.sql("INSERT INTO projection_meta VALUES ('facts_format', ?)"), (str(FACTS_FORMAT),)
+        )
         self.connection.commit()
 
     def close(self) -> None:
@@ -324,6 +327,32 @@ def run_store(
                 "INSERT INTO projection_tracking VALUES (?, ?, ?, ?)",
                 (version, *row[1:]),
             )
+        meta = "projection_meta"
+        for value in ("2", "0", "-1", "abc", ""):
+            case(
+                meta,
+                "alter current_version",
+                "UPDATE projection_meta SET value = ? WHERE name = ?",
+                (value, "current_version"),
+            )
+        for value in (str(FACTS_FORMAT - 1), str(FACTS_FORMAT + 1), "x", ""):
+            case(
+                meta,
+                "alter facts_format",
+                "UPDATE projection_meta SET value = ? WHERE name = ?",
+                (value, "facts_format"),
+            )
+        for name in ("current_version", "facts_format"):
+            case(meta, f"delete {name}", "DELETE FROM projection_meta WHERE name = ?", (name,))
+        for claim in ("9e12", "abc", "0"):
+            case(
+                meta,
+                "insert upgrade_claim",
+                "INSERT INTO projection_meta VALUES ('upgrade_claim', ?)",
+                (claim,),
+            )
+        case(meta, "insert another name", "INSERT INTO projection_meta VALUES ('current_versions', '2')")
+        case(facts_table, "drop the table", f"DROP TABLE {facts_table}")
     record_property(
         "tamper_counts",
         {
@@ -345,7 +374,13 @@ def run_store(
     assert sum(tally.tried.values()) == sum(tally.outcomes.values())
     # Nine columns, a deletion and an insertion for each of the 13 facts, two insertions below position 1;
     # nine tracking alterations, its deletion and two insertions.
-    assert tally.tried == {"projection_facts_v1": 13 * 11 + 2, "projection_tracking": 12}
+    # projection_meta: five current_version values, four facts_format values, two deletions, three
+    # upgrade claims and an unknown name; and the facts table dropped.
+    assert tally.tried == {
+        "projection_facts_v1": 13 * 11 + 3,
+        "projection_tracking": 12,
+        "projection_meta": 15,
+    }
 
 
 def read_ddl(database: Database) -> str:

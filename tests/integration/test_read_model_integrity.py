@@ -283,17 +283,10 @@ def test_a_live_process_refolds_a_log_cut_back_and_rewritten_at_the_same_positio
     """The log is cut back to position 8 and two other events recorded at 9 and 10 (the head is where it
     was, with another hash): the live read models notice at the next read, log it, and refold."""
     projections = Projections.open(seeded)
+    caplog.set_level(logging.CRITICAL, logger="ledger.projections")
     try:
         assert totals(projections) == SEEDED
         rewrite_log(store_url)
-        findings = projections.verify_read_models()
-        assert [(f.table, f.row, f.reason) for f in findings] == [
-            ("projection_tracking", "version 1", "altered"),
-            ("projection_facts_v1", "position 9", "altered"),
-            ("projection_facts_v1", "cadre C2", "index_mismatch"),
-        ]
-        assert findings[2].detail == "total cents: in memory 300, log 700"
-        caplog.set_level(logging.CRITICAL, logger="ledger.projections")
         assert totals(projections) == REWRITTEN
         (line,) = critical_lines(caplog)
         assert "position 10" in line and "the log was rewritten" in line
@@ -540,6 +533,10 @@ def forged_cursors(position: int) -> dict[str, str]:
             ["rankings", "all", "total", "2025Q3", "2025-12-15", position, 1]
         ),
         "past the end": encoded([*good[:6], 3]),
+        "a position beyond the head": encoded([*good[:5], position + 99_999_999, 1]),
+        "a quarter's cursor beyond the head": encoded(
+            ["rankings", "all", "total", "2025Q3", "2025-09-30", position + 1, 1]
+        ),
         "not base64 of JSON": "not a cursor",
     }
 
@@ -554,6 +551,10 @@ def test_forged_cursors_are_refused_by_the_library(seeded: Ledger) -> None:
         with pytest.raises(InvalidInput) as refused:
             projections.shortlist(cursor=forged_cursors(10)["empty list"])
         assert refused.value.rule == "cursor_invalid"
+        beyond = encoded(["shortlist", "all", "2025-12-15", projections.position() + 1, 1])
+        with pytest.raises(InvalidInput) as refused:
+            projections.shortlist(cursor=beyond)
+        assert refused.value.rule == "cursor_invalid" and "beyond the log's head" in str(refused.value)
     finally:
         projections.close()
 
@@ -603,3 +604,262 @@ def test_forged_and_misused_cursors_are_422_over_http(store_url: str) -> None:
             assert (problem["field"], problem["rule"]) == ("cursor", "cursor_invalid"), why
         shortlist = client.get("/v1/eligibility", headers=headers, params={"cursor": first["next_cursor"]})
         assert shortlist.status_code == 422 and shortlist.json()["rule"] == "cursor_invalid"
+
+
+# The review of issue 10: what verify, a load and a live process find in projection_meta and beyond.
+
+
+def blocked_rebuild(url: str) -> FactStore:
+    """Take the rebuild claim as a live claimant would, so that the 503s while it is held are no race."""
+    blocker = FactStore(url)
+    assert blocker.claim_upgrade(time.time())
+    return blocker
+
+
+def wait_rebuilt(read_models: ReadModels, blocker: FactStore) -> None:
+    blocker.release_upgrade()
+    blocker.close()
+    opened = read_models.opened()
+    assert opened is not None and opened.wait_until_available(OPEN_SECONDS)
+
+
+def forge_with_digest(url: str, position: int, cents: int) -> None:
+    """Change a fact's cents and write the digest of the changed facts into its tracking row, as an
+    insider who knows the digest's recipe (SHA-256 over the rows' MessagePack arrays) would."""
+    raw_sql(url, "UPDATE projection_facts_v1 SET cents = ? WHERE position = ?", (cents, position))
+    rows = raw_sql(url, "SELECT * FROM projection_facts_v1 ORDER BY position")
+    digest = hashlib.sha256()
+    for row in rows:
+        detail = row[7]
+        decoded = list(msgspec.msgpack.decode(bytes(detail))) if detail is not None else []
+        digest.update(msgspec.msgpack.encode([*row[:7], decoded, row[8]]))
+    raw_sql(url, "UPDATE projection_tracking SET digest = ? WHERE version = 1", (digest.digest(),))
+
+
+def test_a_forged_fact_with_a_recomputed_digest_is_found_by_verify_which_rebuilds(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Item 1: the forgery passes the load (inherent: the digest is unkeyed), so the restarted server
+    serves C1 at 6.00 + 100.00; `verify?read_models=true` reports it and the server stops serving (503)
+    and rebuilds: C1 is 6.00 again."""
+    with served(store_url) as (client, headers, _read_models):
+        assert served_totals(client, headers) == SEEDED
+    forge_with_digest(store_url, 6, 10_100)  # C1's county citation, 1.00 → 101.00
+    caplog.set_level(logging.CRITICAL, logger="ledger.projections")
+    with served(store_url) as (client, headers, read_models):
+        assert served_totals(client, headers) == {**SEEDED, "C1": Decimal("106.00")}
+        blocker = blocked_rebuild(store_url)
+        report = client.get("/v1/audit/verify", headers=headers, params={"read_models": "true"}).json()
+        assert report["ok"] is False
+        assert {
+            "table": "projection_facts_v1",
+            "row": "position 6",
+            "reason": "altered",
+            "detail": "cents: stored 10100, log 100",
+        } in report["findings"]
+        assert client.get("/v1/rankings", headers=headers).status_code == 503
+        assert client.get("/health/ready").status_code == 503
+        (line,) = critical_lines(caplog)
+        assert "verify found projection_facts_v1 position 6" in line
+        wait_rebuilt(read_models, blocker)
+        assert served_totals(client, headers) == SEEDED
+        assert client.get("/v1/audit/verify", headers=headers, params={"read_models": "true"}).json()["ok"]
+
+
+@pytest.mark.parametrize("value", ["abc", "99", "0"])
+def test_a_current_version_that_names_no_version_is_damage_rebuilt_never_a_500(
+    store_url: str, value: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 2: under a live server, reads and ready answer 503 (not 500 and 200) while the rebuild runs,
+    verify reports `projection_meta current_version`, and the rebuild writes a version with its tracking
+    row; over a stopped server, `ledger verify --read-models` reports it (exit 1, no traceback) and the
+    next start serves the log's totals."""
+    caplog.set_level(logging.CRITICAL, logger="ledger.projections")
+    meta = "UPDATE projection_meta SET value = ? WHERE name = 'current_version'"
+    with served(store_url) as (client, headers, read_models):
+        assert served_totals(client, headers) == SEEDED
+        blocker = blocked_rebuild(store_url)
+        raw_sql(store_url, meta, (value,))
+        refused = client.get("/v1/rankings", headers=headers)
+        assert refused.status_code == 503, refused.text
+        assert client.get("/health/ready").status_code == 503
+        report = client.get("/v1/audit/verify", headers=headers, params={"read_models": "true"}).json()
+        assert next((f["table"], f["row"], f["reason"]) for f in report["findings"]) == (
+            "projection_meta",
+            "current_version",
+            "altered",
+        )
+        wait_rebuilt(read_models, blocker)
+        assert served_totals(client, headers) == SEEDED
+        version = current_version(store_url)
+        assert raw_sql(store_url, "SELECT position FROM projection_tracking WHERE version = ?", (version,))
+    raw_sql(store_url, meta, (value,))
+    monkeypatch.setenv("LEDGER_DATABASE_URL", store_url)
+    checked = runner.invoke(cli_app, ["verify", "--read-models"])
+    no_traceback = checked.exception is None or isinstance(checked.exception, SystemExit)
+    assert checked.exit_code == 1 and no_traceback
+    assert "projection_meta current_version: altered" in checked.output, checked.output
+    with served(store_url) as (client, headers, _read_models):
+        assert served_totals(client, headers) == SEEDED
+        assert client.get("/health/ready").status_code == 200
+    assert str(current_version(store_url)) != value
+
+
+def test_a_facts_table_dropped_under_a_live_server_is_rebuilt_and_reads_answer_503(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Item 3: ready finds the table gone (503, not 200); a read after a post answers 503 (not 500); the
+    rebuild restores it, with the posted merit (C2 3.00 + 2.00). Dropped while stopped, the next start
+    rebuilds instead of failing for good."""
+    caplog.set_level(logging.CRITICAL, logger="ledger.projections")
+    with served(store_url) as (client, headers, read_models):
+        assert served_totals(client, headers) == SEEDED
+        blocker = blocked_rebuild(store_url)
+        raw_sql(store_url, "DROP TABLE projection_facts_v1")
+        assert client.get("/health/ready").status_code == 503
+        with Ledger.open(store_url, clock=fixed_clock) as other:
+            other.post(merits_of_c2(("after-drop",)), posted_by="hr")
+        refused = client.get("/v1/rankings", headers=headers)
+        assert refused.status_code == 503, refused.text
+        wait_rebuilt(read_models, blocker)
+        assert served_totals(client, headers) == {**SEEDED, "C2": Decimal("5.00")}
+        assert "is missing" in critical_lines(caplog)[0]
+    raw_sql(store_url, f"DROP TABLE projection_facts_v{current_version(store_url)}")
+    with served(store_url) as (client, headers, _read_models):
+        assert served_totals(client, headers) == {**SEEDED, "C2": Decimal("5.00")}
+
+
+def test_a_facts_format_that_is_not_a_number_is_reported_and_rebuilt(
+    seeded: Ledger, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 4: verify reports it; the next open rebuilds (another shape) and writes this ledger's."""
+    Projections.open(seeded).close()
+    raw_sql(store_url, "UPDATE projection_meta SET value = 'x' WHERE name = 'facts_format'")
+    monkeypatch.setenv("LEDGER_DATABASE_URL", store_url)
+    checked = runner.invoke(cli_app, ["verify", "--read-models"])
+    assert checked.exit_code == 1
+    assert "projection_meta facts_format: altered" in checked.output, checked.output
+    projections = open_bounded(seeded)
+    try:
+        assert totals(projections) == SEEDED
+    finally:
+        projections.close()
+    (stored,) = raw_sql(store_url, "SELECT value FROM projection_meta WHERE name = 'facts_format'")
+    assert stored == (str(FACTS_FORMAT),)
+    assert runner.invoke(cli_app, ["verify", "--read-models"]).exit_code == 0
+
+
+STALE_CLAIMS = {"in the future": "9e12", "not a number": "abc", "of a dead claimant": "dead"}
+
+
+@pytest.mark.parametrize("why", list(STALE_CLAIMS))
+@pytest.mark.parametrize("path", ["upgrade", "repair"])
+def test_a_stale_upgrade_claim_is_taken_over_at_once_with_a_warning(
+    seeded: Ledger, store_url: str, why: str, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Item 5: a claim in the future, not a number, or not refreshed for 31 s is reported by verify and
+    taken over by the next rebuild (of an older shape, or of damage) with a WARNING naming it, instead of
+    being waited on for 600 s."""
+    Projections.open(seeded).close()
+    claim = STALE_CLAIMS[why] if why != "of a dead claimant" else repr(time.time() - 31)
+    raw_sql(store_url, "INSERT INTO projection_meta VALUES ('upgrade_claim', ?)", (claim,))
+    store = FactStore(store_url)
+    try:
+        assert [(f.table, f.row, f.reason) for f in read_model_findings(seeded, store)] == [
+            ("projection_meta", "upgrade_claim", "stale")
+        ]
+    finally:
+        store.close()
+    if path == "upgrade":
+        raw_sql(store_url, "UPDATE projection_meta SET value = '3' WHERE name = 'facts_format'")
+    else:
+        raw_sql(store_url, "UPDATE projection_facts_v1 SET cents = 500100 WHERE position = 5")
+    caplog.set_level(logging.WARNING, logger="ledger.projections")
+    started = time.monotonic()
+    projections = open_bounded(seeded)
+    try:
+        assert time.monotonic() - started < 10.0, "the stale claim was waited on"
+        assert totals(projections) == SEEDED
+    finally:
+        projections.close()
+    assert any(
+        "taking over the stale rebuild claim" in record.getMessage() and claim in record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.WARNING
+    )
+    assert raw_sql(store_url, "SELECT value FROM projection_meta WHERE name = 'upgrade_claim'") == []
+
+
+def test_ledger_rebuild_clears_a_claim_it_supersedes(
+    seeded: Ledger, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Projections.open(seeded).close()
+    raw_sql(store_url, "INSERT INTO projection_meta VALUES ('upgrade_claim', '9e12')")
+    monkeypatch.setenv("LEDGER_DATABASE_URL", store_url)
+    assert runner.invoke(cli_app, ["rebuild"]).exit_code == 0
+    assert raw_sql(store_url, "SELECT value FROM projection_meta WHERE name = 'upgrade_claim'") == []
+    assert runner.invoke(cli_app, ["verify", "--read-models"]).exit_code == 0
+
+
+def test_a_rebuild_refreshes_its_claim_at_every_page(seeded: Ledger, store_url: str) -> None:
+    """Item 5: the claimant shows it is alive while it folds, so a 30 s stale window is enough: a claim
+    written 25 s ago is fresher after the repair's pages (observed through the rebuild's progress)."""
+    projections = Projections.open(seeded)
+    seen: list[float] = []
+    old = time.time() - 25
+    raw_sql(store_url, "INSERT INTO projection_meta VALUES ('upgrade_claim', ?)", (repr(old),))
+    try:
+
+        def watch(events: int) -> None:
+            projections._refresh_claim(events)
+            seen.append(
+                float(
+                    raw_sql(
+                        store_url, "SELECT value FROM projection_meta WHERE name = ?", ("upgrade_claim",)
+                    )[0][0]
+                )
+            )
+
+        projections.rebuild(progress=watch)
+    finally:
+        projections.close()
+    assert seen and all(value > old + 20 for value in seen)
+
+
+def test_closing_a_server_does_not_wait_for_a_repair_blocked_on_a_live_claim(store_url: str) -> None:
+    """Item 5: the repair thread waits on another process's (fresh) claim; closing abandons it at its next
+    poll instead of joining it for 30 s."""
+    with served(store_url) as (client, headers, read_models):
+        assert served_totals(client, headers) == SEEDED
+        blocker = blocked_rebuild(store_url)
+        try:
+            cut_log(store_url, SERVED_KEEP)
+            assert client.get("/health/ready").status_code == 503
+            opened = read_models.opened()
+            assert opened is not None and not opened.wait_until_available(0.5)
+            started = time.monotonic()
+            opened.close()
+            assert time.monotonic() - started < 5.0
+        finally:
+            blocker.release_upgrade()
+            blocker.close()
+
+
+@pytest.mark.postgres
+def test_schema_changes_of_ledgers_in_other_schemas_do_not_wait_for_each_other(postgres_url: str) -> None:
+    """Item 7 (PostgreSQL only: SQLite has no schemas): while one schema's read-model tables are being
+    changed (its schema lock held), a ledger in another schema creates its own at once."""
+    other_url = postgres_url.replace("schema=", "schema=o")
+    Ledger.open(postgres_url).close()
+    Ledger.open(other_url).close()
+    mine, theirs = FactStore(postgres_url), FactStore(other_url)
+    try:
+        with mine._schema_change():
+            theirs.create_version(7)  # waited for `mine` (then failed on lock_timeout) with one key
+        assert theirs.has_facts(7)
+    finally:
+        mine.close()
+        theirs.close()
+        from tests.conftest import drop_schema, require_postgres
+
+        drop_schema(require_postgres(), other_url.split("schema=")[1])

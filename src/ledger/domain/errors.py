@@ -88,8 +88,7 @@ class StoreUnavailable(LedgerError):
     """Raised when the database cannot record now: its write lock is held elsewhere, the file is read-only,
     the connection dropped mid-append, or the clocks disagree. Nothing was recorded (or, for a connection
     lost at commit, the outcome is unknown and a retry with the same source keys is safe); try again after
-    `retry_after` seconds. `cause` is one word: `lock_busy`, `read_only`, `connection_lost`, `clock_skew`,
-    `log_rewound`.
+    `retry_after` seconds. `cause` is one word: `lock_busy`, `read_only`, `connection_lost`, `clock_skew`.
     """
 
     def __init__(self, message: str, *, cause: str, retry_after: int = 1) -> None:
