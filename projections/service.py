@@ -612,6 +612,11 @@ class Projections:
         self.store.release_upgrade()
         if old is not None and old != new:
             self.store.drop_version(old)
+        self.ledger.analyze()
+        try:
+            self.store.analyze(self.version)
+        except DBAPIError as error:  # statistics only speed reads up
+            logger.warning("could not refresh the read models' statistics (ANALYZE): %s", error)
         return position
 
     def _fold_into(

@@ -383,6 +383,15 @@ class FactStore:
             ).first()
         return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
 
+    def analyze(self, version: int) -> None:
+        """Refresh the planner's statistics of a version's facts after it was written whole (a rebuild)."""
+        with self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"ANALYZE {facts_table(version)}")
+                connection.exec_driver_sql("ANALYZE projection_tracking")
+            else:
+                connection.exec_driver_sql("PRAGMA optimize")
+
     def write(
         self,
         version: int,

@@ -504,6 +504,7 @@ def demo(
             task = progress.add_task(f"seeding the {scale} city", total=None)
             advance: Callable[[int], None] = lambda n: progress.advance(task, n)  # noqa: E731
             summary = run_demo(ledger, seed=seed, scale=scale, today=ledger.today(), progress=advance)
+        ledger.analyze()
         seconds = time.perf_counter() - started
         out.print(
             f"seeded {summary.events_posted} events for {summary.cadres} cadres in "

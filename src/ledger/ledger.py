@@ -264,6 +264,14 @@ class Ledger:
         """The chain hash at `position` (the genesis hash at 0; None past the head)."""
         return GENESIS_HASH if position == 0 else self._recorder.hash_at(position)
 
+    def analyze(self) -> None:
+        """Refresh the database's statistics of the log after a bulk load (demo, import, rebuild). The
+        statistics only speed reads up: a store that cannot take them now is logged, not an error."""
+        try:
+            self._recorder.analyze()
+        except PersistenceError as error:
+            logger.warning("could not refresh the log's statistics (ANALYZE): %s", error)
+
     def write_problem(self, wait_seconds: float = 1.0) -> StoreUnavailable | None:
         """Why this process cannot record now (the lock held elsewhere, a read-only store, a lost
         connection), or None: what `/health/ready` reports. Records nothing."""
@@ -989,6 +997,7 @@ class Ledger:
             finally:
                 # The writer learns the imported log from the log itself.
                 self._forget_knowledge()
+            self.analyze()
             return imported
 
     @staticmethod

@@ -118,6 +118,11 @@ class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
     def valid_json(self, column: str) -> str:
         return f'"{self.schema}".ledger_json_valid({column})'
 
+    def analyze(self) -> None:
+        with self.datastore.get_connection() as connection:
+            connection.execute(f"ANALYZE {self.events_table}")
+            connection.execute(f"ANALYZE {self.chain_table}")
+
     def check_writable(self, wait_seconds: float) -> None:
         with self._cursor(write=False) as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'")
