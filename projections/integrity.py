@@ -49,17 +49,7 @@ __all__ = ["Standings", "log_hash_at", "log_head", "read_model_findings", "stand
 TRACKING_TABLE: Final = "projection_tracking"
 META_TABLE: Final = "projection_meta"
 META_NAMES: Final = frozenset({"current_version", "facts_format", "upgrade_claim"})
-FIELDS: Final = (
-    "position",
-    "kind",
-    "cadre",
-    "effective_on",
-    "counts_from",
-    "cents",
-    "target",
-    "detail",
-    "award",
-)
+FIELDS: Final = Fact.__struct_fields__
 REFOLD_PAGE_EVENTS: Final = 10_000
 _detail_decoder = msgspec.msgpack.Decoder()
 
@@ -258,17 +248,7 @@ def _rows_digested(pages: Iterator[Sequence[Any]], tracked: int, digest: FactsDi
 
 def _altered(row: Sequence[Any], fact: Fact) -> str | None:
     """The first column of `row` that differs from `fact`, as `column: stored …, log …`; None if none."""
-    logged = (
-        fact.position,
-        fact.kind,
-        fact.cadre,
-        fact.effective_on,
-        fact.counts_from,
-        fact.cents,
-        fact.target,
-        fact.detail,
-        fact.award,
-    )
+    logged = msgspec.structs.astuple(fact)
     for number, name in enumerate(FIELDS):
         stored: Any = row[number]
         if name == "detail":
