@@ -30,10 +30,10 @@ __all__ = ["get_checkpoint", "verify"]
         "Recompute the whole chain: `ok` with the position verified through and the head hash, or the first "
         "position that fails and why (altered, missing, reordered, inserted, time_reversed), and the side "
         "tables the chain allows checking (the unique source index, the key table) as `findings`. With "
-        "`read_models=true`, also "
-        "refold the log and compare it with the persisted read models and with this server's in-memory "
-        "standings: each disagreement is a `findings` item (table, row, reason, detail) and makes `ok` "
-        "false. A failed verification is still a 200: the answer is the report."
+        "`read_models=true`, also refold the log and compare it with the persisted read models, the "
+        "persisted writer state and this server's in-memory standings: each disagreement is a `findings` "
+        "item (table, row, reason, detail) and makes `ok` false. A failed verification is still a 200: the "
+        "answer is the report."
     ),
     security=SECURITY,
     sync_to_thread=True,
@@ -54,6 +54,7 @@ def verify(
     report = services.ledger.verify().with_findings(services.keys.check_against_log())
     if not read_models:
         return report
+    report = report.with_findings(services.ledger.writer_state_findings())
     projections = services.read_models.opened()
     if projections is not None:
         return report.with_findings(projections.verify_read_models())

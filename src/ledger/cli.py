@@ -298,7 +298,8 @@ def verify(
         bool,
         typer.Option(
             "--read-models",
-            help="Also refold the log and compare it with the persisted read models (facts, tracking)",
+            help="Also refold the log and compare it with the persisted read models (facts, tracking) "
+            "and the persisted writer state",
         ),
     ] = False,
     fmt: FormatOption = Format.table,
@@ -322,6 +323,7 @@ def verify(
                 report = report.with_findings(read_model_findings(ledger, store))
             finally:
                 store.close()
+            report = report.with_findings(ledger.writer_state_findings())
     if fmt is Format.json:
         print_json(report)
     elif report.first_bad_position is None:

@@ -226,7 +226,7 @@ def test_posts_waiting_in_one_process_are_bounded(sqlite_ledger: Ledger) -> None
     ledger = sqlite_ledger
     ledger.post([registration("C1")])
     outcomes: list[object] = []
-    ledger._lock.acquire()  # a post in progress
+    ledger._writer.lock.acquire()  # a post in progress
     try:
         threads = [
             threading.Thread(target=lambda: outcomes.append(ledger.post([merit("C1")])))
@@ -234,12 +234,12 @@ def test_posts_waiting_in_one_process_are_bounded(sqlite_ledger: Ledger) -> None
         ]
         for thread in threads:
             thread.start()
-        wait_until(lambda: ledger._posts_waiting == POSTS_WAITING_MAX, "the posts to queue")
+        wait_until(lambda: ledger._writer.posts_waiting == POSTS_WAITING_MAX, "the posts to queue")
         with pytest.raises(StoreUnavailable, match="already waiting") as refused:
             ledger.post([merit("C1")])
         assert refused.value.cause == "lock_busy"
     finally:
-        ledger._lock.release()
+        ledger._writer.lock.release()
     for thread in threads:
         thread.join()
     assert len(outcomes) == POSTS_WAITING_MAX  # the ones that waited were recorded

@@ -85,6 +85,13 @@ class PolicyBook:
         insort(self._in_order, published, key=_order)
         return published
 
+    def copy(self) -> PolicyBook:
+        """Another book holding the same publications, to which publications can be added apart."""
+        book = PolicyBook()
+        book._by_version = dict(self._by_version)
+        book._in_order = list(self._in_order)
+        return book
+
     def in_force(self, on: date) -> PublishedPolicy:
         """The policy in force on `on`: latest `effective_from` ≤ `on`, then the latest position.
 

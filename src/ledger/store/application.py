@@ -84,10 +84,14 @@ class LedgerApplication(Application[Any]):
     name = "Ledger"
     env: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         # The URL decides everything: settings of eventsourcing in the process environment must not
         # leak into a ledger opened with an explicit URL.
         settings = environment_for(url)
+        if not create and settings["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+            # A reader creates nothing (no CREATE … IF NOT EXISTS, no CREATE OR REPLACE FUNCTION), so that
+            # it can open a ledger on a read-only server, a standby.
+            settings["CREATE_TABLE"] = "no"
         saved = {
             key: os.environ.pop(key)
             for key in list(os.environ)

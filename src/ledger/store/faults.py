@@ -28,8 +28,13 @@ _CAUSES: Final = (
             "attempt to write a readonly",
             "unable to open database file",
             "disk i/o error",
-            "database or disk is full",
         ),
+    ),
+    (
+        "disk_full",
+        60,
+        "the database's disk is full: free space (or grow the volume); nothing was recorded",
+        ("database or disk is full", "no space left on device", "could not extend file", "disk_full"),
     ),
     (
         "lock_busy",

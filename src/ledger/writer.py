@@ -1,0 +1,409 @@
+"""Posting: a batch decided against the writer's knowledge and appended atomically (SPEC §6).
+
+Posting is optimistic. A batch is decided on a draft over the writer's knowledge (`ledger.knowledge`),
+which first folds whatever other processes appended; the append then succeeds only if the log head is still
+the one the batch was decided against (see `ledger.store.recorders`). Otherwise the race is lost: the draft
+is thrown away, the knowledge folds what the winner appended, and the batch is decided again — a lost race
+costs that catch-up and one more decision, never a reload of the streams. After `LOST_RACES_MAX` lost races
+in a row the writer takes the append lock *before* deciding (`BEGIN IMMEDIATE` on SQLite, the events
+table's lock on PostgreSQL), so it wins the next one: no batch starves behind a stream of small ones.
+
+So every rule — idempotency, lifecycle, annual caps — is checked against the complete log, and appends
+from several processes never lose, duplicate or reorder an acknowledged event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date
+from typing import Any, Final
+
+import msgspec
+from eventsourcing.persistence import IntegrityError, PersistenceError
+
+from ledger.domain.cadre import Recorded, points_of, stream_of
+from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, StoreUnavailable
+from ledger.domain.events import CadreEvent, EntryReversed, EventBase, PolicyPublished, recorded_id, type_of
+from ledger.domain.ids import new_event_id
+from ledger.domain.points import ZERO
+from ledger.knowledge import PERSIST_AT_CLOSE_EVENTS, Draft, Knowledge
+from ledger.posting import check_client_fields, client_fingerprint, decide, decide_policy, fingerprint
+from ledger.reader import Reader
+from ledger.results import PostedItem, PostResult
+from ledger.store import recorders
+from ledger.store.application import LedgerApplication
+from ledger.store.batch import AppendOutcome, BatchWrite, StaleHead
+from ledger.store.faults import store_fault
+from ledger.store.mapper import decode_event
+
+__all__ = ["APPEND_ATTEMPTS_MAX", "BATCH_SIZE_MAX", "LOST_RACES_MAX", "POSTS_WAITING_MAX", "Writer"]
+
+BATCH_SIZE_MAX: Final = 1_000
+APPEND_ATTEMPTS_MAX: Final = 50
+# Lost races in a row before a post takes the append lock before deciding (and so wins the next one).
+LOST_RACES_MAX: Final = 2
+# How long an optimistic append waits for SQLite's write lock before the store answers StaleHead, a lost
+# race (the locked attempt waits the whole WRITE_LOCK_WAIT_SECONDS). PostgreSQL queues lock waiters
+# fairly, and waits the whole time.
+OPTIMISTIC_LOCK_WAIT_SECONDS: Final = 0.1
+# Posts of one process wait for each other (and then for the database's write lock) at most this long;
+# beyond this many waiting, a post is refused at once, so that waiting posts never take every thread of a
+# server and reads keep answering.
+POSTS_WAITING_MAX: Final = 8
+
+logger = logging.getLogger("ledger")
+
+# Where each item's result comes from: ("new", index into the plan) or ("old", position).
+_Origin = tuple[str, int]
+
+
+class Writer:
+    """The one writer of a process: its lock, its knowledge, and the posts decided against it."""
+
+    def __init__(self, application: LedgerApplication, reader: Reader, today: Callable[[], date]) -> None:
+        self._application = application
+        self._recorder = application.ledger_recorder
+        self._reader = reader
+        self._today = today
+        self.knowledge = Knowledge(self._recorder)
+        self.lock = threading.RLock()
+        self._waiting_lock = threading.Lock()
+        self.posts_waiting = 0
+        self.lost_races = 0  # lost races since the process started (a figure for benchmarks and logs)
+
+    def post(self, events: Sequence[EventBase], *, posted_by: str) -> PostResult:
+        """Record a batch atomically; replays return their original result.
+
+        Raises InvalidInput (naming the item and field) or Conflict; then nothing is recorded.
+        """
+        if not events:
+            raise InvalidInput(
+                "a batch holds at least one event", field="events", rule="batch_must_not_be_empty"
+            )
+        if len(events) > BATCH_SIZE_MAX:
+            raise InvalidInput(
+                f"a batch holds at most {BATCH_SIZE_MAX} events", field="events", rule="batch_too_large"
+            )
+        for index, event in enumerate(events):
+            try:
+                check_client_fields(event)
+            except InvalidInput as error:
+                raise error.at_item(index) from None
+        fingerprints = [client_fingerprint(event, item=index) for index, event in enumerate(events)]
+        with self.writing():
+            reconnected = refused = False
+            lost = 0
+            for _attempt in range(APPEND_ATTEMPTS_MAX):
+                try:
+                    if lost < LOST_RACES_MAX:
+                        self.knowledge.catch_up()
+                        result, draft, outcome = self._post_once(events, fingerprints, posted_by, None)
+                    else:
+                        with self._recorder.append_session() as session:
+                            self.knowledge.catch_up(session)
+                            result, draft, outcome = self._post_once(events, fingerprints, posted_by, session)
+                except StaleHead:
+                    lost += 1
+                    self.lost_races += 1
+                    continue
+                except IntegrityError as error:
+                    # The head was the expected one, yet a unique key refused the batch: the knowledge
+                    # disagrees with the log (a kept state or a table changed by hand). Fold the log from
+                    # its start, once; if the log itself refuses again, it is damaged.
+                    if refused:
+                        raise IntegrityFailure(
+                            f"the log refuses an append its own fold allows ({error}): a table was changed "
+                            "by hand; run `ledger verify`",
+                            reason="altered",
+                        ) from None
+                    refused = True
+                    logger.warning("an append was refused by a unique key (%s); folding the log again", error)
+                    self.knowledge.forget(use_kept=False)
+                    continue
+                except PersistenceError as error:
+                    fault = store_fault(error)
+                    if fault is None:
+                        raise
+                    # A connection lost before anything was committed is retried once, on a fresh one.
+                    if fault.cause != "connection_lost" or reconnected:
+                        logger.error("a post was refused: %s", fault)
+                        raise fault from error
+                    # Whether or not the lost attempt committed, the retry is right: it catches up first,
+                    # and finds the batch's sources recorded if it did (then it answers as a replay).
+                    reconnected = True
+                    logger.warning("the database connection was lost during a post; retrying once: %s", error)
+                    continue
+                if outcome is not None:
+                    self.knowledge.commit(
+                        draft, outcome.first_position + len(draft.appended) - 1, outcome.hashes[-1]
+                    )
+                    self.knowledge.persist()
+                return result
+            raise LedgerError(f"the log kept moving: could not append after {APPEND_ATTEMPTS_MAX} attempts")
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the writer (one post at a time per process), waiting a bounded time, with few waiters."""
+        with self._waiting_lock:
+            if self.posts_waiting >= POSTS_WAITING_MAX:
+                raise StoreUnavailable(
+                    f"{self.posts_waiting} posts are already waiting to be recorded; try again shortly",
+                    cause="lock_busy",
+                )
+            self.posts_waiting += 1
+        try:
+            acquired = self.lock.acquire(timeout=recorders.WRITE_LOCK_WAIT_SECONDS)
+        finally:
+            with self._waiting_lock:
+                self.posts_waiting -= 1
+        if not acquired:
+            raise StoreUnavailable(
+                f"the posts before this one did not finish within {recorders.WRITE_LOCK_WAIT_SECONDS} s; "
+                "nothing was recorded",
+                cause="lock_busy",
+            )
+        try:
+            yield
+        finally:
+            self.lock.release()
+
+    def _post_once(
+        self, events: Sequence[EventBase], fingerprints: list[bytes], posted_by: str, session: Any
+    ) -> tuple[PostResult, _Planned, AppendOutcome | None]:
+        """Decide the batch on a draft and append it (in `session` if given). The draft is returned for
+        the caller to install once the append is committed."""
+        knowledge = self.knowledge
+        keys = [(event.source.system, event.source.key) for event in events]
+        recorded_sources = self._recorder.sources(keys, session)
+        draft = _Planned(knowledge)
+        origins: list[_Origin] = []
+        in_batch: dict[tuple[str, str], tuple[bytes, int]] = {}
+        pending: dict[uuid.UUID, tuple[int, EventBase]] = {}
+        plan = draft.appended
+        today = self._today()
+        for index, (event, key, print_) in enumerate(zip(events, keys, fingerprints, strict=True)):
+            earlier = recorded_sources.get(key)
+            if earlier is not None:
+                if _recorded_fingerprint(earlier[1], key) != print_:
+                    raise Conflict(
+                        f"item {index}: source {key[0]}/{key[1]} was recorded with other content",
+                        item=index,
+                        system=key[0],
+                        key=key[1],
+                    )
+                origins.append(("old", earlier[0]))
+                continue
+            if key in in_batch:
+                if in_batch[key][0] != print_:
+                    raise Conflict(
+                        f"item {index}: source {key[0]}/{key[1]} appears twice in the batch "
+                        "with other content",
+                        item=index,
+                        system=key[0],
+                        key=key[1],
+                    )
+                origins.append(("new", in_batch[key][1]))
+                continue
+            try:
+                recorded = self._decide(event, draft, posted_by, today, pending)
+            except InvalidInput as error:
+                raise error.at_item(index) from None
+            stream = stream_of(recorded)
+            version = draft.next_version(stream)
+            position = knowledge.head + len(plan) + 1
+            draft.fold(stream, recorded, position)
+            pending[recorded_id(recorded)] = (position, recorded)
+            in_batch[key] = (print_, len(plan))
+            origins.append(("new", len(plan)))
+            plan.append(Recorded(stream, version, recorded))
+        outcome = None
+        if plan:
+            batch = BatchWrite(knowledge.head, [str(r.event.event_id) for r in plan])
+            self._application.append(
+                plan, batch=batch, cursor=session, lock_wait=OPTIMISTIC_LOCK_WAIT_SECONDS
+            )
+            outcome = batch.outcome
+            assert outcome is not None
+        return self._results(origins, plan, outcome, recorded_sources), draft, outcome
+
+    def _results(
+        self,
+        origins: list[_Origin],
+        plan: list[Recorded],
+        outcome: AppendOutcome | None,
+        recorded_sources: dict[tuple[str, str], tuple[int, bytes]],
+    ) -> PostResult:
+        # Replayed items are answered from the events the source index found, with their chain hashes
+        # read in one query (an accrual of a whole city replays thousands).
+        old_states = {position: state for position, state in recorded_sources.values()}
+        old_positions = [value for origin, value in origins if origin == "old"]
+        old_hashes = self._recorder.hashes_at(old_positions)
+        for position in old_positions:
+            if position not in old_hashes:  # a chain row deleted behind the ledger's back
+                raise IntegrityFailure(
+                    f"the event at position {position} has no chain entry; run `ledger verify`",
+                    position=position,
+                    reason="inserted",
+                )
+        old_events = {position: decode_event(old_states[position]) for position in set(old_positions)}
+        items: list[PostedItem] = []
+        first_seen: set[int] = set()
+        for origin, value in origins:
+            if origin == "old":
+                event = old_events[value]
+                items.append(
+                    PostedItem(recorded_id(event), value, points_of(event), old_hashes[value].hex(), True)
+                )
+                continue
+            assert outcome is not None
+            event = plan[value].event
+            items.append(
+                PostedItem(
+                    recorded_id(event),
+                    outcome.first_position + value,
+                    points_of(event),
+                    outcome.hashes[value].hex(),
+                    value in first_seen,
+                )
+            )
+            first_seen.add(value)
+        head = (
+            outcome.first_position + len(plan) - 1 if outcome is not None else self._recorder.head().position
+        )
+        return PostResult(head, items)
+
+    def _decide(
+        self,
+        event: EventBase,
+        draft: Draft,
+        posted_by: str,
+        today: date,
+        pending: dict[uuid.UUID, tuple[int, EventBase]],
+    ) -> EventBase:
+        event_id = new_event_id()
+        if isinstance(event, PolicyPublished):
+            return decide_policy(
+                event, book=draft.policies, today=today, posted_by=posted_by, event_id=event_id
+            )
+        if not isinstance(event, CadreEvent):  # key events are recorded by the key store only
+            raise InvalidInput(
+                f"{type_of(event)} is recorded by `ledger keys`, not posted",
+                field="type",
+                rule="event_type_not_postable",
+            )
+        target: tuple[int, EventBase] | None = None
+        if isinstance(event, EntryReversed):
+            target = pending.get(event.target_event_id) or self._reader.event_by_id(event.target_event_id)
+        return decide(
+            event,
+            state=draft.state(event.cadre_id),
+            book=draft.policies,
+            today=today,
+            posted_by=posted_by,
+            event_id=event_id,
+            target=target[1] if target else None,
+            target_position=target[0] if target else None,
+        )
+
+    def load_all(self) -> None:
+        """Bring the knowledge up to the head of the log (for operations over every cadre)."""
+        with self.lock:
+            self.knowledge.catch_up()
+
+    def close(self) -> None:
+        """Keep the knowledge for the next process if enough was folded since it was last kept."""
+        if self.lock.acquire(timeout=recorders.WRITE_LOCK_WAIT_SECONDS):
+            try:
+                self.knowledge.persist(at_least=PERSIST_AT_CLOSE_EVENTS)
+            finally:
+                self.lock.release()
+
+    # The ledger's own streams (API keys: `ledger.access`, stream `$keys`). Kept apart from `post`, which
+    # decides cadre events and policies: these count nothing and obey no rule but idempotency by source.
+
+    def record_own(self, events: Sequence[EventBase], *, posted_by: str) -> PostResult:
+        """Record events of an own stream atomically; an event whose source is recorded with the same
+        content replays, with other content is a Conflict. The writer folds them on its next catch-up."""
+        streams = [stream_of(event) for event in events]
+        if not events or any(not s.startswith("$") or s == "$policy" for s in streams):
+            raise ValueError("record_own records events of the ledger's own streams ($keys), at least one")
+        prints = [fingerprint(event) for event in events]
+        with self.writing():
+            for _attempt in range(APPEND_ATTEMPTS_MAX):
+                try:
+                    self.knowledge.catch_up()
+                    return self._record_own_once(events, streams, prints, posted_by)
+                except (StaleHead, IntegrityError):
+                    continue  # another process appended meanwhile: read the sources and versions again
+                except PersistenceError as error:
+                    fault = store_fault(error)
+                    if fault is None:
+                        raise
+                    raise fault from error
+            raise LedgerError(f"the log kept moving: could not append after {APPEND_ATTEMPTS_MAX} attempts")
+
+    def _record_own_once(
+        self, events: Sequence[EventBase], streams: list[str], prints: list[bytes], posted_by: str
+    ) -> PostResult:
+        keys = [(event.source.system, event.source.key) for event in events]
+        found = self._recorder.sources(keys)
+        versions = {stream: self._reader.stream_version(stream) for stream in set(streams)}
+        plan: list[Recorded] = []
+        origins: list[tuple[bool, int]] = []  # (replayed, position or index into plan)
+        for event, stream, key, print_ in zip(events, streams, keys, prints, strict=True):
+            earlier = found.get(key)
+            if earlier is not None:
+                if _recorded_fingerprint(earlier[1], key) != print_:
+                    raise Conflict(
+                        f"source {key[0]}/{key[1]} was recorded with other content", system=key[0], key=key[1]
+                    )
+                origins.append((True, earlier[0]))
+                continue
+            versions[stream] += 1
+            recorded = msgspec.structs.replace(event, event_id=new_event_id(), posted_by=posted_by)
+            origins.append((False, len(plan)))
+            plan.append(Recorded(stream, versions[stream], recorded))
+        outcome = None
+        if plan:
+            batch = BatchWrite(self.knowledge.head, [str(r.event.event_id) for r in plan])
+            self._application.append(plan, batch=batch)
+            outcome = batch.outcome
+            assert outcome is not None
+        items = []
+        for replayed, value in origins:
+            if replayed:
+                logged = self._reader.logged(value)
+                items.append(PostedItem(recorded_id(logged.event), value, ZERO, logged.hash, True))
+            else:
+                assert outcome is not None
+                position = outcome.first_position + value
+                hash_ = outcome.hashes[value].hex()
+                items.append(PostedItem(recorded_id(plan[value].event), position, ZERO, hash_, False))
+        return PostResult(self._recorder.head().position, items)
+
+
+class _Planned(Draft):
+    """A draft and the events it will append, in order."""
+
+    __slots__ = ("appended",)
+
+    def __init__(self, knowledge: Knowledge) -> None:
+        super().__init__(knowledge)
+        self.appended: list[Recorded] = []
+
+
+def _recorded_fingerprint(state: bytes, key: tuple[str, str]) -> bytes:
+    """The fingerprint of the submission the event recorded under `key` came from (read from the event
+    itself, so that what answers a retry is what the chain holds)."""
+    event = decode_event(state)
+    if (event.source.system, event.source.key) != key:  # the index and the row disagree: a damaged store
+        raise IntegrityFailure(
+            f"the source index finds {key[0]}/{key[1]} at an event recorded under another source; "
+            "run `ledger verify`",
+            reason="index_mismatch",
+        )
+    return fingerprint(event)
