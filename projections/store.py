@@ -54,6 +54,9 @@ POSITION_MIN: Final = -(2**62)
 # Columns the tracking table gained with the digest (a database written before has only the first two).
 TRACKING_DIGEST_COLUMNS: Final = ("digest", "log_hash")
 FACT_COLUMNS: Final = "position, kind, cadre, effective_on, counts_from, cents, target, detail, award"
+# The facts table's column types, in that order, for COPY in the binary format (which sends each value as
+# the server stores it: the types must be the table's own).
+FACT_COPY_TYPES: Final = ["int8", "int2", "varchar", "int4", "int4", "int8", "int8", "bytea", "int2"]
 
 
 def facts_table(version: int) -> str:
@@ -458,8 +461,10 @@ class FactStore:
         ]
         if not rows:
             return
-        placeholder = "%s" if self.engine.dialect.name == "postgresql" else "?"
-        statement = f"INSERT INTO {facts_table(version)} VALUES ({', '.join([placeholder] * 9)})"
+        if self.engine.dialect.name == "postgresql":
+            _copy_facts(connection, version, rows)
+            return
+        statement = f"INSERT INTO {facts_table(version)} VALUES ({', '.join(['?'] * 9)})"
         connection.exec_driver_sql(statement, rows)
 
     def rows(self, version: int, after: int, until: int | None = None) -> Iterator[Sequence[Any]]:
@@ -498,6 +503,28 @@ class FactStore:
                     version, position, f"the facts table {facts_table(version)} is missing"
                 ) from None
             raise
+
+
+def _copy_facts(connection: Connection, version: int, rows: Sequence[tuple[Any, ...]]) -> None:
+    """COPY rows into version's facts table (PostgreSQL), inside the connection's transaction.
+
+    COPY in the binary format, through psycopg's own cursor on the connection SQLAlchemy holds, instead of
+    `executemany`'s one INSERT per row, where a rebuild spent most of its time: a rebuild of the city runs
+    2.3–2.5× faster (48–64k → 119–144k events/s, B9). The primary key is checked as by an INSERT;
+    psycopg's errors become SQLAlchemy's (an IntegrityError for a position already there, a
+    ProgrammingError for a table that is gone), as `write` and `_facts_of` expect.
+    """
+    import psycopg
+
+    statement = f"COPY {facts_table(version)} ({FACT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+    driver: Any = connection.connection.driver_connection
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types(FACT_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as error:
+        raise exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error
 
 
 def _tracking_of(row: Sequence[Any]) -> Tracking:

@@ -363,7 +363,8 @@ class KeyStore:
         self._operator = _check_name(operator, "by")
         self._owns_ledger = owns_ledger
         # The fold of `$keys` and the stream version it was read at; replaced whole, read without the lock.
-        self._fold: tuple[int, dict[str, LoggedKey]] = (-1, {})
+        # The `$keys` head the fold was read at (a fresh object: not read yet), and the fold.
+        self._fold: tuple[object, dict[str, LoggedKey]] = (object(), {})
         self._fold_lock = threading.Lock()
         self._write_lock = threading.RLock()
 
@@ -424,15 +425,18 @@ class KeyStore:
     # The log's view.
 
     def logged(self) -> dict[str, LoggedKey]:
-        """The keys as the log records them, by id: the fold of `$keys`, read again only if it grew."""
-        version = self._ledger.stream_version(KEYS_STREAM)
+        """The keys as the log records them, by id: the fold of `$keys`, read again only if its newest
+        event changed (its version, position or hash: after a failover that lost a key event and a new
+        key since, the stream has its old length but not its old head)."""
+        head = self._ledger.stream_head(KEYS_STREAM)
         folded, keys = self._fold
-        if version == folded:
+        if head == folded:
             return keys
         with self._fold_lock:
-            if self._fold[0] != version:
-                records = self._ledger.stream_records(KEYS_STREAM)
-                self._fold = (len(records), fold_keys(records))
+            if self._fold[0] != head:
+                # The head read before the records: a key recorded in between makes the next call fold
+                # again, never the reverse.
+                self._fold = (head, fold_keys(self._ledger.stream_records(KEYS_STREAM)))
             return self._fold[1]
 
     def _record(self, events: Sequence[EventBase], by: str | None) -> None:

@@ -101,6 +101,7 @@ class LedgerRecorder:
     chain_table = "ledger_chain"
     legacy_sources_table = "ledger_sources"
     meta_table = "ledger_meta"
+    writer_state_table = "ledger_writer_state"
     # The writer's clock, compared with the database's; a seam for tests of a clock that runs ahead.
     wall_clock: Callable[[], datetime] = staticmethod(_wall_clock)
 
@@ -114,6 +115,7 @@ class LedgerRecorder:
             .replace("{chain}", self.chain_table)
             .replace("{legacy_sources}", self.legacy_sources_table)
             .replace("{meta}", self.meta_table)
+            .replace("{writer_state}", self.writer_state_table)
             .replace("{pos}", self.position_column)
         )
 
@@ -146,6 +148,10 @@ class LedgerRecorder:
                 # that a deleted row could silently void; nothing reads it any more.
                 "DROP TABLE IF EXISTS {legacy_sources}",
                 "CREATE TABLE IF NOT EXISTS {meta} (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                # The writer's knowledge, persisted (`ledger.knowledge`): a cache bound to a position.
+                "CREATE TABLE IF NOT EXISTS {writer_state} (name TEXT PRIMARY KEY, position BIGINT NOT NULL, "
+                "hash " + blob + " NOT NULL, format TEXT NOT NULL, digest " + blob + " NOT NULL, "
+                "state " + blob + " NOT NULL)",
             )
         ]
 
@@ -180,19 +186,30 @@ class LedgerRecorder:
             hashes.append(current)
             chain_rows.append((position, batch.event_ids[offset], recorded[offset], current))
             previous = current
+        event_rows = [
+            (str(s.originator_id), s.originator_version, s.topic, s.state, first + offset)
+            for offset, s in enumerate(stored_events)
+        ]
+        self._insert_rows(cursor, event_rows, chain_rows)
+        batch.outcome = AppendOutcome(first, recorded[0] if recorded else "", hashes)
+        return list(range(first, first + len(stored_events)))
+
+    def _insert_rows(
+        self,
+        cursor: Any,
+        event_rows: Sequence[tuple[str, int, str, bytes, int]],
+        chain_rows: Sequence[tuple[int, str, str, bytes]],
+    ) -> None:
+        """Write the events `(originator_id, originator_version, topic, state, position)` and their chain
+        rows `(position, event_id, recorded_at, hash)`; PostgreSQL overrides it with COPY."""
         cursor.executemany(
             self._sql(
                 "INSERT INTO {events} (originator_id, originator_version, topic, state, {pos}) "
                 "VALUES (?, ?, ?, ?, ?)"
             ),
-            [
-                (str(s.originator_id), s.originator_version, s.topic, s.state, first + offset)
-                for offset, s in enumerate(stored_events)
-            ],
+            event_rows,
         )
         cursor.executemany(self._sql("INSERT INTO {chain} VALUES (?, ?, ?, ?)"), chain_rows)
-        batch.outcome = AppendOutcome(first, recorded[0] if recorded else "", hashes)
-        return list(range(first, first + len(stored_events)))
 
     def _database_now(self, cursor: Any) -> datetime:
         """The clock that stamps the log: on SQLite (one host) the writer's own."""
@@ -242,24 +259,92 @@ class LedgerRecorder:
             return EMPTY_HEAD
         return Head(row[0], bytes(row[1]), row[2])
 
+    # The append session: the write lock taken before deciding.
+
+    @contextlib.contextmanager
+    def append_session(self) -> Iterator[Any]:
+        """A transaction holding the write lock (waiting at most `WRITE_LOCK_WAIT_SECONDS`), committed when
+        the block ends without error: a writer that lost races catches up, decides and appends inside it,
+        so that nobody can append in between. Pass the cursor to `catch_up_rows`, `sources` and the
+        append (`insert_events(..., cursor=)`)."""
+        with self._cursor(write=True) as cursor:
+            self._lock_for_append(cursor)
+            yield cursor
+
+    def _lock_for_append(self, cursor: Any) -> None:
+        """Take the append lock inside the transaction (SQLite's `BEGIN IMMEDIATE` already holds it)."""
+
+    @contextlib.contextmanager
+    def _reading(self, cursor: Any) -> Iterator[Any]:
+        if cursor is not None:
+            yield cursor
+            return
+        with self._cursor(write=False) as fresh:
+            yield fresh
+
+    # The writer's persisted knowledge (`ledger.knowledge`).
+
+    def writer_state(self) -> tuple[int, bytes, str, bytes, bytes] | None:
+        """`(position, hash, format, digest, state)` of the persisted writer knowledge, or None."""
+        with self._cursor(write=False) as cursor:
+            cursor.execute(
+                self._sql("SELECT position, hash, format, digest, state FROM {writer_state} WHERE name = ?"),
+                ("writer",),
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return int(row[0]), bytes(row[1]), str(row[2]), bytes(row[3]), bytes(row[4])
+
+    def save_writer_state(
+        self, position: int, hash_: bytes, format_: str, digest: bytes, state: bytes
+    ) -> bool:
+        """Keep the writer knowledge folded through `position`, unless one of a later position of this log
+        is kept already (several processes save theirs); a kept state the log no longer holds at its
+        position, as after an import or a restore in place, is replaced. True if it was kept."""
+        with self._cursor(write=True) as cursor:
+            cursor.execute(
+                self._sql(
+                    "INSERT INTO {writer_state} AS kept (name, position, hash, format, digest, state) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "position = excluded.position, hash = excluded.hash, format = excluded.format, "
+                    "digest = excluded.digest, "
+                    "state = excluded.state WHERE excluded.position > kept.position "
+                    "OR excluded.format != kept.format OR NOT EXISTS (SELECT 1 FROM {chain} c "
+                    "WHERE c.position = kept.position AND c.hash = kept.hash)"
+                ),
+                ("writer", position, hash_, format_, digest, state),
+            )
+            cursor.execute(self._sql("SELECT position, hash FROM {writer_state} WHERE name = ?"), ("writer",))
+            row = cursor.fetchone()
+            return row is not None and int(row[0]) == position and bytes(row[1]) == hash_
+
+    def drop_writer_state(self) -> None:
+        """Forget the persisted writer knowledge (an import replaces the log it was folded from)."""
+        with self._cursor(write=True) as cursor:
+            cursor.execute(self._sql("DELETE FROM {writer_state}"))
+
     # Reads.
 
     def head(self) -> Head:
         with self._cursor(write=False) as cursor:
             return self._read_head(cursor)
 
-    def sources(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, bytes]]:
+    def sources(
+        self, keys: Sequence[tuple[str, str]], cursor: Any = None
+    ) -> dict[tuple[str, str], tuple[int, bytes]]:
         """`(position, stored state)` of the event recorded under each `(system, key)` that exists — read
-        through the unique source index of the event rows (one query per thousand keys)."""
+        through the unique source index of the event rows (one query per thousand keys); inside the
+        append session `cursor` when given."""
         found: dict[tuple[str, str], tuple[int, bytes]] = {}
         if not keys:
             return found
         system, key = self.source_of("e.", "system"), self.source_of("e.", "key")
-        with self._cursor(write=False) as cursor:
+        with self._reading(cursor) as reading:
             for start in range(0, len(keys), SOURCE_KEYS_PER_QUERY):
                 chunk = keys[start : start + SOURCE_KEYS_PER_QUERY]
                 values = ", ".join(["(?, ?)"] * len(chunk))
-                cursor.execute(
+                reading.execute(
                     self._sql(
                         f"WITH wanted (system, key) AS (VALUES {values}) "
                         f"SELECT wanted.system, wanted.key, e.{{pos}}, e.state FROM wanted "
@@ -267,7 +352,7 @@ class LedgerRecorder:
                     ),
                     [value for pair in chunk for value in pair],
                 )
-                for found_system, found_key, position, state in cursor.fetchall():
+                for found_system, found_key, position, state in reading.fetchall():
                     found[(found_system, found_key)] = (int(position), bytes(state))
         return found
 
@@ -305,18 +390,33 @@ class LedgerRecorder:
         or None. Verify reports it; the next open rebuilds it."""
         raise NotImplementedError
 
-    def catch_up_rows(self, position: int, limit: int) -> list[CatchUpRow]:
+    def catch_up_rows(self, position: int, limit: int, cursor: Any = None) -> list[CatchUpRow]:
         """The event at `position` (if > 0) and up to `limit` after it, with their chain hashes: the
         writer checks that the log still holds what it folded last before folding what follows."""
-        with self._cursor(write=False) as cursor:
-            cursor.execute(
+        with self._reading(cursor) as reading:
+            reading.execute(
                 self._sql(
                     "SELECT e.{pos}, e.originator_id, e.originator_version, e.state, c.hash FROM {events} e "
                     "JOIN {chain} c ON c.position = e.{pos} WHERE e.{pos} >= ? ORDER BY e.{pos} LIMIT ?"
                 ),
                 (max(position, 1), limit + (1 if position > 0 else 0)),
             )
-            return [(row[0], str(row[1]), row[2], bytes(row[3]), bytes(row[4])) for row in cursor.fetchall()]
+            return [(row[0], str(row[1]), row[2], bytes(row[3]), bytes(row[4])) for row in reading.fetchall()]
+
+    def stream_head(self, stream: str) -> tuple[int, int, bytes] | None:
+        """`(version, position, hash)` of the newest event of one stream (None: no event): one indexed
+        lookup that tells a stream that changed from one that only kept its length."""
+        with self._cursor(write=False) as cursor:
+            cursor.execute(
+                self._sql(
+                    "SELECT e.originator_version, e.{pos}, c.hash FROM {events} e "
+                    "JOIN {chain} c ON c.position = e.{pos} WHERE e.originator_id = ? "
+                    "ORDER BY e.originator_version DESC LIMIT 1"
+                ),
+                (stream,),
+            )
+            row = cursor.fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), bytes(row[2]))
 
     def stream_rows(self, stream: str) -> list[tuple[int, bytes, str, bytes]]:
         """`(position, state, recorded_at, hash)` of every event of one stream, in stream order."""
@@ -369,6 +469,24 @@ class LedgerRecorder:
             row = cursor.fetchone()
             return None if row is None else bytes(row[0])
 
+    def hashes_at(self, positions: Sequence[int]) -> dict[int, bytes]:
+        """The chain hash at each of `positions` that exists (one query per thousand positions)."""
+        found: dict[int, bytes] = {}
+        wanted = sorted(set(positions))
+        with self._cursor(write=False) as cursor:
+            for start in range(0, len(wanted), SOURCE_KEYS_PER_QUERY):
+                chunk = wanted[start : start + SOURCE_KEYS_PER_QUERY]
+                cursor.execute(
+                    self._sql(
+                        "SELECT position, hash FROM {chain} WHERE position IN ("
+                        + ", ".join(["?"] * len(chunk))
+                        + ")"
+                    ),
+                    chunk,
+                )
+                found.update((int(row[0]), bytes(row[1])) for row in cursor.fetchall())
+        return found
+
     def position_known_at(self, recorded_at: str) -> int:
         """The newest position recorded at or before `recorded_at` (0 if none)."""
         with self._cursor(write=False) as cursor:
@@ -392,10 +510,12 @@ class LedgerRecorder:
                     self._sql(
                         "SELECT e.{pos}, e.state, e.originator_id, e.originator_version, e.topic, "
                         "c.event_id, c.recorded_at, c.hash FROM {events} e "
-                        "LEFT JOIN {chain} c ON c.position = e.{pos} "
+                        # The chain side bounded too: without it PostgreSQL merge-joins from the
+                        # chain's first row on every page (verify grew with the square of the log).
+                        "LEFT JOIN {chain} c ON c.position = e.{pos} AND c.position > ? "
                         "WHERE e.{pos} > ? ORDER BY e.{pos} LIMIT ?"
                     ),
-                    (start, VERIFY_PAGE_ROWS),
+                    (start, start, VERIFY_PAGE_ROWS),
                 )
                 rows = cursor.fetchall()
             if not rows:
@@ -443,9 +563,12 @@ class LedgerRecorder:
 
 
 class _SQLiteCursorContext:
-    def __init__(self, recorder: LedgerSQLiteRecorder, *, write: bool) -> None:
+    def __init__(
+        self, recorder: LedgerSQLiteRecorder, *, write: bool, lock_wait: float | None = None
+    ) -> None:
         self.recorder = recorder
         self.write = write
+        self.lock_wait = WRITE_LOCK_WAIT_SECONDS if lock_wait is None else lock_wait
 
     def __enter__(self) -> Any:
         self._manager = self.recorder.datastore.get_connection(commit=self.write)
@@ -458,7 +581,7 @@ class _SQLiteCursorContext:
                 # interval (1,000 pages): checkpoint, and sync the file, every few batches instead.
                 self.cursor.execute(f"PRAGMA synchronous = {self.recorder.synchronous}")
                 self.cursor.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
-                self.cursor.execute(f"PRAGMA busy_timeout = {WRITE_LOCK_WAIT_SECONDS * 1000}")
+                self.cursor.execute(f"PRAGMA busy_timeout = {int(self.lock_wait * 1000)}")
             self.cursor.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
         except BaseException as error:
             self._manager.__exit__(type(error), error, error.__traceback__)
@@ -569,8 +692,19 @@ class LedgerSQLiteRecorder(LedgerRecorder, SQLiteApplicationRecorder):
         batch: BatchWrite | None = kwargs.get("batch")
         if batch is None:
             raise IntegrityError("appends go through the ledger, which chains them")
-        with self._cursor(write=True) as cursor:
-            return self._append(cursor, stored_events, batch, kwargs.get("imported"))
+        session = kwargs.get("cursor")
+        if session is not None:
+            return self._append(session, stored_events, batch, kwargs.get("imported"))
+        # An optimistic append may ask to wait only briefly (`lock_wait`): SQLite's busy wait is not first
+        # come, first served, so a long wait often ends in a lost race anyway. Busy then is a lost race.
+        lock_wait = kwargs.get("lock_wait")
+        try:
+            with _SQLiteCursorContext(self, write=True, lock_wait=lock_wait) as cursor:
+                return self._append(cursor, stored_events, batch, kwargs.get("imported"))
+        except persistence.OperationalError as error:
+            if lock_wait is not None and lock_wait < WRITE_LOCK_WAIT_SECONDS and "locked" in str(error):
+                raise StaleHead(f"the write lock stayed busy for {lock_wait} s") from error
+            raise
 
 
 def _normalized(statement: str) -> str:
