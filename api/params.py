@@ -12,7 +12,7 @@ from typing import Annotated, Final, Literal
 
 from litestar.params import PathParameter, QueryParameter
 
-from ledger.api.settings import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from ledger.api.settings import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, VIEW_PAGE_SIZE_MAX
 from ledger.domain.errors import InvalidInput
 from ledger.domain.events import CADRE_ID_PATTERN
 from ledger.domain.periods import PERIOD_PATTERN
@@ -31,6 +31,7 @@ __all__ = [
     "PoolScopeQuery",
     "RequiredPeriodQuery",
     "ScopeQuery",
+    "ViewLimitQuery",
     "parse_known_at",
 ]
 
@@ -94,6 +95,18 @@ CursorQuery = Annotated[
 LimitQuery = Annotated[
     int,
     QueryParameter(description=f"Entries per page, 1 to {PAGE_SIZE_MAX}.", ge=1, le=PAGE_SIZE_MAX),
+]
+# Rankings and shortlists: a city's whole ranking fits in one page.
+ViewLimitQuery = Annotated[
+    int,
+    QueryParameter(
+        description=(
+            f"Entries per page, 1 to {VIEW_PAGE_SIZE_MAX} (a city's whole ranking in one page). The next "
+            "pages are read from the first page's snapshot."
+        ),
+        ge=1,
+        le=VIEW_PAGE_SIZE_MAX,
+    ),
 ]
 AfterQuery = Annotated[
     int,

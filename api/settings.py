@@ -15,14 +15,26 @@ from typing import Final
 
 import msgspec
 
+from ledger.projections.service import PAGE_SIZE_MAX as _LIBRARY_PAGE_SIZE_MAX
 from ledger.store.application import DEFAULT_DATABASE_URL
 
-__all__ = ["BODY_SIZE_MAX", "PAGE_SIZE_DEFAULT", "PAGE_SIZE_MAX", "THREADS_DEFAULT", "ApiSettings"]
+__all__ = [
+    "BODY_SIZE_MAX",
+    "PAGE_SIZE_DEFAULT",
+    "PAGE_SIZE_MAX",
+    "THREADS_DEFAULT",
+    "VIEW_PAGE_SIZE_MAX",
+    "ApiSettings",
+]
 
 # 1 MiB: a full batch of 1,000 events is about 300 KiB; anything larger is a mistake or an attack.
 BODY_SIZE_MAX: Final = 1024 * 1024
 PAGE_SIZE_DEFAULT: Final = 100
+# A page of the log or of a cadre's history: each entry carries hashes and sources.
 PAGE_SIZE_MAX: Final = 1_000
+# A page of a ranking or a shortlist (the library's limit): a city's whole ranking in one answer (5,000
+# entries are about 1.4 MB of JSON). Request bodies stay bounded by BODY_SIZE_MAX; answers are not.
+VIEW_PAGE_SIZE_MAX: Final = _LIBRARY_PAGE_SIZE_MAX
 # Reads that wait for the read models (`min_position`) hold a thread while they wait: more threads than
 # the loop's default (cores + 4) keep such waits from starving everything else.
 THREADS_DEFAULT: Final = 32

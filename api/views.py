@@ -15,12 +15,12 @@ from ledger.api.params import (
     BasisQuery,
     CursorQuery,
     KnownAtQuery,
-    LimitQuery,
     MinPositionQuery,
     PeriodQuery,
     PoolScopeQuery,
     RequiredPeriodQuery,
     ScopeQuery,
+    ViewLimitQuery,
     parse_known_at,
 )
 from ledger.api.responses import errors
@@ -57,7 +57,7 @@ def get_rankings(
     known_at: KnownAtQuery = None,
     min_position: MinPositionQuery = None,
     cursor: CursorQuery = None,
-    limit: LimitQuery = DEFAULT_LIMIT,
+    limit: ViewLimitQuery = DEFAULT_LIMIT,
 ) -> RankingsView:
     return services.projections(min_position).rankings(
         scope_name,
@@ -89,7 +89,7 @@ def get_shortlist(
     known_at: KnownAtQuery = None,
     min_position: MinPositionQuery = None,
     cursor: CursorQuery = None,
-    limit: LimitQuery = DEFAULT_LIMIT,
+    limit: ViewLimitQuery = DEFAULT_LIMIT,
 ) -> ShortlistView:
     return services.projections(min_position).shortlist(
         scope_name,

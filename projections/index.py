@@ -89,6 +89,25 @@ class Columns:
     def __getitem__(self, name: str) -> Array:
         return self._arrays[name][: self.size]
 
+    @property
+    def dtypes(self) -> dict[str, Any]:
+        return self._dtypes
+
+    def adopt(self, arrays: dict[str, Array], size: int) -> None:
+        """Hold `arrays` (one per column, all of one length of `size` rows or more: the rest is room to
+        append into) instead of these. Arrays mapped from a persisted index (`mapped.py`) are copy-on-write:
+        appending or marking a reversal writes private pages of this process, never the file."""
+        capacities = {len(array) for array in arrays.values()}
+        if (
+            set(arrays) != set(self._dtypes)
+            or len(capacities) != 1
+            or min(capacities) < size
+            or any(arrays[name].dtype != np.dtype(dtype) for name, dtype in self._dtypes.items())
+        ):
+            raise ValueError("the arrays are not these columns")
+        self._arrays = dict(arrays)
+        self.size = size
+
     def find(self, position: int) -> int | None:
         """The row holding `position`, if any."""
         positions = self["position"]
@@ -184,6 +203,7 @@ class Index:
         self.unit_ids: list[str] = []
         self.unit_codes: dict[str, int] = {}
         self.policies = PolicyBook()
+        self.policy_facts: list[Fact] = []  # as folded, so that a persisted index can restore the book
         self.scores = Columns(
             {
                 "position": np.int64,
@@ -284,10 +304,7 @@ class Index:
             elif kind == Kind.REVERSAL:
                 pending_reversals.append(fact)
             elif kind == Kind.POLICY:
-                version, effective_from, body = fact.detail
-                self.policies.add(
-                    str(version), from_day(integer(effective_from)), position, load_policy(str(body))
-                )
+                self.add_policy(fact)
             elif kind == Kind.KEY:
                 pass  # an API key's event: it only moves the position folded
             else:
@@ -319,6 +336,26 @@ class Index:
         for reversal in pending_reversals:
             self.reverse(reversal.target, reversal.position)
         self._counted_cache = None
+
+    def add_policy(self, fact: Fact) -> None:
+        """Fold a published policy (also what restores a persisted index's policies)."""
+        version, effective_from, body = fact.detail
+        self.policies.add(
+            str(version), from_day(integer(effective_from)), fact.position, load_policy(str(body))
+        )
+        self.policy_facts.append(fact)
+
+    def columns(self) -> dict[str, Columns]:
+        """Every group of columns by name: what a persisted index stores as arrays."""
+        return {
+            "scores": self.scores,
+            "registrations": self.registrations,
+            "units": self.units,
+            "grades": self.grades,
+            "departures": self.departures,
+            "left_leadership": self.left_leadership,
+            "appraisals": self.appraisals,
+        }
 
     def _add_veto_year(self, veto: Fact) -> None:
         """Remember a veto's year, and the merits of its cadre already folded that it may bar.

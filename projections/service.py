@@ -18,6 +18,7 @@ switches; every process notices the switch on its next catch-up and reloads.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import threading
@@ -49,6 +50,13 @@ from ledger.projections.index import Array, Index, Snapshot
 from ledger.projections.integrity import log_hash_at as _log_hash_at
 from ledger.projections.integrity import log_head as _log_head
 from ledger.projections.integrity import read_model_findings, standings_of
+from ledger.projections.mapped import (
+    Binding,
+    IndexFiles,
+    IndexUnusable,
+    StreamDigest,
+    check_binding,
+)
 from ledger.projections.results import (
     BoardEntry,
     BoardsView,
@@ -65,17 +73,26 @@ from ledger.projections.results import (
     ShortlistEntry,
     ShortlistView,
 )
-from ledger.projections.store import CLAIM_STALE_SECONDS, FactStore, Tracking, fact_of_row, facts_table
+from ledger.projections.snapshots import ReadCache, cadres_with_recalls
+from ledger.projections.store import (
+    CLAIM_STALE_SECONDS,
+    POSITION_MIN,
+    FactStore,
+    Tracking,
+    fact_of_row,
+    facts_table,
+)
 from ledger.projections.views import (
     board_lists,
-    bottom,
+    bottom_of_groups,
     components_of,
     decimals_of,
     eligibility_checks,
+    group_bounds,
     open_recalls,
     points_of_cents,
     policy_at,
-    rank,
+    rank_pools,
     recall_count,
     vetoed,
 )
@@ -95,6 +112,11 @@ CATCH_UP_LOCK_WAIT_SECONDS: Final = 0.25
 # Facts another process wrote are checked before they are folded, so they are held in memory meanwhile;
 # further behind than this, the whole version is loaded afresh instead.
 FOLD_BUFFER_FACTS: Final = 100_000
+# The persisted index (`mapped.py`) is written again once the facts folded since it reach this many, or
+# this share of the position (an open folds at most that many facts from the table; writing a file of ~75
+# bytes per event every 1/20 of the log costs ~1.5 kB written per event folded, in large sequential writes).
+PERSIST_TAIL_MIN: Final = 50_000
+PERSIST_TAIL_SHARE: Final = 20
 # How long closing waits for a repair thread; it stops at its next page (see `close`).
 REPAIR_JOIN_SECONDS: Final = 30.0
 PAGE_SIZE_MAX: Final = 5_000
@@ -133,9 +155,14 @@ class Projections:
         # process's, is abandoned at its next page or poll.
         self._closing = stop if stop is not None else threading.Event()
         self.index = Index()
-        self._digest = FactsDigest()
+        self._digest: FactsDigest = StreamDigest()
         # The position folded and the log's hash there, as one value: `health()` reads it without the lock.
         self._folded: tuple[int, bytes] = (0, GENESIS_HASH)
+        # The persisted index (a cache of `self.index` on disk): its files, the position of the one the
+        # index was opened from or last written, and whether writing failed (then this process stops trying).
+        self._files = IndexFiles.of(ledger.url, ledger.ledger_id)
+        self._persisted = 0
+        self._unwritable = False
         try:
             self.version = store.current_version()
         except ReadModelsDamaged as damage:
@@ -243,8 +270,10 @@ class Projections:
     # Keeping.
 
     def _load(self) -> None:
-        """Fold the persisted facts of the current version into a fresh index, checking them: the digest
-        of the rows read, the log's hash at the tracked position, no row outside 1 … tracked.
+        """Load the current version: its persisted index and the facts after it (`_load_persisted`), or
+        else every persisted fact folded into a fresh index (then the index is persisted for the next open),
+        checking them: the digest of the rows read, the log's hash at the tracked position, no row outside
+        1 … tracked.
 
         ReadModelsDamaged (and nothing replaced) if any check fails.
         """
@@ -252,22 +281,147 @@ class Projections:
         tracking = self.store.tracking(version)
         if tracking is None:
             raise ReadModelsDamaged(version, 0, "the version has no tracking row")
-        index, digest = Index(), FactsDigest()
+        if self._load_persisted(tracking):
+            return
+        index, digest = Index(), self._fresh_digest()
         for rows in self.store.rows(version, 0, tracking.position):
             digest = self._fold_rows(index, digest, rows)
         self._check_persisted(tracking, index.position, digest)
-        extent = self.store.extent(version)
-        if extent is not None and (extent[0] < 1 or extent[1] > tracking.position):
-            stray = extent[0] if extent[0] < 1 else extent[1]
+        self._check_extent(tracking)
+        self.index, self._digest = index, digest
+        self._folded = (tracking.position, tracking.log_hash or b"")
+        self._persisted = 0
+        _settle()
+        self._persist()
+
+    def _load_persisted(self, tracking: Tracking) -> bool:
+        """Open the current version's persisted index and fold the facts after its position from the table,
+        checked as a load checks them (the digest continues from the file's). False, logged, when there is
+        none or it must not be served (`mapped.check_binding`): the caller loads from the table."""
+        version = self.version
+        if tracking.position == 0:
+            return False  # nothing folded yet: nothing to open
+        try:
+            opened = self._files.open(version)
+            if opened is None:
+                logger.warning(
+                    "read models: no persisted index %s; loading the facts from the database",
+                    self._files.path(version),
+                )
+                return False
+            check_binding(
+                opened.binding,
+                ledger_id=self.ledger.ledger_id,
+                version=version,
+                facts_format=FACTS_FORMAT,
+                tracked=tracking.position,
+                hash_at=self.ledger.hash_at,
+            )
+            index: Index = opened.index
+            digest: FactsDigest = opened.digest
+            for rows in self.store.rows(version, index.position, tracking.position):
+                digest = self._fold_rows(index, digest, rows)
+            self._check_persisted(tracking, index.position, digest)
+            self._check_extent(tracking)
+        except (IndexUnusable, ReadModelsDamaged) as refused:
+            critical = isinstance(refused, IndexUnusable) and refused.critical
+            (logger.critical if critical else logger.warning)(
+                "read models: the persisted index %s is not used: %s; loading the facts from the database",
+                self._files.path(version),
+                refused.what if isinstance(refused, IndexUnusable) else str(refused),
+            )
+            return False
+        self.index, self._digest = index, digest
+        self._folded = (tracking.position, tracking.log_hash or b"")
+        self._persisted = opened.binding.position
+        _settle()
+        return True
+
+    def _check_extent(self, tracking: Tracking) -> None:
+        """No row of the current version's facts lies outside the positions 1 … tracked (two index range
+        seeks: SQLite answers `MIN(), MAX()` in one query with a scan of the whole table)."""
+        version = self.version
+        outside = [
+            int(rows[0][0])
+            for rows in (
+                next(self.store.rows(version, POSITION_MIN, 0), None),
+                next(self.store.rows(version, tracking.position), None),
+            )
+            if rows
+        ]
+        if outside and outside[0] > tracking.position:
+            # Rows past the tracking row read before them may be another process's catch-up, committed
+            # in between (the two reads are two snapshots): damage only if the tracking row, read again,
+            # still does not cover them.
+            again = self.store.tracking(version)
+            if again is not None and again.position >= outside[-1]:
+                return
+        if outside:
+            stray = outside[0]
             raise ReadModelsDamaged(
                 version,
                 tracking.position,
                 f"{facts_table(version)} holds a row at position {stray}, outside the positions 1 … "
                 f"{tracking.position} it tracks",
             )
-        self.index, self._digest = index, digest
-        self._folded = (tracking.position, tracking.log_hash or b"")
-        _settle()
+
+    def _persist_if_due(self) -> None:
+        """Write the index again once the facts folded since its file are many (`PERSIST_TAIL_MIN`,
+        `PERSIST_TAIL_SHARE`): the next open then folds few from the table."""
+        position = self.index.position
+        if position - self._persisted >= max(PERSIST_TAIL_MIN, position // PERSIST_TAIL_SHARE):
+            self._persist()
+
+    def _persist(self) -> None:
+        """Write the index to disk for the next open, then serve it from the file (`_persisted_copy`)."""
+        position = self._folded[0]
+        if position != self.index.position or self._damage is not None:
+            return
+        index, digest = self._persisted_copy(self.version, self.index, self._folded, self._digest)
+        self._persisted = position
+        if index is not self.index:
+            self.index, self._digest = index, digest
+            _settle()
+        else:
+            self._digest = digest
+
+    def _persisted_copy(
+        self, version: int, index: Index, folded: tuple[int, bytes], digest: FactsDigest
+    ) -> tuple[Index, FactsDigest]:
+        """Write `index` (of `version`, folded through `folded` with `digest`) to its file for the next open
+        (a cache, see `mapped.py`); the index and digest to serve: mapped from the file (its pages shared
+        with the other processes of the machine), or these if nothing was written. A directory that cannot
+        be written is logged once: this process serves from memory and stops trying (and keeping the
+        facts' stream)."""
+        if not isinstance(digest, StreamDigest):
+            return index, digest
+        if self._unwritable:
+            return index, digest.plain()
+        position, log_hash = folded
+        if position == 0:
+            return index, digest
+        binding = Binding(self.ledger.ledger_id, version, FACTS_FORMAT, position, log_hash, digest.digest())
+        try:
+            self._files.write(binding, index, digest.stream())
+            opened = self._files.open(version, verify=False)
+        except Exception as error:  # a cache: nothing about it may fail a read (OSError: cannot write)
+            self._unwritable = True
+            logger.warning(
+                "read models: cannot persist the index in %s (%s); serving it from memory (the next open "
+                "loads the facts from the database)",
+                self._files.directory,
+                error,
+                exc_info=not isinstance(error, OSError | IndexUnusable),
+            )
+            return index, digest.plain()
+        self._files.remove_older(version)
+        if opened is None or opened.binding != binding:
+            return index, digest  # another process renamed its file over this one since
+        return opened.index, opened.digest
+
+    def _fresh_digest(self) -> FactsDigest:
+        """An empty running digest: one that keeps the facts' stream unless this process cannot write."""
+        return FactsDigest() if self._unwritable else StreamDigest()
 
     def _fold_rows(self, index: Index, digest: FactsDigest, rows: Sequence[Any]) -> FactsDigest:
         """Fold persisted rows into `index` and `digest` (the digest is returned extended)."""
@@ -322,7 +476,8 @@ class Projections:
         )
         with self._lock:
             self._damage = str(damage)
-            self.index, self._digest, self._folded = Index(), FactsDigest(), (0, GENESIS_HASH)
+            self.index, self._digest, self._folded = Index(), StreamDigest(), (0, GENESIS_HASH)
+            self._persisted = 0
 
     def position(self) -> int:
         """The log position the read models have reached."""
@@ -378,9 +533,12 @@ class Projections:
         """Catch up; on a disagreement, rebuild (here, or in the background and raise)."""
         if self._damage is None:
             try:
-                return self._catch_up()
+                position = self._catch_up()
             except ReadModelsDamaged as damage:
                 self._damaged(damage)
+            else:
+                self._persist_if_due()
+                return position
         assert self._damage is not None
         if repair_in_background:
             self._start_repair()
@@ -602,12 +760,15 @@ class Projections:
         except _Abandoned:
             self.store.drop_version(new)  # never switched to: nothing half-built is kept
             raise
+        # Persisted before the switch: the processes that follow it find the file.
+        fresh, digest = self._persisted_copy(new, fresh, (position, log_hash), digest)
         with self._lock:
             self.store.switch(new)
             self.store.set_facts_format(FACTS_FORMAT)
             self.version = new
             self.index, self._digest, self._folded = fresh, digest, (position, log_hash)
             self._damage = None
+            self._persisted = position
         _settle()
         self.store.release_upgrade()
         if old is not None and old != new:
@@ -623,7 +784,7 @@ class Projections:
         self, new: int, progress: Callable[[int], None] | None
     ) -> tuple[int, Index, FactsDigest, bytes]:
         """Fold the whole log into version `new`: the position reached, the index, digest and log hash."""
-        fresh, digest, log_hash = Index(), FactsDigest(), GENESIS_HASH
+        fresh, digest, log_hash = Index(), self._fresh_digest(), GENESIS_HASH
         position = 0
         while True:
             stored = self.ledger.stored(after=position, limit=FOLD_PAGE_EVENTS)
@@ -685,8 +846,46 @@ class Projections:
             raise InvalidInput("a position is 0 or more", field="known_at", rule="known_at_out_of_range")
         return min(known_at, self.index.position)
 
+    @functools.cached_property
+    def read_cache(self) -> ReadCache:
+        """Snapshots and the orders ranked from them, kept for the next reads (`snapshots.py`): the pages
+        of a ranking after the first, and the periods an escalation looks back at, are not recomputed.
+        `read_cache.clear()` forgets them; the reads that follow answer the same, recomputed."""
+        return ReadCache()
+
     def _snapshot(self, as_of: date, known_at: int, since: date | None = None) -> Snapshot:
-        return self.index.snapshot(day(as_of), known_at, None if since is None else day(since))
+        return self.read_cache.snapshot(
+            self.index, day(as_of), known_at, None if since is None else day(since)
+        )
+
+    def _snapshot_key(self, as_of: date, known_at: int, since: date | None) -> tuple[Any, ...]:
+        """What a snapshot is kept by (see `ReadCache.snapshot`), without computing it."""
+        return (
+            day(as_of),
+            min(known_at, self.index.position),
+            None if since is None else day(since),
+            len(self.index.cadres),
+        )
+
+    def _pooled(self, snapshot: Snapshot, scope: str) -> tuple[Array, Array, Array]:
+        """The active cadres of a scope ranked, grouped by pool: one pool, or for unit:* one per unit in
+        unit code order, each ranked on its own (order, competition ranks, pool of each). Kept per
+        snapshot: the same pools serve every page, board and period that reads them."""
+
+        def compute() -> tuple[Array, Array, Array]:
+            if scope == EACH_UNIT:
+                members = np.flatnonzero(snapshot.active)
+                pools = snapshot.unit[members].astype(np.int64)
+            else:
+                members = snapshot.members(scope)
+                pools = np.zeros(members.size, dtype=np.int64)
+            policy = policy_at(self.index, from_day(snapshot.as_of_day), snapshot.known_at)
+            ranked = rank_pools(snapshot, members, pools, tuple(policy.ranking.tie_breakers))
+            for array in ranked:
+                array.setflags(write=False)  # shared by later reads
+            return ranked
+
+        return self.read_cache.derived(self.index, ("pooled", _key_of(snapshot), scope), compute)
 
     def _period_snapshot(self, span: Period, basis: str, known_at: int) -> Snapshot:
         """The standings of a period read as of its last day: whole totals, or the period's points."""
@@ -737,19 +936,22 @@ class Projections:
         if position > head:
             raise cursor_invalid(f"this cursor was read at position {position}, beyond the log's head {head}")
 
-    def _pools(self, snapshot: Snapshot, scope: str) -> list[tuple[str, Array]]:
-        """The pools a scope ranks separately: one, or one per unit for unit:*."""
-        if scope != EACH_UNIT:
-            return [(scope, snapshot.members(scope))]
-        active = snapshot.active
-        return [
-            (f"unit:{unit_id}", np.flatnonzero(active & (snapshot.unit == code)))
-            for code, unit_id in enumerate(self.index.unit_ids)
-        ]
+    def _ranked(self, snapshot: Snapshot, scope: str) -> tuple[Array, Array]:
+        """The active cadres of one scope in ranking order, with their competition ranks."""
+        order, ranks, _pools = self._pooled(snapshot, scope)
+        return order, ranks
 
-    def _ranked(self, snapshot: Snapshot, members: Array) -> tuple[Array, Array]:
-        policy = policy_at(self.index, from_day(snapshot.as_of_day), snapshot.known_at)
-        return rank(snapshot, members, tuple(policy.ranking.tie_breakers))
+    def _bottoms(
+        self, snapshot: Snapshot, scope: str, pool_size_min: int, size: Callable[[int], int]
+    ) -> Array:
+        """Mask over `_pooled(snapshot, scope)` of the bottom `size(pool)` of each pool of at least
+        `pool_size_min` cadres (ties at the edge included: `views.bottom` for every pool at once)."""
+        _order, ranks, pools = self._pooled(snapshot, scope)
+        _starts, lengths = group_bounds(pools)
+        sizes = np.array([size(int(length)) for length in lengths], dtype=np.int64)
+        large_enough = np.repeat(lengths >= pool_size_min, lengths)
+        chosen: Array = bottom_of_groups(ranks, pools, sizes) & large_enough
+        return chosen
 
     def _identity(self, snapshot: Snapshot, code: int) -> dict[str, str]:
         """Who a cadre is in a read: its id, name and unit as of the snapshot."""
@@ -882,11 +1084,12 @@ class Projections:
             position = self._read_position(known_at, min_position)
             scope = self._pinned_scope(scope) if from_cursor else self._scope(scope)
             snapshot = self._snapshot(as_of, position, since)
-            order, ranks = self._ranked(snapshot, snapshot.members(scope))
+            # A later page finds its first page's snapshot and orders kept (`snapshots.py`).
+            order, ranks = self._ranked(snapshot, scope)
             if from_cursor and offset >= len(order):
                 raise cursor_invalid("this cursor points past the end of its ranking")
             previous = self._snapshot(previous_as_of, position, previous_since)
-            previous_order, previous_ranks = self._ranked(previous, previous.members(scope))
+            previous_order, previous_ranks = self._ranked(previous, scope)
             end = len(order) if limit is None else min(len(order), offset + limit)
             entries = self._ranking_entries(
                 snapshot, order[offset:end], ranks[offset:end], previous_order, previous_ranks
@@ -980,7 +1183,7 @@ class Projections:
         policy = policy_at(self.index, from_day(snapshot.as_of_day), snapshot.known_at)
         standing = self._standing(snapshot, policy)
         members = snapshot.members(scope)
-        order, ranks = self._ranked(standing, members)
+        order, ranks = self._ranked(standing, scope)  # the members of `scope`, ranked on the standing
         rank_of = {int(code): int(r) for code, r in zip(order, ranks, strict=True)}
         return {
             code: eligibility_checks(
@@ -1029,15 +1232,22 @@ class Projections:
             position = self._read_position(known_at, min_position)
             scope = self._pinned_scope(scope) if from_cursor else self._scope(scope)
             snapshot = self._snapshot(as_of, position)
-            # In rank order on the standing's basis, as the standing check ranks.
             standing = self._standing(snapshot, policy_at(self.index, as_of, position))
-            order, ranks = self._ranked(standing, snapshot.members(scope))
-            checks = self._checks(snapshot, scope, [int(code) for code in order])
-            eligible = [
-                (int(code), int(r))
-                for code, r in zip(order, ranks, strict=True)
-                if all(check.passed for check in checks[int(code)])
-            ]
+
+            def eligible_of() -> tuple[Array, Array]:
+                # In rank order on the standing's basis, as the standing check ranks.
+                order, ranks = self._ranked(standing, scope)
+                checks = self._checks(snapshot, scope, [int(code) for code in order])
+                passed = np.array(
+                    [all(check.passed for check in checks[int(code)]) for code in order], dtype=bool
+                )
+                return order[passed], ranks[passed]
+
+            # Checking every member is most of a shortlist's cost: a later page finds its first page's kept.
+            eligible_codes, eligible_ranks = self.read_cache.derived(
+                self.index, ("shortlist", _key_of(snapshot), scope), eligible_of
+            )
+            eligible = list(zip(eligible_codes.tolist(), eligible_ranks.tolist(), strict=True))
             if from_cursor and offset >= len(eligible):
                 raise cursor_invalid("this cursor points past the end of its shortlist")
             end = len(eligible) if limit is None else min(len(eligible), offset + limit)
@@ -1080,36 +1290,56 @@ class Projections:
             scope = self._scope(scope, each_unit=True)
             policy = policy_at(self.index, span.last_day, position)
             basis = policy.recall.basis
-            snapshot = self._period_snapshot(span, basis, position)
-            candidates: list[RecallCandidate] = []
-            in_scope: set[int] = set()
-            for _pool_scope, members in self._pools(snapshot, scope):
-                in_scope.update(int(code) for code in members)
-                if len(members) < policy.recall.pool_size_min:
-                    continue
-                order, ranks = self._ranked(snapshot, members)
-                chosen = bottom(ranks, recall_count(policy, len(members)))
-                for code_value, r in zip(order[chosen], ranks[chosen], strict=True):
-                    code = int(code_value)
-                    candidates.append(
-                        RecallCandidate(
-                            **self._identity(snapshot, code),
-                            rank=int(r),
-                            pool_size=len(members),
-                            total=points_of_cents(int(snapshot.totals[code])),
-                        )
+
+            def lists() -> tuple[list[RecallCandidate], list[OpenRecall]]:
+                snapshot = self._period_snapshot(span, basis, position)
+                order, ranks, pools = self._pooled(snapshot, scope)
+                _starts, lengths = group_bounds(pools)
+                pool_sizes = np.repeat(lengths, lengths)
+                chosen = self._bottoms(
+                    snapshot, scope, policy.recall.pool_size_min, lambda pool: recall_count(policy, pool)
+                )
+                candidates = [
+                    RecallCandidate(
+                        **self._identity(snapshot, code),
+                        rank=r,
+                        pool_size=pool_size,
+                        total=points_of_cents(int(snapshot.totals[code])),
                     )
-            opened = []
-            for code in sorted(in_scope, key=lambda c: self.index.cadres[c].cadre_id):
-                for recall in open_recalls(self.index, code, snapshot.as_of_day, position):
-                    opened.append(
-                        OpenRecall(
-                            cadre_id=self.index.cadres[code].cadre_id,
-                            ordered_on=recall.ordered_on,
-                            period=recall.period,
-                            reason=recall.reason,
-                        )
+                    for code, r, pool_size in zip(
+                        order[chosen].tolist(),
+                        ranks[chosen].tolist(),
+                        pool_sizes[chosen].tolist(),
+                        strict=True,
                     )
+                ]
+                # Only cadres with a recall ordered can have one open: a few hundred of a city's thousands.
+                with_recalls = self.read_cache.derived(
+                    self.index,
+                    ("recall_cadres", len(self.index.sparse)),
+                    lambda: cadres_with_recalls(self.index),
+                )
+                in_scope = with_recalls.intersection(order.tolist())
+                opened = []
+                for code in sorted(in_scope, key=lambda c: self.index.cadres[c].cadre_id):
+                    for recall in open_recalls(self.index, code, snapshot.as_of_day, position):
+                        opened.append(
+                            OpenRecall(
+                                cadre_id=self.index.cadres[code].cadre_id,
+                                ordered_on=recall.ordered_on,
+                                period=recall.period,
+                                reason=recall.reason,
+                            )
+                        )
+                return candidates, opened
+
+            # Kept with everything it follows from: the next read of this period at this position is free.
+            since = span.first_day if basis == "period" else None
+            candidates, opened = self.read_cache.derived(
+                self.index,
+                ("recalls", span.name, self._snapshot_key(span.last_day, position, since), scope),
+                lists,
+            )
             return RecallsView(
                 period=span.name,
                 scope=scope,
@@ -1117,8 +1347,9 @@ class Projections:
                 basis=basis,
                 known_at=self._echo(known_at, position),
                 position=position,
-                candidates=candidates,
-                open_recalls=opened,
+                # Copies: the kept lists are shared by every read that finds them.
+                candidates=list(candidates),
+                open_recalls=list(opened),
             )
 
     def boards(
@@ -1131,21 +1362,37 @@ class Projections:
             scope = self._scope(scope)
             policy = policy_at(self.index, span.last_day, position)
             basis = policy.boards.basis
-            snapshot = self._period_snapshot(span, basis, position)
-            order, ranks = self._ranked(snapshot, snapshot.members(scope))
-            year = span.last_day.year
-            barred = np.array([vetoed(self.index, snapshot, int(code), year) for code in order], dtype=bool)
-            red_mask, black_mask = board_lists(
-                ranks, barred, policy.boards.red_count, policy.boards.black_count
+
+            def lists() -> tuple[list[BoardEntry], list[BoardEntry]]:
+                snapshot = self._period_snapshot(span, basis, position)
+                order, ranks = self._ranked(snapshot, scope)
+                year = span.last_day.year
+                # Only cadres with a veto recorded for the year can be barred: a handful of thousands.
+                vetoed_codes = [
+                    code
+                    for code, years in self.index.veto_years.items()
+                    if year in years and vetoed(self.index, snapshot, code, year)
+                ]
+                barred = np.isin(order, np.array(vetoed_codes, dtype=np.int64))
+                red_mask, black_mask = board_lists(
+                    ranks, barred, policy.boards.red_count, policy.boards.black_count
+                )
+                red = [
+                    self._board_entry(snapshot, int(code), int(r))
+                    for code, r in zip(order[red_mask], ranks[red_mask], strict=True)
+                ]
+                black = [
+                    self._board_entry(snapshot, int(code), int(r))
+                    for code, r in zip(order[black_mask], ranks[black_mask], strict=True)
+                ]
+                return red, black
+
+            since = span.first_day if basis == "period" else None
+            red, black = self.read_cache.derived(
+                self.index,
+                ("boards", span.name, self._snapshot_key(span.last_day, position, since), scope),
+                lists,
             )
-            red = [
-                self._board_entry(snapshot, int(code), int(r))
-                for code, r in zip(order[red_mask], ranks[red_mask], strict=True)
-            ]
-            black = [
-                self._board_entry(snapshot, int(code), int(r))
-                for code, r in zip(order[black_mask], ranks[black_mask], strict=True)
-            ]
             return BoardsView(
                 period=span.name,
                 scope=scope,
@@ -1153,8 +1400,8 @@ class Projections:
                 basis=basis,
                 known_at=self._echo(known_at, position),
                 position=position,
-                red=red,
-                black=black,
+                red=list(red),
+                black=list(black),
             )
 
     def _board_entry(self, snapshot: Snapshot, code: int, rank_value: int) -> BoardEntry:
@@ -1182,43 +1429,72 @@ class Projections:
             policy = policy_at(self.index, span.last_day, position)
             ladder = sorted(policy.escalation.ladder, key=lambda step: step.step)
             basis = policy.escalation.basis
-            streaks: dict[int, int] = {}
-            alive: set[int] | None = None
-            current = span
-            for _ in range(ESCALATION_PERIODS_MAX):
-                snapshot = self._period_snapshot(current, basis, position)
-                in_bottom: set[int] = set()
-                for _pool_scope, members in self._pools(snapshot, scope):
-                    # The same minimum pool as recalls: two cadres of a unit are not its bottom three.
-                    if len(members) < policy.recall.pool_size_min:
-                        continue
-                    order, ranks = self._ranked(snapshot, members)
-                    chosen = bottom(ranks, policy.escalation.bottom_count)
-                    in_bottom.update(int(code) for code in order[chosen])
-                alive = in_bottom if alive is None else alive & in_bottom
-                if not alive:
-                    break
-                for code in alive:
-                    streaks[code] = streaks.get(code, 0) + 1
-                try:
-                    current = current.previous()
-                except ValueError:
-                    break  # the calendar's first period
-            snapshot = self._snapshot(span.last_day, position)
-            escalations = []
-            for code, streak in sorted(
-                streaks.items(), key=lambda item: (-item[1], self.index.cadres[item[0]].cadre_id)
-            ):
-                step = ladder[min(streak, len(ladder)) - 1]
-                escalations.append(
-                    Escalation(
-                        **self._identity(snapshot, code),
-                        streak=streak,
-                        step=step.step,
-                        action=step.action,
-                        label=step.label,
+
+            def listed() -> list[Escalation]:
+                # The same minimum pool as recalls: two cadres of a unit are not its bottom three.
+                bottom_count, pool_size_min = policy.escalation.bottom_count, policy.recall.pool_size_min
+                streaks: dict[int, int] = {}
+                alive: set[int] | None = None
+                current = span
+                for _ in range(ESCALATION_PERIODS_MAX):
+
+                    def in_bottom_of(current: Period = current) -> frozenset[int]:
+                        period_snapshot = self._period_snapshot(current, basis, position)
+                        order, _ranks, _pools = self._pooled(period_snapshot, scope)
+                        chosen = self._bottoms(
+                            period_snapshot, scope, pool_size_min, lambda _pool: bottom_count
+                        )
+                        return frozenset(order[chosen].tolist())
+
+                    # Each period's bottom is kept: the next read of this period, or of a later one, reuses it
+                    # without its snapshot.
+                    since = current.first_day if basis == "period" else None
+                    in_bottom = self.read_cache.derived(
+                        self.index,
+                        (
+                            "bottom",
+                            self._snapshot_key(current.last_day, position, since),
+                            scope,
+                            bottom_count,
+                            pool_size_min,
+                        ),
+                        in_bottom_of,
                     )
-                )
+                    alive = set(in_bottom) if alive is None else alive & in_bottom
+                    if not alive:
+                        break
+                    for code in alive:
+                        streaks[code] = streaks.get(code, 0) + 1
+                    try:
+                        current = current.previous()
+                    except ValueError:
+                        break  # the calendar's first period
+                # Units as of the period's last day (whatever the basis: membership does not depend on it).
+                snapshot = self._period_snapshot(span, basis, position)
+                escalations = []
+                for code, streak in sorted(
+                    streaks.items(), key=lambda item: (-item[1], self.index.cadres[item[0]].cadre_id)
+                ):
+                    step = ladder[min(streak, len(ladder)) - 1]
+                    escalations.append(
+                        Escalation(
+                            **self._identity(snapshot, code),
+                            streak=streak,
+                            step=step.step,
+                            action=step.action,
+                            label=step.label,
+                        )
+                    )
+                return escalations
+
+            # By the period's name, not only its snapshot: a year, its last quarter and its last month end on
+            # one day, and on the total basis read one snapshot, but their streaks count other periods.
+            since = span.first_day if basis == "period" else None
+            escalations = self.read_cache.derived(
+                self.index,
+                ("escalations", span.name, self._snapshot_key(span.last_day, position, since), scope),
+                listed,
+            )
             return EscalationsView(
                 period=span.name,
                 scope=scope,
@@ -1226,7 +1502,7 @@ class Projections:
                 basis=basis,
                 known_at=self._echo(known_at, position),
                 position=position,
-                escalations=escalations,
+                escalations=list(escalations),
             )
 
 
@@ -1271,6 +1547,11 @@ def _settle() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _key_of(snapshot: Snapshot) -> tuple[Any, ...]:
+    """What a snapshot is kept by (see `ReadCache.snapshot`)."""
+    return (snapshot.as_of_day, snapshot.known_at, snapshot.since_day, snapshot.count)
 
 
 def _page_size(limit: int | None) -> int | None:

@@ -4,7 +4,8 @@ Pure functions of a `Snapshot` (every cadre's standing at one as_of, known_at), 
 index and the policy in force; no clock, no database. The rules, in SPEC §5 and §7 terms:
 
 - rank: total descending, then the policy's tie-breakers (each descending), competition ranking — cadres
-  equal on all of them share a rank (1, 2, 2, 4) and are listed by cadre_id;
+  equal on all of them share a rank (1, 2, 2, 4) and are listed by cadre_id; `rank_pools` ranks several
+  pools (every unit of `unit:*`) in one sort, each on its own, and `bottom_of_groups` takes each one's bottom;
 - the top and bottom N of a pool (`top`, `bottom`): every cadre ranked at or above (below) the rank of the
   N-th from the top (bottom), so a tied group at the edge is listed whole — the one rule of recalls, both
   boards and escalations;
@@ -34,14 +35,17 @@ from ledger.projections.results import Check, Components
 __all__ = [
     "board_lists",
     "bottom",
+    "bottom_of_groups",
     "competition_ranks",
     "components_of",
     "decimals_of",
     "eligibility_checks",
+    "group_bounds",
     "open_recalls",
     "points_of_cents",
     "policy_at",
     "rank",
+    "rank_pools",
     "top",
     "vetoed",
 ]
@@ -130,24 +134,70 @@ def tie_breaker_values(snapshot: Snapshot, name: str) -> Array:
 
 def rank(snapshot: Snapshot, members: Array, tie_breakers: tuple[str, ...]) -> tuple[Array, Array]:
     """`members` in ranking order and their competition ranks."""
+    order, ranks, _groups = rank_pools(
+        snapshot, members, np.zeros(members.size, dtype=np.int64), tie_breakers
+    )
+    return order, ranks
+
+
+def rank_pools(
+    snapshot: Snapshot, members: Array, pools: Array, tie_breakers: tuple[str, ...]
+) -> tuple[Array, Array, Array]:
+    """Several pools ranked at once, each on its own: `members` grouped by their pool (`pools`, a code per
+    member; groups in ascending code order), each group in ranking order, with its competition ranks within
+    the group, and the group of each. One sort for every unit of a city instead of one per unit."""
     if members.size == 0:
-        return members, members
+        return members, members, pools
     values = [snapshot.totals[members]] + [
         tie_breaker_values(snapshot, name)[members] for name in tie_breakers
     ]
-    keys = [snapshot.index.id_order()[members]] + [-value for value in reversed(values)]
+    keys = [snapshot.index.id_order()[members]] + [-value for value in reversed(values)] + [pools]
     order = np.lexsort(keys)
     ordered = np.stack([value[order] for value in values])
-    return members[order], competition_ranks(ordered)
+    groups = pools[order]
+    return members[order], competition_ranks(ordered, groups), groups
 
 
-def competition_ranks(ordered_values: Array) -> Array:
-    """Ranks 1, 2, 2, 4 … for columns already in ranking order (rows: the compared values)."""
+def competition_ranks(ordered_values: Array, groups: Array | None = None) -> Array:
+    """Ranks 1, 2, 2, 4 … for columns already in ranking order (rows: the compared values); with `groups`
+    (a group per column, each group's columns together), ranks restart at 1 in each group."""
     count = ordered_values.shape[1]
+    new_tie = np.ones(count, dtype=bool)
+    new_tie[1:] = np.any(ordered_values[:, 1:] != ordered_values[:, :-1], axis=0)
+    places = np.arange(1, count + 1)
+    if groups is None:
+        return np.maximum.accumulate(np.where(new_tie, places, 0))
     new_group = np.ones(count, dtype=bool)
-    new_group[1:] = np.any(ordered_values[:, 1:] != ordered_values[:, :-1], axis=0)
-    starts = np.where(new_group, np.arange(1, count + 1), 0)
-    return np.maximum.accumulate(starts)
+    new_group[1:] = groups[1:] != groups[:-1]
+    tie_start = np.maximum.accumulate(np.where(new_tie | new_group, places, 0))
+    group_start = np.maximum.accumulate(np.where(new_group, places, 0))
+    ranks: Array = tie_start - group_start + 1
+    return ranks
+
+
+def group_bounds(groups: Array) -> tuple[Array, Array]:
+    """Where each group of a grouped order starts, and its length."""
+    if groups.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    return starts, np.diff(np.r_[starts, groups.size])
+
+
+def bottom_of_groups(ranks: Array, groups: Array, sizes: Array) -> Array:
+    """Mask of the bottom `sizes[g]` of each group `g` of a grouped order (`bottom` for each group at once:
+    ties at each edge included). `sizes` has one count per group, in the order of `group_bounds`."""
+    starts, lengths = group_bounds(groups)
+    if starts.size == 0:
+        return np.zeros(0, dtype=bool)
+    sizes = np.asarray(sizes, dtype=np.int64)
+    # The rank of the `size`-th from the bottom of each group; 0 (every rank is above it) for a group no
+    # larger than its size, and beyond every rank for a size of 0 or less.
+    edge_row = np.clip(starts + lengths - sizes, starts, starts + lengths - 1)
+    edges = np.where(sizes >= lengths, 0, ranks[edge_row])
+    edges = np.where(sizes <= 0, np.iinfo(np.int64).max, edges)
+    mask: Array = ranks >= np.repeat(edges, lengths)
+    return mask
 
 
 def top(ranks: Array, size: int) -> Array:

@@ -72,6 +72,13 @@ def drop_schema(base_url: str, schema: str) -> None:
         connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+@pytest.fixture(autouse=True)
+def _index_directory(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's persisted read-model indexes (`projections/mapped.py`) under a temporary directory of
+    its own: a PostgreSQL ledger's would otherwise go to the user's cache directory and stay there."""
+    monkeypatch.setenv("LEDGER_INDEX_DIR", str(tmp_path_factory.mktemp("indexes")))
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A URL of a fresh, empty PostgreSQL schema."""
