@@ -1,4 +1,4 @@
-"""Run the benchmarks and print one table: `python -m benchmarks [b1 … b7 growth] [--growth-10m]`.
+"""Run the benchmarks and print one table: `python -m benchmarks [b1 … b11 growth] [--growth-10m]`.
 
 Each benchmark runs in a process of its own, so that its peak RSS is its own and no benchmark inherits
 another's heap, caches or frozen garbage. The parent collects the results (JSON), prints the table of
@@ -34,6 +34,10 @@ MODULES: Final = {
     "b5": "benchmarks.b5_rebuild",
     "b6": "benchmarks.b6_verify",
     "b7": "benchmarks.b7_api_memory",
+    "b8": "benchmarks.b8_views",
+    "b9": "benchmarks.b9_postgres",
+    "b10": "benchmarks.b10_writers",
+    "b11": "benchmarks.b11_restart",
 }
 SIZED: Final = ("b3", "b5")
 ALL: Final = (*MODULES, "growth")
@@ -115,7 +119,7 @@ def table(results: list[Result]) -> str:
             ratio_text = f"{ratio:.2f}×" if ratio is not None else "—"
             if index == 0:
                 met = "yes" if result.met else "no" if result.met is not None else "—"
-                extra = ""
+                extra = str(result.details.get("note", ""))
                 if result.id == "B3":
                     extra = f", p99 {result.details['p99_ms']:.1f} ms"
                 measured = _number(result.measured, unit) + extra

@@ -374,7 +374,7 @@ def _rebuilds(urls: dict[str, str]) -> dict[str, list[float]]:
     from ledger.projections.service import Projections
 
     runs = [(store, False) for store in urls] + [("postgres", True)]
-    rates: dict[str, list[float]] = {store: [] for store in urls} | {"postgres executemany": []}
+    rates: dict[str, list[float]] = {store: [] for store in [*urls, "postgres executemany"]}
     ledgers = {store: Ledger.open(url, clock=clock, create=False) for store, url in urls.items()}
     opened = {store: Projections.open(ledger) for store, ledger in ledgers.items()}
     try:

@@ -23,7 +23,18 @@ from typing import Any, Final
 
 from benchmarks.workload import log, url_of
 
-__all__ = ["Client", "ServerUnavailable", "check", "command_used", "create_key", "peak_rss_of", "serving"]
+__all__ = [
+    "Client",
+    "ServerUnavailable",
+    "check",
+    "command_used",
+    "create_key",
+    "memory_of",
+    "peak_rss_of",
+    "serving",
+    "worker_of",
+    "worker_pids",
+]
 
 READY_TIMEOUT_SECONDS: Final = 300.0
 
@@ -89,6 +100,59 @@ def peak_rss_of(pid: int) -> tuple[float, float]:
     return values["VmHWM"], values["VmRSS"]
 
 
+def memory_of(pid: int) -> dict[str, float]:
+    """VmRSS, VmHWM and its parts RssAnon, RssFile (file pages: the interpreter, libraries, mapped files,
+    shareable between processes) and RssShmem of a process, in MB, from /proc/<pid>/status."""
+    wanted = ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem")
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in wanted:
+            values[name] = int(rest.split()[0]) / 1024
+    return values
+
+
+def worker_pids(server: Server) -> list[int]:
+    """The processes that serve requests: the server itself with one worker; else uvicorn's worker
+    processes (its children started by multiprocessing's spawn, not its resource tracker)."""
+    if server.workers == 1:
+        return [server.pid]
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == server.pid and b"spawn_main" in command:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def worker_of(client: Client, server: Server) -> int | None:
+    """The worker process holding the server end of `client`'s connection (after a request), or None: the
+    socket whose remote port is the client's local port, found in /proc/net/tcp and in a worker's fds."""
+    sock = client.connection.sock
+    if sock is None:
+        return None
+    port = sock.getsockname()[1]
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1]
+            if int(local, 16) == server.port and int(remote, 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for pid in worker_pids(server):
+        for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(descriptor) in inodes:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
 class Client:
     """One keep-alive HTTP/1.1 connection to the server."""
 
@@ -118,10 +182,17 @@ class Client:
 
 
 class Server:
-    def __init__(self, process: subprocess.Popen[bytes], port: int, stderr_path: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], port: int, stderr_path: Path, *, workers: int, started: float
+    ) -> None:
         self.process = process
         self.port = port
         self.stderr_path = stderr_path
+        self.workers = workers
+        # time.monotonic() just before the process was started, and the seconds until the first 200 of
+        # /health/ready after it.
+        self.started = started
+        self.ready_seconds = 0.0
 
     @property
     def pid(self) -> int:
@@ -132,8 +203,11 @@ class Server:
 
 
 @contextmanager
-def serving(database: Path, scratch: Path) -> Iterator[Server]:
-    """`ledger serve --host 127.0.0.1 --port P --workers 1` on `database`, ready (read models open)."""
+def serving(
+    database: Path, scratch: Path, *, workers: int = 1, log_level: str = "warning", poll_seconds: float = 0.25
+) -> Iterator[Server]:
+    """`ledger serve --host 127.0.0.1 --port P --workers N` on `database`, ready (read models open): the
+    first 200 of /health/ready, asked every `poll_seconds` (with several workers: one of them)."""
     port = _free_port()
     stderr_path = scratch / "server.log"
     command = [
@@ -144,18 +218,19 @@ def serving(database: Path, scratch: Path) -> Iterator[Server]:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--database",
         url_of(database),
         "--log-level",
-        "warning",
+        log_level,
     ]
     environment = {key: value for key, value in os.environ.items() if not key.startswith("LEDGER_")}
     with stderr_path.open("wb") as stderr:
+        started = time.monotonic()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=environment)
-    server = Server(process, port, stderr_path)
+    server = Server(process, port, stderr_path, workers=workers, started=started)
     try:
-        _wait_ready(server)
+        _wait_ready(server, poll_seconds)
         yield server
     finally:
         if process.poll() is None:
@@ -167,8 +242,8 @@ def serving(database: Path, scratch: Path) -> Iterator[Server]:
                 process.wait()
 
 
-def _wait_ready(server: Server) -> None:
-    started = time.monotonic()
+def _wait_ready(server: Server, poll_seconds: float) -> None:
+    started = server.started
     while time.monotonic() - started < READY_TIMEOUT_SECONDS:
         if server.process.poll() is not None:
             tail = server.stderr_path.read_text(errors="replace")[-2000:]
@@ -178,11 +253,12 @@ def _wait_ready(server: Server) -> None:
             status, _ = client.request("GET", "/health/ready")
             client.close()
             if status == 200:
-                log(f"server ready after {time.monotonic() - started:.1f} s (pid {server.pid})")
+                server.ready_seconds = time.monotonic() - started
+                log(f"server ready after {server.ready_seconds:.1f} s (pid {server.pid})")
                 return
         except OSError:
             pass
-        time.sleep(0.25)
+        time.sleep(poll_seconds)
     raise ServerUnavailable(f"`ledger serve` was not ready after {READY_TIMEOUT_SECONDS:.0f} s")
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "Result",
     "Size",
     "batches_of",
+    "cached_city",
     "city",
     "clock",
     "first_day",
@@ -57,6 +58,8 @@ __all__ = [
     "median",
     "peak_rss_mb",
     "percentile",
+    "postgres_base",
+    "postgres_schema",
     "registered_ledger",
     "scratch_dir",
     "timed",
@@ -297,13 +300,23 @@ def _generate(path: Path, scale: str) -> dict[str, Any]:
 
 
 def _prefix(source: Path, target: Path, events: int) -> dict[str, Any]:
-    """A copy of `source` holding only its first `events` positions (event and chain rows)."""
+    """A copy of `source` holding only its first `events` positions (event and chain rows).
+
+    The read models' tables and the writer's persisted state are dropped: they are derived from the whole
+    log (and verified, so left behind they would only cost a rebuild), and a cached city opened in place —
+    it should not be — carries them."""
     working_copy(source, target)
     connection = sqlite3.connect(target)
     try:
         with connection:
             connection.execute("DELETE FROM stored_events WHERE rowid > ?", (events,))
             connection.execute("DELETE FROM ledger_chain WHERE position > ?", (events,))
+            derived = connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND (name LIKE 'projection%' OR name = 'ledger_writer_state')"
+            ).fetchall()
+            for (name,) in derived:
+                connection.execute(f'DROP TABLE "{name}"')
         connection.execute("VACUUM")
         head = connection.execute("SELECT MAX(position) FROM ledger_chain").fetchone()[0]
         cadres = connection.execute(
@@ -315,18 +328,35 @@ def _prefix(source: Path, target: Path, events: int) -> dict[str, Any]:
     return {"prefix_of": source.name, "events": head, "cadres": cadres}
 
 
+def _city_name(size: Size) -> tuple[str, str]:
+    """(scale, cache file name without suffix) of the city of `size` for today's stored format."""
+    scale = "city-x10" if size == "10m" else "city"
+    name = f"{scale}-seed{SEED}-{TODAY.isoformat()}-{format_digest()}"
+    if size == "100k":
+        name += f"-prefix{PREFIX_EVENTS}"
+    return scale, name
+
+
+def cached_city(size: Size) -> tuple[Path, dict[str, Any]] | None:
+    """The cached ledger of `size` if it was built already, else None: never builds one (the 10M city
+    takes half an hour)."""
+    _scale, name = _city_name(size)
+    path, about = CACHE_DIR / f"{name}.db", CACHE_DIR / f"{name}.json"
+    if path.exists() and about.exists():
+        return path, json.loads(about.read_text())
+    return None
+
+
 def city(size: Size = "1m") -> tuple[Path, dict[str, Any]]:
     """The cached ledger of `size` and what is known about it; built on first use (see the module doc)."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     digest = format_digest()
-    scale = "city-x10" if size == "10m" else "city"
-    name = f"{scale}-seed{SEED}-{TODAY.isoformat()}-{digest}"
-    if size == "100k":
-        name += f"-prefix{PREFIX_EVENTS}"
+    scale, name = _city_name(size)
     path = CACHE_DIR / f"{name}.db"
     about = CACHE_DIR / f"{name}.json"
-    if path.exists() and about.exists():
-        return path, json.loads(about.read_text())
+    cached = cached_city(size)
+    if cached is not None:
+        return cached
     building = CACHE_DIR / f"building-{name}.db"
     _remove_database(building)
     started = time.perf_counter()
@@ -406,6 +436,45 @@ def first_day(path: Path) -> date:
     finally:
         connection.close()
     return date.fromisoformat(text)
+
+
+# PostgreSQL: benchmarks that need a server skip with the reason when none answers.
+
+POSTGRES_ENVIRONMENT: Final = ("LEDGER_BENCH_POSTGRES_URL", "LEDGER_TEST_POSTGRES_URL")
+
+
+def postgres_base() -> tuple[str | None, str]:
+    """(the base URL of a reachable PostgreSQL server, ""), or (None, why there is none)."""
+    url = next((os.environ[name] for name in POSTGRES_ENVIRONMENT if os.environ.get(name)), None)
+    if url is None:
+        return None, f"no PostgreSQL server: set {' or '.join(POSTGRES_ENVIRONMENT)}"
+    try:
+        import psycopg
+    except ImportError:
+        return None, "psycopg is not installed (extra `postgres`)"
+    try:
+        with psycopg.connect(url, connect_timeout=3) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as error:
+        return None, f"PostgreSQL at {url} is not reachable: {error}"
+    return url, ""
+
+
+@contextmanager
+def postgres_schema(base: str, prefix: str) -> Iterator[str]:
+    """The URL of a new schema on the server at `base` (the ledger creates it on open), dropped after."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}schema={schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 # The machine, for the report.
