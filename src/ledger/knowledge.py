@@ -25,7 +25,16 @@ from typing import Any, Final
 
 import msgspec
 
-from ledger.domain.cadre import POLICY_STREAM, Cadre, CadreState, apply, copied, register
+from ledger.domain.cadre import (
+    CHANGED_BY,
+    CONTAINERS,
+    POLICY_STREAM,
+    Cadre,
+    CadreState,
+    apply,
+    register,
+    sharing,
+)
 from ledger.domain.errors import IntegrityFailure
 from ledger.domain.events import CadreRegistered, EventBase, PolicyPublished
 from ledger.integrity.chain import GENESIS_HASH
@@ -291,11 +300,12 @@ def _digest(position: int, hash_: bytes, format_: str, blob: bytes) -> bytes:
 class Draft:
     """A batch being decided: copies of the states and the book it changes, over the knowledge."""
 
-    __slots__ = ("book", "cadres", "knowledge", "versions")
+    __slots__ = ("_copied", "book", "cadres", "knowledge", "versions")
 
     def __init__(self, knowledge: Knowledge) -> None:
         self.knowledge = knowledge
         self.cadres: dict[str, Cadre] = {}
+        self._copied: dict[str, set[str]] = {}  # the containers of each drafted state that are its own
         self.versions: dict[str, int] = {}
         self.book: PolicyBook | None = None
 
@@ -313,28 +323,32 @@ class Draft:
         return version
 
     def fold(self, stream: str, event: EventBase, position: int) -> None:
-        """Fold a decided event into the draft (copying what it changes first)."""
+        """Fold a decided event into the draft, copying first what it changes of the knowledge's state
+        (only those containers: `CHANGED_BY`; the others stay shared until an event changes them)."""
         version = self.versions[stream]
         if isinstance(event, PolicyPublished):
             if self.book is None:
                 self.book = self.knowledge.book.copy()
             self.book.add(event.version, event.effective_from, position, load_policy(event.body))
             return
-        cadre: Cadre | None
         if isinstance(event, CadreRegistered):
             cadre = Cadre(stream, register(event))
+            self._copied[stream] = set(CONTAINERS)
         else:
-            cadre = self.cadres.get(stream) or _copy_of(self.knowledge.cadres.get(stream))
-            if cadre is None:
-                return
+            changes = CHANGED_BY.get(type(event), ())
+            drafted = self.cadres.get(stream)
+            if drafted is None:
+                known = self.knowledge.cadres.get(stream)
+                if known is None:
+                    return
+                cadre = Cadre(stream, sharing(known.state, changes))
+                self._copied[stream] = set(changes)
+            else:
+                cadre, copied_already = drafted, self._copied[stream]
+                for name in changes:
+                    if name not in copied_already:
+                        setattr(cadre.state, name, getattr(cadre.state, name).copy())
+                        copied_already.add(name)
             apply(cadre.state, event)
         cadre.version = version
         self.cadres[stream] = cadre
-
-
-def _copy_of(cadre: Cadre | None) -> Cadre | None:
-    if cadre is None:
-        return None
-    copy = Cadre(cadre.id, copied(cadre.state))
-    copy.version = cadre.version
-    return copy

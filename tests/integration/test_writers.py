@@ -490,3 +490,46 @@ def test_interleaved_writers_lose_duplicate_and_reorder_nothing_and_cap_as_the_l
                 writer.close()
 
     run()
+
+
+def test_apply_changes_only_the_containers_changed_by_names_for_each_type(sqlite_url: str) -> None:
+    """A draft copies only what `CHANGED_BY` names for an event's type, sharing the rest with the
+    knowledge: `apply` must change nothing else, for every type the small demo city records (every type a
+    cadre stream holds, reversals of each kind included)."""
+    import copy as copying
+    from collections import Counter
+
+    from ledger.demo import run_demo
+    from ledger.domain.cadre import CHANGED_BY, apply, copied, register, sharing
+    from ledger.domain.events import CadreEvent, CadreRegistered
+
+    with Ledger.open(sqlite_url, clock=fixed_clock) as ledger:
+        run_demo(ledger, seed=3, scale="small", today=date(2025, 12, 15))
+        states: dict[str, CadreState] = {}
+        seen: Counter[str] = Counter()
+        after = 0
+        while batch := ledger.records(after=after, limit=5_000):
+            for position, event in batch:
+                after = position
+                if isinstance(event, CadreRegistered):
+                    states[event.cadre_id] = register(event)
+                    continue
+                if not isinstance(event, CadreEvent) or event.cadre_id not in states:
+                    continue
+                state = states[event.cadre_id]
+                before = copying.deepcopy(state)
+                twin = sharing(state, CHANGED_BY.get(type(event), ()))
+                apply(twin, event)
+                assert state == before, f"apply of {type(event).__name__} changed a shared container"
+                whole = copied(state)
+                apply(whole, event)
+                assert twin == whole
+                states[event.cadre_id] = twin
+                seen[type(event).__name__] += 1
+    assert {
+        "MeritAwarded",
+        "EvaluationRecorded",
+        "EntryReversed",
+        "TenureAccrued",
+        "CadreTransferred",
+    } <= set(seen), seen

@@ -43,6 +43,8 @@ from ledger.domain.events import (
 from ledger.domain.points import ZERO
 
 __all__ = [
+    "CHANGED_BY",
+    "CONTAINERS",
     "KEYS_STREAM",
     "OWN_STREAMS",
     "POLICY_STREAM",
@@ -56,6 +58,7 @@ __all__ = [
     "own_stream",
     "points_of",
     "register",
+    "sharing",
     "stream_of",
 ]
 
@@ -144,34 +147,81 @@ class CadreState:
 
 
 def copied(state: CadreState) -> CadreState:
-    """A copy of `state` that `apply` can change without changing `state` (a batch decided on copies is
-    thrown away whole when another writer appended first). Written out field by field: it runs for every
-    cadre of every batch, and `dataclasses.replace` costs five times as much."""
-    s = state
-    return CadreState(
-        s.cadre_id,
-        s.name,
-        s.registered_on,
-        s.service_started_on,
-        s.principal,
-        s.leadership,
-        s.units.copy(),
-        s.grades.copy(),
-        s.left_leadership.copy(),
-        s.departures.copy(),
-        s.accruals.copy(),
-        s.merits_by_year.copy(),
-        s.deeds.copy(),
-        s.merit_deeds.copy(),
-        s.appraisal_years.copy(),
-        s.evaluations.copy(),
-        s.open_recalls.copy(),
-        s.completed_recalls.copy(),
-        s.open_investigations.copy(),
-        s.investigation_opened_on.copy(),
-        s.closed_investigations.copy(),
-        s.reversed.copy(),
-    )
+    """A copy of `state` that `apply` can change without changing `state`: every container copied."""
+    return sharing(state, CONTAINERS)
+
+
+# The containers of a state, and those `apply` changes for each event type (a type not named changes
+# none; a reversal may change any). `sharing` copies only these, so that a batch decided on copies costs
+# what its events change, not the cadres' whole histories. tests/integration/test_writers.py checks the
+# table against `apply` for every type.
+CONTAINERS: Final = (
+    "units",
+    "grades",
+    "left_leadership",
+    "departures",
+    "accruals",
+    "merits_by_year",
+    "deeds",
+    "merit_deeds",
+    "appraisal_years",
+    "evaluations",
+    "open_recalls",
+    "completed_recalls",
+    "open_investigations",
+    "investigation_opened_on",
+    "closed_investigations",
+    "reversed",
+)
+CHANGED_BY: Final[dict[type[EventBase], tuple[str, ...]]] = {
+    EntryReversed: CONTAINERS,
+    CadreTransferred: ("units",),
+    CadreGradeChanged: ("grades",),
+    CadreLeftLeadership: ("left_leadership",),
+    CadreDeparted: ("departures",),
+    TenureAccrued: ("accruals",),
+    MeritAwarded: ("merits_by_year", "deeds", "merit_deeds"),
+    AppraisalRecorded: ("appraisal_years",),
+    EvaluationRecorded: ("evaluations",),
+    RecallOrdered: ("open_recalls",),
+    RecallCompleted: ("open_recalls", "completed_recalls"),
+    InvestigationOpened: ("open_investigations", "investigation_opened_on"),
+    InvestigationClosed: ("open_investigations", "closed_investigations"),
+}
+
+
+def sharing(state: CadreState, copy: tuple[str, ...] = ()) -> CadreState:
+    """Another state with the same values whose containers named in `copy` are copies and the others are
+    `state`'s own: folding an event into it through `apply` leaves `state` alone as long as `copy` holds
+    every container `CHANGED_BY` names for that event's type."""
+    # Built without __init__ (it would make sixteen empty containers only to drop them), field by field:
+    # this runs for every cadre of every batch, and a loop of getattr/setattr costs three times as much.
+    twin: CadreState = object.__new__(CadreState)
+    twin.cadre_id = state.cadre_id
+    twin.name = state.name
+    twin.registered_on = state.registered_on
+    twin.service_started_on = state.service_started_on
+    twin.principal = state.principal
+    twin.leadership = state.leadership
+    twin.units = state.units
+    twin.grades = state.grades
+    twin.left_leadership = state.left_leadership
+    twin.departures = state.departures
+    twin.accruals = state.accruals
+    twin.merits_by_year = state.merits_by_year
+    twin.deeds = state.deeds
+    twin.merit_deeds = state.merit_deeds
+    twin.appraisal_years = state.appraisal_years
+    twin.evaluations = state.evaluations
+    twin.open_recalls = state.open_recalls
+    twin.completed_recalls = state.completed_recalls
+    twin.open_investigations = state.open_investigations
+    twin.investigation_opened_on = state.investigation_opened_on
+    twin.closed_investigations = state.closed_investigations
+    twin.reversed = state.reversed
+    for name in copy:
+        setattr(twin, name, getattr(state, name).copy())
+    return twin
 
 
 def _in_force(changes: dict[uuid.UUID, tuple[date, str]], day: date | None = None) -> tuple[date, str]:
