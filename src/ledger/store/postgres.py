@@ -27,7 +27,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed
 
 from ledger.store.batch import BatchWrite
-from ledger.store.recorders import SOURCE_INDEX, WRITE_LOCK_WAIT_SECONDS, CatchUpRow, LedgerRecorder, logger
+from ledger.store.recorders import SOURCE_INDEX, WRITE_LOCK_WAIT_SECONDS, LedgerRecorder, logger
 
 __all__ = ["LedgerPostgresRecorder"]
 
@@ -164,19 +164,6 @@ class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
     # from p with the whole chain index read from position 1: a catch-up of 1,000 events at the end of the
     # city read 991,000 chain entries (431 ms instead of 2 ms), a page of an export half-way 510,000.
 
-    def catch_up_rows(self, position: int, limit: int, cursor: Any = None) -> list[CatchUpRow]:
-        start = max(position, 1)
-        with self._reading(cursor) as reading:
-            reading.execute(
-                self._sql(
-                    "SELECT e.{pos}, e.originator_id, e.originator_version, e.state, c.hash FROM {events} e "
-                    "JOIN {chain} c ON c.position = e.{pos} WHERE e.{pos} >= ? AND c.position >= ? "
-                    "ORDER BY e.{pos} LIMIT ?"
-                ),
-                (start, start, limit + (1 if position > 0 else 0)),
-            )
-            return [(row[0], str(row[1]), row[2], bytes(row[3]), bytes(row[4])) for row in reading.fetchall()]
-
     def stream_rows(self, stream: str) -> list[tuple[int, bytes, str, bytes]]:
         # Each event's chain row by its own probe of the chain's key (LIMIT 1 keeps the planner from
         # turning it into a join): without statistics the planner guesses that a stream is 0.5 % of the
@@ -189,18 +176,6 @@ class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
                     "WHERE e.originator_id = ? ORDER BY e.originator_version"
                 ),
                 (stream,),
-            )
-            return [(row[0], bytes(row[1]), row[2], bytes(row[3])) for row in cursor.fetchall()]
-
-    def events_after(self, position: int, limit: int) -> list[tuple[int, bytes, str, bytes]]:
-        with self._cursor(write=False) as cursor:
-            cursor.execute(
-                self._sql(
-                    "SELECT e.{pos}, e.state, c.recorded_at, c.hash FROM {events} e "
-                    "JOIN {chain} c ON c.position = e.{pos} WHERE e.{pos} > ? AND c.position > ? "
-                    "ORDER BY e.{pos} LIMIT ?"
-                ),
-                (position, position, limit),
             )
             return [(row[0], bytes(row[1]), row[2], bytes(row[3])) for row in cursor.fetchall()]
 

@@ -397,9 +397,11 @@ class LedgerRecorder:
             reading.execute(
                 self._sql(
                     "SELECT e.{pos}, e.originator_id, e.originator_version, e.state, c.hash FROM {events} e "
-                    "JOIN {chain} c ON c.position = e.{pos} WHERE e.{pos} >= ? ORDER BY e.{pos} LIMIT ?"
+                    # The chain side bounded too, so that PostgreSQL does not merge-join from its first row.
+                    "JOIN {chain} c ON c.position = e.{pos} WHERE e.{pos} >= ? AND c.position >= ? "
+                    "ORDER BY e.{pos} LIMIT ?"
                 ),
-                (max(position, 1), limit + (1 if position > 0 else 0)),
+                (max(position, 1), max(position, 1), limit + (1 if position > 0 else 0)),
             )
             return [(row[0], str(row[1]), row[2], bytes(row[3]), bytes(row[4])) for row in reading.fetchall()]
 
@@ -437,10 +439,10 @@ class LedgerRecorder:
             cursor.execute(
                 self._sql(
                     "SELECT e.{pos}, e.state, c.recorded_at, c.hash FROM {events} e "
-                    "JOIN {chain} c ON c.position = e.{pos} WHERE e.{pos} > ? "
+                    "JOIN {chain} c ON c.position = e.{pos} WHERE e.{pos} > ? AND c.position > ? "
                     "ORDER BY e.{pos} LIMIT ?"
                 ),
-                (position, limit),
+                (position, position, limit),
             )
             return [(row[0], bytes(row[1]), row[2], bytes(row[3])) for row in cursor.fetchall()]
 
