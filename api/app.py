@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Final
 
 from litestar import Litestar
@@ -27,6 +28,7 @@ from ledger.api.openapi import StructSchemas, finish, openapi_config
 from ledger.api.problems import exception_handlers
 from ledger.api.services import Services
 from ledger.api.settings import BODY_SIZE_MAX, ApiSettings
+from ledger.signing import Signer
 
 __all__ = ["create_app"]
 
@@ -45,6 +47,8 @@ ROUTES: Final[list[ControllerRouterHandler]] = [
     views.get_escalations,
     audit.verify,
     audit.get_checkpoint,
+    audit.inclusion_proof,
+    audit.consistency_proof,
     policies.PoliciesController,
     health.live,
     health.ready,
@@ -104,6 +108,12 @@ def create_app(settings: ApiSettings | None = None, *, services: Services | None
         executor.append(pool)
         opened = Services.open(settings.database_url) if owned else services
         assert opened is not None
+        if settings.signing_key_file is not None:
+            # Refuse to start with a key that cannot sign (unreadable, not published, retired): better
+            # than checkpoints that fail one by one.
+            signer = Signer.from_file(Path(settings.signing_key_file))
+            opened.ledger.signing_keys.usable(signer)
+            opened.signer = signer
         app.state[SERVICES_STATE] = opened
         app.state[KEY_STORE_STATE] = opened.keys
         opened.read_models.start()

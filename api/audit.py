@@ -11,14 +11,15 @@ from litestar.params import QueryParameter
 from ledger.access import Role
 from ledger.api.auth import requires
 from ledger.api.openapi import SECURITY
+from ledger.api.params import POSITION_MAX, PositionQuery, TreeSizeQuery
 from ledger.api.responses import errors
 from ledger.api.services import Services
 from ledger.integrity.verify import Checkpoint
 from ledger.projections.integrity import read_model_findings
 from ledger.projections.store import FactStore
-from ledger.results import VerifyReport
+from ledger.results import ConsistencyProof, InclusionProof, VerifyReport
 
-__all__ = ["get_checkpoint", "verify"]
+__all__ = ["consistency_proof", "get_checkpoint", "inclusion_proof", "verify"]
 
 
 @get(
@@ -72,12 +73,66 @@ def verify(
     tags=["audit"],
     summary="Take a checkpoint of the log's head",
     description=(
-        "`{ledger_id, position, hash, recorded_at}` of the head, after verifying the chain (409 if it "
-        "fails). Keep it away from the database; `ledger verify --against` proves the log still extends it."
+        "`{ledger_id, tree_size, root_hash, chain_hash, recorded_at, key_id, signature}` of the head: its "
+        "size, Merkle tree head (RFC 9162) and chain hash, after verifying the chain and the tree (409 if "
+        "either fails). Signed with Ed25519 when the server has a signing key (`LEDGER_SIGNING_KEY_FILE`); "
+        "`key_id` and `signature` are null otherwise. Keep it away from the database; `ledger verify "
+        "--against` and `ledger-verify` prove a log still extends it."
     ),
     security=SECURITY,
     sync_to_thread=True,
-    responses=errors(401, 403, 409),
+    responses=errors(401, 403, 409, 422),
 )
 def get_checkpoint(services: NamedDependency[Services]) -> Checkpoint:
-    return services.ledger.checkpoint()
+    return services.ledger.checkpoint(services.signer)
+
+
+@get(
+    "/v1/audit/proofs/inclusion",
+    opt=requires(Role.auditor),
+    tags=["audit"],
+    summary="Prove an event is in a tree head",
+    description=(
+        "The inclusion proof (RFC 9162 §2.1.3) of the event at `position` in the tree of `tree_size` "
+        "events (default the head): `leaf_hash` = SHA-256(0x00 ‖ leaf), where `leaf` is the event's "
+        "canonical bytes, and `audit_path` from the leaf's sibling up; hashes in lowercase hex. 422 when "
+        "`position` or `tree_size` is not in the log."
+    ),
+    security=SECURITY,
+    sync_to_thread=True,
+    responses=errors(401, 403, 409, 422),
+)
+def inclusion_proof(
+    services: NamedDependency[Services], position: PositionQuery, tree_size: TreeSizeQuery = None
+) -> InclusionProof:
+    return services.ledger.inclusion_proof(position, tree_size)
+
+
+@get(
+    "/v1/audit/proofs/consistency",
+    opt=requires(Role.auditor),
+    tags=["audit"],
+    summary="Prove a tree head extends an older one",
+    description=(
+        "The consistency proof (RFC 9162 §2.1.4) from the tree of `first` events to the tree of `second` "
+        "(default the head), with both tree heads; hashes in lowercase hex. 1 ≤ first ≤ second ≤ head, "
+        "else 422."
+    ),
+    security=SECURITY,
+    sync_to_thread=True,
+    responses=errors(401, 403, 409, 422),
+)
+def consistency_proof(
+    services: NamedDependency[Services],
+    first: Annotated[
+        int,
+        QueryParameter(
+            description="The older tree's size (an earlier checkpoint's `tree_size`).", ge=1, le=POSITION_MAX
+        ),
+    ],
+    second: Annotated[
+        int | None,
+        QueryParameter(description="The newer tree's size; default the head.", ge=1, le=POSITION_MAX),
+    ] = None,
+) -> ConsistencyProof:
+    return services.ledger.consistency_proof(first, second)

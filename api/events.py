@@ -16,7 +16,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.di import NamedDependency
-from litestar.params import PathParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from ledger.access import ApiKey, Role
@@ -161,14 +161,25 @@ class EventsController(Controller):
         opt=requires(Role.auditor),
         tags=["events"],
         summary="Read one event",
-        description="One event with its position, recording time, hash and the previous event's hash.",
+        description=(
+            "One event with its position, recording time, hash and the previous event's hash. With "
+            "`proof=true`, also its inclusion proof (RFC 9162) against the log's tree head now: `proof` as "
+            "`GET /v1/audit/proofs/inclusion` answers it, checked by `ledger-verify inclusion` against a "
+            "checkpoint of the same tree size."
+        ),
         security=SECURITY,
         sync_to_thread=True,
-        responses=errors(401, 403, 404),
+        responses=errors(401, 403, 404, 422),
     )
     def get_event(
         self,
         services: NamedDependency[Services],
         event_id: Annotated[uuid.UUID, PathParameter(description="The event's id.")],
+        proof: Annotated[
+            bool, QueryParameter(description="Also give the event's inclusion proof against the head.")
+        ] = False,
     ) -> EventDocument:
-        return _document(services.ledger.event(event_id))
+        document = _document(services.ledger.event(event_id))
+        if not proof:
+            return document
+        return msgspec.structs.replace(document, proof=services.ledger.inclusion_proof(document.position))

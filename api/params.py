@@ -29,8 +29,10 @@ __all__ = [
     "MinPositionQuery",
     "PeriodQuery",
     "PoolScopeQuery",
+    "PositionQuery",
     "RequiredPeriodQuery",
     "ScopeQuery",
+    "TreeSizeQuery",
     "ViewLimitQuery",
     "parse_known_at",
 ]
@@ -113,6 +115,20 @@ AfterQuery = Annotated[
     QueryParameter(
         description="Events after this log position (0: from the start); pass the last page's `next_after`.",
         ge=0,
+        le=POSITION_MAX,
+    ),
+]
+PositionQuery = Annotated[
+    int,
+    QueryParameter(
+        description="A log position (1 …): the event's leaf is position − 1.", ge=1, le=POSITION_MAX
+    ),
+]
+TreeSizeQuery = Annotated[
+    int | None,
+    QueryParameter(
+        description="The size of the tree to prove against (a checkpoint's `tree_size`); default the head.",
+        ge=1,
         le=POSITION_MAX,
     ),
 ]

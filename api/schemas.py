@@ -14,6 +14,7 @@ from msgspec import Meta
 
 from ledger.domain.events import POLICY_BODY_LENGTH_MAX, Event
 from ledger.ledger import BATCH_SIZE_MAX
+from ledger.results import InclusionProof
 
 __all__ = [
     "EventDocument",
@@ -47,6 +48,8 @@ class EventDocument(msgspec.Struct, frozen=True):
     hash: str
     prev_hash: str
     event: Event
+    # With `proof=true`: the event's inclusion proof against the tree head of the log at that moment.
+    proof: InclusionProof | None = None
 
 
 class EventsPage(msgspec.Struct, frozen=True):

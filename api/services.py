@@ -24,6 +24,7 @@ from ledger.api.problems import ReadModelsUnavailable
 from ledger.domain.errors import InvalidInput
 from ledger.ledger import Ledger
 from ledger.projections.service import Projections
+from ledger.signing import Signer
 
 __all__ = ["ReadModels", "Services"]
 
@@ -124,10 +125,14 @@ def _rebuilding(damage: str) -> str:
 class Services:
     """The ledger, its keys and its read models, for one process."""
 
-    def __init__(self, ledger: Ledger, keys: KeyStore, read_models: ReadModels) -> None:
+    def __init__(
+        self, ledger: Ledger, keys: KeyStore, read_models: ReadModels, signer: Signer | None = None
+    ) -> None:
         self.ledger = ledger
         self.keys = keys
         self.read_models = read_models
+        # The checkpoint signing key (`LEDGER_SIGNING_KEY_FILE`), read once at startup.
+        self.signer = signer
 
     @classmethod
     def open(cls, database_url: str) -> Services:

@@ -5,6 +5,7 @@
 | `LEDGER_DATABASE_URL` | `sqlite:///ledger.db` | the ledger (and its keys) |
 | `LEDGER_CORS_ORIGINS` | (none) | comma-separated origins browsers may call the API from; `*` for any |
 | `LEDGER_API_THREADS` | 32 | threads for blocking work (database reads, posting, verification) |
+| `LEDGER_SIGNING_KEY_FILE` | (none) | the Ed25519 key checkpoints are signed with (`ledger keys signing`) |
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = DEFAULT_DATABASE_URL
     cors_origins: tuple[str, ...] = ()
     threads: int = THREADS_DEFAULT
+    signing_key_file: str | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -63,4 +65,5 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
             database_url=environ.get("LEDGER_DATABASE_URL") or DEFAULT_DATABASE_URL,
             cors_origins=origins,
             threads=threads,
+            signing_key_file=environ.get("LEDGER_SIGNING_KEY_FILE") or None,
         )

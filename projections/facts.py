@@ -38,6 +38,7 @@ from ledger.domain.events import (
     PolicyPublished,
     RecallCompleted,
     RecallOrdered,
+    SigningKeyEvent,
     TenureAccrued,
     VetoApplied,
 )
@@ -82,7 +83,8 @@ class Kind:
     INVESTIGATION_OPENED = 14
     INVESTIGATION_CLOSED = 15
     REVERSAL = 16
-    # An API key's event (`key.created`, `key.revoked`): about no cadre, counts nothing, folds as nothing.
+    # An API key's event (`key.created`, `key.revoked`) or a signing key's (`signing_key.*`): about no
+    # cadre, counts nothing, folds as nothing.
     # It is a fact all the same, so that every position of the log has one.
     KEY = 17
 
@@ -267,7 +269,7 @@ def fact_of(position: int, event: EventBase) -> Fact:
     elif isinstance(event, PolicyPublished):
         kind = Kind.POLICY
         detail = (event.version, day(event.effective_from), event.body)
-    elif isinstance(event, KeyEvent):
+    elif isinstance(event, KeyEvent | SigningKeyEvent):
         kind = Kind.KEY
     else:  # pragma: no cover - every event type is listed above
         raise TypeError(f"no fact for {type(event).__name__}")
@@ -302,6 +304,8 @@ KIND_OF_TYPE: Final[dict[str, int]] = {
     "entry.reversed": Kind.REVERSAL,
     "key.created": Kind.KEY,
     "key.revoked": Kind.KEY,
+    "signing_key.published": Kind.KEY,
+    "signing_key.retired": Kind.KEY,
 }
 
 
@@ -349,8 +353,8 @@ class _StoredKeyEvent(msgspec.Struct):
 
 
 _key_event_decoder = msgspec.json.Decoder(_StoredKeyEvent)
-# The stored JSON begins with the `type` tag (`ledger.store.mapper`).
-_KEY_EVENT_PREFIX: Final = b'{"type":"key.'
+# The stored JSON begins with the `type` tag (`ledger.store.mapper`): API keys and signing keys.
+_KEY_EVENT_PREFIXES: Final = (b'{"type":"key.', b'{"type":"signing_key.')
 _DAYS: dict[str, int] = {}
 
 
@@ -366,7 +370,7 @@ def facts_of_stored(rows: Iterable[tuple[int, bytes]]) -> list[Fact]:
     facts = []
     decode = _stored_decoder.decode
     for position, state in rows:
-        if state.startswith(_KEY_EVENT_PREFIX):
+        if state.startswith(_KEY_EVENT_PREFIXES):
             effective = _day_of(_key_event_decoder.decode(state).effective_on)
             facts.append(Fact(position, Kind.KEY, None, effective, effective, 0, 0, (), -1))
             continue

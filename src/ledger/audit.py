@@ -21,11 +21,14 @@ from ledger.integrity.chain import GENESIS_HASH, canonical_bytes, chain_hash, pa
 from ledger.integrity.verify import Checkpoint, VerifyOutcome, check_checkpoint, verify_rows
 from ledger.reader import CATCH_UP_PAGE
 from ledger.results import TableFinding, VerifyReport
+from ledger.signing import Signer
 from ledger.store.application import LedgerApplication
 from ledger.store.batch import BatchWrite
 from ledger.store.mapper import encode_event, topic_of
 from ledger.store.recorders import SOURCE_INDEX
+from ledger.store.tree import TREE_TABLE
 from ledger.writer import BATCH_SIZE_MAX, Writer
+from ledger_verify.checkpoint import CheckpointDocument, signed_bytes
 
 __all__ = ["EXPORT_FORMAT", "Audit", "ExportHeader"]
 
@@ -61,18 +64,28 @@ class Audit:
         # The ledger's identity, kept in the log's database and named in every checkpoint and export.
         self.ledger_id = self._recorder.set_meta_if_absent("ledger_id", str(uuid.uuid4()))
 
-    def _verify(self) -> VerifyOutcome:
+    def _verify(self, roots_at: tuple[int, ...] = ()) -> VerifyOutcome:
         return verify_rows(
             self._recorder.log_rows(),
             topic_of=topic_of,
             position_of_event=self._recorder.position_of_event,
+            tree_rows=self._recorder.tree.rows(),
+            roots_at=roots_at,
+            log_head=lambda: self._recorder.head().position,
         )
 
-    def verify(self, against: Checkpoint | None = None) -> VerifyReport:
-        """Recompute the whole chain; with a checkpoint, also prove the log still extends it."""
-        outcome = self._verify()
+    def verify(
+        self,
+        against: CheckpointDocument | None = None,
+        public_key_of: Callable[[str], bytes | None] = lambda _key_id: None,
+    ) -> VerifyReport:
+        """Recompute the whole chain and the Merkle tree; with a checkpoint, also prove the log still
+        extends it (and that a signed one is signed by a key the log publishes: `public_key_of`)."""
+        outcome = self._verify(() if against is None else (against.tree_size,))
         if against is not None:
-            outcome = check_checkpoint(against, self.ledger_id, outcome, self._recorder.hash_at)
+            outcome = check_checkpoint(
+                against, self.ledger_id, outcome, self._recorder.hash_at, public_key_of
+            )
         return VerifyReport(
             ok=outcome.ok,
             verified_through=outcome.verified_through,
@@ -80,7 +93,23 @@ class Audit:
             first_bad_position=outcome.first_bad_position,
             reason=outcome.reason,
             detail=outcome.detail,
-        ).with_findings(self._source_findings())
+            root_hash=outcome.root_hash.hex(),
+        ).with_findings(self._source_findings() + self._tree_findings(outcome))
+
+    @staticmethod
+    def _tree_findings(outcome: VerifyOutcome) -> list[TableFinding]:
+        if outcome.tree is None:
+            return []
+        finding = outcome.tree
+        return [
+            TableFinding(
+                TREE_TABLE,
+                f"position {finding.position}",
+                finding.reason,
+                f"{finding.detail}; proofs from it would not verify: `ledger rebuild --tree` recomputes "
+                "the tree from the log",
+            )
+        ]
 
     def _source_findings(self) -> list[TableFinding]:
         """Every `(system, key)` recorded once: guaranteed by the unique index over the events' sources
@@ -104,8 +133,10 @@ class Audit:
         ]
         return findings
 
-    def checkpoint(self) -> Checkpoint:
-        """The head of the log as a checkpoint (verify first: a checkpoint of a broken log is refused)."""
+    def checkpoint(self, signer: Signer | None = None) -> Checkpoint:
+        """The head of the log as a checkpoint, signed by `signer` if given. The whole chain and the stored
+        Merkle tree are verified first: a checkpoint of a broken log, or of a log whose stored tree would
+        give proofs that do not verify against it, is refused (IntegrityFailure)."""
         outcome = self._verify()
         if not outcome.ok:
             raise IntegrityFailure(
@@ -114,12 +145,33 @@ class Audit:
                 position=outcome.first_bad_position,
                 reason=outcome.reason or "",
             )
-        head = self._recorder.head()
+        if outcome.tree is not None:
+            raise IntegrityFailure(
+                f"the stored Merkle tree ({TREE_TABLE}) disagrees with the log at position "
+                f"{outcome.tree.position} ({outcome.tree.reason}); no checkpoint taken: run "
+                "`ledger rebuild --tree`",
+                position=outcome.tree.position,
+                reason=outcome.tree.reason,
+            )
+        # The head verification reached, not the head now: the root and the hash are of the same log.
+        size = outcome.verified_through
+        row = self._recorder.event_at(size) if size else None
+        recorded_at = row[2] if row is not None else ""
+        root_hash, chain_hash = outcome.root_hash.hex(), outcome.head_hash.hex()
+        key_id = signature = None
+        if signer is not None:
+            key_id = signer.key_id
+            signature = signer.sign(
+                signed_bytes(self.ledger_id, size, root_hash, chain_hash, recorded_at, key_id)
+            ).hex()
         return Checkpoint(
             ledger_id=self.ledger_id,
-            position=head.position,
-            hash=head.hash.hex(),
-            recorded_at=head.recorded_at,
+            tree_size=size,
+            root_hash=root_hash,
+            chain_hash=chain_hash,
+            recorded_at=recorded_at,
+            key_id=key_id,
+            signature=signature,
         )
 
     # Export and import.

@@ -19,28 +19,20 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import msgspec
 import typer
-from eventsourcing.persistence import PersistenceError
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.exc import DBAPIError
 
-from ledger.access import PRINCIPAL_PATTERN, key_findings
+from ledger.access import PRINCIPAL_PATTERN
 from ledger.cli_access import keys_app, serve
+from ledger.cli_audit import checkpoint, proof_app, signing_app, verify
+from ledger.cli_audit import opened as _opened
 from ledger.cli_common import EXIT_FAILED, EXIT_INVALID, Database, err, fail, out, print_json, print_table
 from ledger.domain.errors import (
     Conflict,
-    IntegrityFailure,
     InvalidInput,
-    LedgerError,
-    NotFound,
-    StoreUnavailable,
 )
-from ledger.integrity.verify import Checkpoint
-from ledger.ledger import BATCH_SIZE_MAX, Ledger
-from ledger.store.faults import store_fault
+from ledger.ledger import BATCH_SIZE_MAX
 from ledger.wire import decode_jsonl
 
 __all__ = ["app", "main"]
@@ -56,6 +48,10 @@ app = typer.Typer(
 policy_app = typer.Typer(help="Show or publish the rulebook (policy).", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
+app.add_typer(proof_app, name="proof")
+keys_app.add_typer(signing_app, name="signing")
+app.command()(verify)
+app.command()(checkpoint)
 app.command()(serve)
 
 
@@ -71,31 +67,6 @@ KnownAt = Annotated[
     str | None,
     typer.Option("--known-at", help="As known at: an RFC 3339 instant or a log position (default now)"),
 ]
-
-
-@contextmanager
-def _opened(database: str | None, **options: Any) -> Iterator[Ledger]:
-    """Open the ledger and turn its errors into exit codes and messages."""
-    try:
-        with Ledger.open(database, **options) as ledger:
-            yield ledger
-    except InvalidInput as error:
-        fail(EXIT_INVALID, error.describe())
-    except Conflict as error:
-        fail(EXIT_FAILED, f"conflict [exists_with_different_content]: {error}")
-    except NotFound as error:
-        fail(EXIT_INVALID, str(error))
-    except IntegrityFailure as error:
-        fail(EXIT_FAILED, str(error))
-    except StoreUnavailable as error:
-        fail(EXIT_FAILED, f"{error} [{error.cause}]; try again in {error.retry_after} s")
-    except LedgerError as error:
-        fail(EXIT_FAILED, str(error))
-    except (PersistenceError, DBAPIError) as error:
-        fault = store_fault(error)
-        if fault is None:
-            raise
-        fail(EXIT_FAILED, f"{fault} [{fault.cause}]; try again in {fault.retry_after} s")
 
 
 def _as_of(text: str | None) -> date | None:
@@ -288,84 +259,6 @@ def _link(reverses: object, reversed_by: object) -> str:
     if reversed_by is not None:
         return f"reversed by {str(reversed_by)[:8]}"
     return ""
-
-
-@app.command()
-def verify(
-    database: Database = None,
-    against: Annotated[Path | None, typer.Option(help="A checkpoint JSON the log must extend")] = None,
-    read_models: Annotated[
-        bool,
-        typer.Option(
-            "--read-models",
-            help="Also refold the log and compare it with the persisted read models (facts, tracking) "
-            "and the persisted writer state",
-        ),
-    ] = False,
-    fmt: FormatOption = Format.table,
-) -> None:
-    """Recompute the hash chain; exit 1 naming the first position that fails (or, with --read-models, the
-    first difference between the read models and the log)."""
-    checkpoint = None
-    if against is not None:
-        try:
-            checkpoint = msgspec.json.decode(against.read_bytes(), type=Checkpoint)
-        except (OSError, msgspec.MsgspecError) as error:
-            fail(EXIT_INVALID, f"--against {against}: not a checkpoint ({error})")
-    with _opened(database, create=False) as ledger:
-        report = ledger.verify(checkpoint).with_findings(key_findings(ledger))
-        if read_models:
-            from ledger.projections.integrity import read_model_findings
-            from ledger.projections.store import FactStore
-
-            store = FactStore(ledger.url)
-            try:
-                report = report.with_findings(read_model_findings(ledger, store))
-            finally:
-                store.close()
-            report = report.with_findings(ledger.writer_state_findings())
-    if fmt is Format.json:
-        print_json(report)
-    elif report.first_bad_position is None:
-        out.print(
-            ("ok: verified" if report.ok else "the chain verifies")
-            + f" through position {report.verified_through}, head hash "
-            f"{report.head_hash}" + (" (extends the checkpoint)" if checkpoint else ""),
-            highlight=False,
-        )
-    else:
-        err.print(
-            f"[bold red]verification failed[/] at position {report.first_bad_position}: "
-            f"{report.reason}: {escape(report.detail or '')} (verified through {report.verified_through})",
-            highlight=False,
-        )
-    if fmt is not Format.json:
-        if read_models and not report.findings:
-            out.print("ok: the read models agree with the log", highlight=False)
-        for finding in report.findings:
-            err.print(
-                f"[bold red]{escape(finding.table)}[/] {escape(finding.row)}: {finding.reason}: "
-                f"{escape(finding.detail)}",
-                highlight=False,
-            )
-    if not report.ok:
-        raise typer.Exit(EXIT_FAILED)
-
-
-@app.command()
-def checkpoint(
-    database: Database = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file")] = None,
-) -> None:
-    """Print (or write) a checkpoint of the log's head: keep it away from the database."""
-    with _opened(database, create=False) as ledger:
-        document = ledger.checkpoint()
-    encoded = msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
-    if output is None:
-        sys.stdout.buffer.write(encoded)
-    else:
-        output.write_bytes(encoded)
-        err.print(f"checkpoint at position {document.position} written to {output}")
 
 
 @app.command("export")
@@ -737,11 +630,31 @@ def escalations(
 
 
 @app.command()
-def rebuild(database: Database = None) -> None:
+def rebuild(
+    database: Database = None,
+    tree: Annotated[
+        bool,
+        typer.Option(
+            "--tree",
+            help="Recompute the stored Merkle tree (ledger_merkle) from the log instead, after `verify` "
+            "reported it changed",
+        ),
+    ] = False,
+) -> None:
     """Rebuild every read model from the log into a new version while the old one serves, then switch."""
     from ledger.projections.service import Projections
     from ledger.projections.store import FactStore
 
+    if tree:
+        with _opened(database, create=False) as ledger:
+            started = time.perf_counter()
+            written = ledger.rebuild_tree()
+        out.print(
+            f"recomputed the Merkle tree from the log: {written} rows "
+            f"in {time.perf_counter() - started:.1f} s",
+            highlight=False,
+        )
+        return
     with _opened(database, create=False) as ledger:
         projections = Projections(ledger, FactStore(ledger.url))
         try:

@@ -21,18 +21,29 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from eventsourcing.persistence import PersistenceError
 
 from ledger.audit import Audit, ExportHeader
-from ledger.domain.errors import InvalidInput, NotFound, StoreUnavailable
+from ledger.domain.errors import IntegrityFailure, InvalidInput, NotFound, StoreUnavailable
 from ledger.domain.events import EventBase, PolicyPublished, Source, TenureAccrued, recorded_id
 from ledger.domain.periods import parse_period
 from ledger.domain.points import ZERO
 from ledger.integrity.chain import GENESIS_HASH
 from ledger.integrity.verify import Checkpoint
 from ledger.policy.load import illustrative_policy_text, load_policy
+from ledger.proofs import Proofs
 from ledger.reader import CATCH_UP_PAGE, LoggedEvent, Reader
-from ledger.results import HistoryPage, PostedItem, PostResult, TableFinding, VerifyReport
+from ledger.results import (
+    ConsistencyProof,
+    HistoryPage,
+    InclusionProof,
+    PostedItem,
+    PostResult,
+    TableFinding,
+    VerifyReport,
+)
+from ledger.signing import Signer, SigningKeys
 from ledger.store.application import DEFAULT_DATABASE_URL, LedgerApplication, environment_for
 from ledger.store.faults import store_fault
 from ledger.writer import BATCH_SIZE_MAX, POSTS_WAITING_MAX, Writer
+from ledger_verify.checkpoint import CheckpointDocument
 
 __all__ = ["BATCH_SIZE_MAX", "POSTS_WAITING_MAX", "ExportHeader", "Ledger", "LoggedEvent"]
 
@@ -61,6 +72,7 @@ class Ledger:
         self._reader = Reader(application, self.today)
         self._writer = Writer(application, self._reader, self.today)
         self._audit = Audit(application, self._writer, self.analyze)
+        self._proofs = Proofs(self._recorder)
 
     # Opening and closing.
 
@@ -99,6 +111,7 @@ class Ledger:
             clock=clock or (lambda: datetime.now(UTC)),
             timezone=zone_name,
         )
+        ledger._complete_tree()
         if create and publish_illustrative and ledger.head() == 0:
             body = illustrative_policy_text()
             policy = load_policy(body)
@@ -106,6 +119,16 @@ class Ledger:
                 body, posted_by="ledger", effective_on=min(ledger.today(), policy.effective_from)
             )
         return ledger
+
+    def _complete_tree(self) -> None:
+        """Give a ledger made before the Merkle tree its tree, once (`MerkleTable.complete`). A store that
+        cannot be written now (read-only, locked, a reader's PostgreSQL role that may not create the
+        table) is logged, not an error: the next append completes the tree under its own lock, and
+        meanwhile `verify` names what is missing and proofs are refused."""
+        try:
+            self._recorder.tree.complete()
+        except (PersistenceError, IntegrityFailure) as error:
+            logger.warning("could not complete the Merkle tree now (%s); the next append will", error)
 
     def close(self) -> None:
         """Keep the writer's knowledge for the next process (if it folded enough since it was last kept),
@@ -124,6 +147,10 @@ class Ledger:
     @property
     def ledger_id(self) -> str:
         return self._audit.ledger_id
+
+    def now(self) -> datetime:
+        """The ledger's clock (UTC-aware)."""
+        return self._clock()
 
     def today(self) -> date:
         """Today in the ledger's time zone (events may not be dated later)."""
@@ -318,13 +345,54 @@ class Ledger:
 
     # Audit (`ledger.audit`).
 
-    def verify(self, against: Checkpoint | None = None) -> VerifyReport:
-        """Recompute the whole chain; with a checkpoint, also prove the log still extends it."""
-        return self._audit.verify(against)
+    def verify(self, against: Checkpoint | CheckpointDocument | None = None) -> VerifyReport:
+        """Recompute the whole chain and the Merkle tree; with a checkpoint (as `checkpoint` gives it, or
+        as `ledger_verify.checkpoint.parse_checkpoint` reads either shape), also prove the log still
+        extends it, and that a signed one is signed by a key this log publishes."""
+        if isinstance(against, Checkpoint):
+            against = CheckpointDocument(
+                against.ledger_id,
+                against.tree_size,
+                against.root_hash,
+                against.chain_hash,
+                against.recorded_at,
+                against.key_id,
+                against.signature,
+            )
+        published = None
 
-    def checkpoint(self) -> Checkpoint:
-        """The head of the log as a checkpoint (verify first: a checkpoint of a broken log is refused)."""
-        return self._audit.checkpoint()
+        def public_key_of(key_id: str) -> bytes | None:
+            nonlocal published
+            if published is None:
+                published = self.signing_keys.published()
+            key = published.get(key_id)
+            return None if key is None else bytes.fromhex(key.public_key)
+
+        return self._audit.verify(against, public_key_of)
+
+    def checkpoint(self, signer: Signer | None = None) -> Checkpoint:
+        """The head of the log as a checkpoint, signed by `signer` when given (a key the log publishes and
+        has not retired, else InvalidInput); the chain and the tree are verified first (IntegrityFailure)."""
+        if signer is not None:
+            self.signing_keys.usable(signer)
+        return self._audit.checkpoint(signer)
+
+    @property
+    def signing_keys(self) -> SigningKeys:
+        """The checkpoint signing keys this log publishes (`ledger.signing`)."""
+        return SigningKeys(self)
+
+    def inclusion_proof(self, position: int, tree_size: int | None = None) -> InclusionProof:
+        """The event at `position` is in the tree of `tree_size` events (default the head): RFC 9162."""
+        return self._proofs.inclusion(position, tree_size)
+
+    def consistency_proof(self, first: int, second: int | None = None) -> ConsistencyProof:
+        """The tree of `second` events (default the head) extends the tree of `first`: RFC 9162."""
+        return self._proofs.consistency(first, second)
+
+    def rebuild_tree(self) -> int:
+        """Recompute the stored Merkle tree from the log (after `verify` found it changed by hand)."""
+        return self._recorder.tree.complete(rebuild=True)
 
     def export(self, stream: IO[bytes], *, progress: Callable[[int], None] | None = None) -> int:
         """Write the log as JSONL: a header line, then each event with position, time and hashes."""

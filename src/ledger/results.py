@@ -10,7 +10,16 @@ import msgspec
 
 from ledger.domain.events import Source
 
-__all__ = ["HistoryEntry", "HistoryPage", "PostResult", "PostedItem", "TableFinding", "VerifyReport"]
+__all__ = [
+    "ConsistencyProof",
+    "HistoryEntry",
+    "HistoryPage",
+    "InclusionProof",
+    "PostResult",
+    "PostedItem",
+    "TableFinding",
+    "VerifyReport",
+]
 
 
 class PostedItem(msgspec.Struct, frozen=True):
@@ -85,9 +94,34 @@ class VerifyReport(msgspec.Struct, frozen=True):
     reason: str | None
     detail: str | None = None
     findings: list[TableFinding] = msgspec.field(default_factory=list)
+    # The Merkle tree head (RFC 9162) recomputed from the log through `verified_through`.
+    root_hash: str | None = None
 
     def with_findings(self, findings: list[TableFinding]) -> VerifyReport:
         """This report with `findings` added (and `ok` false if there are any)."""
         if not findings:
             return self
         return msgspec.structs.replace(self, ok=False, findings=[*self.findings, *findings])
+
+
+class InclusionProof(msgspec.Struct, frozen=True):
+    """The event at `position` is leaf `position − 1` of the tree of `tree_size` leaves whose head is
+    `root_hash` (RFC 9162 §2.1.3): `audit_path` from the leaf's sibling up, hashes in lowercase hex; `leaf`
+    is the event's canonical bytes (UTF-8 JSON), so that `leaf_hash` = SHA-256(0x00 ‖ leaf)."""
+
+    position: int
+    tree_size: int
+    leaf_hash: str
+    root_hash: str
+    audit_path: list[str]
+    leaf: str
+
+
+class ConsistencyProof(msgspec.Struct, frozen=True):
+    """The tree of `second` leaves extends the tree of `first` leaves (RFC 9162 §2.1.4)."""
+
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str]

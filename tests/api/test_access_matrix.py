@@ -51,6 +51,8 @@ ROUTES: list[tuple[str, str, str, Any]] = [
     ("GET", "/v1/escalations", "reader", {"period": "2025Q3"}),
     ("GET", "/v1/audit/verify", "auditor", {}),
     ("GET", "/v1/audit/checkpoint", "auditor", {}),
+    ("GET", "/v1/audit/proofs/inclusion", "auditor", {"position": 2}),
+    ("GET", "/v1/audit/proofs/consistency", "auditor", {"first": 1}),
     ("GET", "/v1/policies", "reader", {}),
     ("GET", "/v1/policies/illustrative-2", "reader", {}),
     ("POST", "/v1/policies", "admin", {"body": illustrative_policy_text()}),

@@ -121,7 +121,13 @@ def test_deleting_the_newest_events_is_caught_against_an_earlier_checkpoint(buil
     checkpoint = ledger.checkpoint()
     raw_sql(url, "DELETE FROM {events} WHERE {pos} > 10")
     raw_sql(url, "DELETE FROM ledger_chain WHERE position > 10")
-    assert ledger.verify().ok, "a truncated chain is consistent on its own"
+    left = ledger.verify()
+    assert left.verified_through == 10 and left.first_bad_position is None
+    assert [(f.table, f.row, f.reason) for f in left.findings] == [
+        ("ledger_merkle", "position 11", "inserted")
+    ], "the tree's rows past the cut show it"
+    raw_sql(url, "DELETE FROM ledger_merkle WHERE position > 10")
+    assert ledger.verify().ok, "a truncated chain and tree are consistent on their own"
     report = ledger.verify(checkpoint)
     assert not report.ok and report.first_bad_position == 11
     assert report.reason == "missing" and "truncated" in (report.detail or "")
@@ -140,9 +146,14 @@ def test_a_consistent_rewrite_is_caught_against_a_checkpoint(built) -> None:
     for position, recorded_at, state in rows:
         previous = chain_hash(previous, canonical_bytes(position, recorded_at, bytes(state)))
         raw_sql(url, "UPDATE ledger_chain SET hash = ? WHERE position = ?", (previous, position))
-    assert ledger.verify().ok, "the insider recomputed every hash"
+    tree = ledger.verify()
+    assert tree.first_bad_position is None and [(f.table, f.row) for f in tree.findings] == [
+        ("ledger_merkle", "position 5")
+    ], "the stored tree still holds the old leaf"
+    ledger.rebuild_tree()
+    assert ledger.verify().ok, "the insider recomputed every hash and the tree"
     report = ledger.verify(checkpoint)
-    assert not report.ok and report.first_bad_position == checkpoint.position
+    assert not report.ok and report.first_bad_position == checkpoint.tree_size
     assert report.reason == "altered" and "rewritten" in (report.detail or "")
 
 

@@ -423,7 +423,7 @@ class Bench:
         self.db = database
         self.tally = Tally()
         self.checkpoint = ledger.checkpoint()
-        assert self.checkpoint.position == LOG_SIZE
+        assert self.checkpoint.tree_size == LOG_SIZE
         # The positions the last case changed (none yet).
         self.dirty = (0, -1)
 
@@ -567,7 +567,7 @@ class Bench:
 
     def against_checkpoints(self) -> None:
         checkpoint = self.checkpoint
-        at_checkpoint = (checkpoint.position, {"altered"})
+        at_checkpoint = (checkpoint.tree_size, {"altered"})
         for kept in range(LOG_SIZE):
             mutate = partial(self.truncate, kept)
             expected = (kept + 1, {"missing"})

@@ -48,6 +48,7 @@ __all__ = [
     "KEYS_STREAM",
     "OWN_STREAMS",
     "POLICY_STREAM",
+    "SIGNING_STREAM",
     "Cadre",
     "CadreState",
     "Recorded",
@@ -63,13 +64,16 @@ __all__ = [
 ]
 
 # Events about no cadre live in streams of their own, named by type: rulebooks in `$policy`, API keys in
-# `$keys`. `$` cannot appear in a cadre_id, so the ids never collide.
+# `$keys`, checkpoint signing keys in `$signing`. `$` cannot appear in a cadre_id, so the ids never collide.
 POLICY_STREAM: Final = "$policy"
 KEYS_STREAM: Final = "$keys"
+SIGNING_STREAM: Final = "$signing"
 OWN_STREAMS: Final[dict[str, str]] = {
     "policy.published": POLICY_STREAM,
     "key.created": KEYS_STREAM,
     "key.revoked": KEYS_STREAM,
+    "signing_key.published": SIGNING_STREAM,
+    "signing_key.retired": SIGNING_STREAM,
 }
 
 

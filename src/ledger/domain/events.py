@@ -53,6 +53,9 @@ __all__ = [
     "RecallCompleted",
     "RecallOrdered",
     "Scores",
+    "SigningKeyEvent",
+    "SigningKeyPublished",
+    "SigningKeyRetired",
     "Source",
     "TenureAccrued",
     "VetoApplied",
@@ -359,6 +362,31 @@ class KeyRevoked(KeyEvent, frozen=True, kw_only=True, tag="key.revoked"):
     revoked_at: Instant
 
 
+PUBLIC_KEY_PATTERN: Final = r"^[0-9a-f]{64}$(?!\n)"
+
+
+class SigningKeyEvent(EventBase, frozen=True, kw_only=True):
+    """An event about one checkpoint signing key, recorded in the stream `$signing` under the system
+    `ledger.signing`: the public half only; the private key lives in a file, never in the database."""
+
+    key_id: KeyId
+
+
+class SigningKeyPublished(SigningKeyEvent, frozen=True, kw_only=True, tag="signing_key.published"):
+    """A signing key was made: checkpoints signed by `key_id` verify against `public_key` (the 32 raw
+    bytes of an Ed25519 public key in hex; `key_id` is the first 16 hex digits of their SHA-256)."""
+
+    algorithm: Literal["ed25519"]
+    public_key: Annotated[str, Meta(pattern=PUBLIC_KEY_PATTERN)]
+    published_at: Instant
+
+
+class SigningKeyRetired(SigningKeyEvent, frozen=True, kw_only=True, tag="signing_key.retired"):
+    """A signing key signs no more checkpoints; the ones it signed still verify."""
+
+    retired_at: Instant
+
+
 Event = (
     CadreRegistered
     | CadreTransferred
@@ -379,6 +407,8 @@ Event = (
     | PolicyPublished
     | KeyCreated
     | KeyRevoked
+    | SigningKeyPublished
+    | SigningKeyRetired
 )
 
 EVENT_CLASSES: Final[tuple[type[EventBase], ...]] = (
@@ -401,6 +431,8 @@ EVENT_CLASSES: Final[tuple[type[EventBase], ...]] = (
     PolicyPublished,
     KeyCreated,
     KeyRevoked,
+    SigningKeyPublished,
+    SigningKeyRetired,
 )
 
 
@@ -410,8 +442,10 @@ def _tag(cls: type[EventBase]) -> str:
 
 EVENT_TYPES: Final[dict[str, type[EventBase]]] = {_tag(cls): cls for cls in EVENT_CLASSES}
 CADRE_EVENT_TYPES: Final = frozenset(name for name, cls in EVENT_TYPES.items() if issubclass(cls, CadreEvent))
-# The key events: recorded only by the key store (`ledger.access`), never posted.
-KEY_EVENT_TYPES: Final = frozenset(name for name, cls in EVENT_TYPES.items() if issubclass(cls, KeyEvent))
+# The key events: recorded only by the key stores (`ledger.access`, `ledger.signing`), never posted.
+KEY_EVENT_TYPES: Final = frozenset(
+    name for name, cls in EVENT_TYPES.items() if issubclass(cls, KeyEvent | SigningKeyEvent)
+)
 # Reversible: every score or lifecycle event except a registration, a reversal or a policy.
 REVERSIBLE_TYPES: Final = CADRE_EVENT_TYPES - {"cadre.registered", "entry.reversed"}
 

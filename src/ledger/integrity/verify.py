@@ -10,13 +10,16 @@ rows and the chain rows, so that a row missing on either side shows up. Each row
 - `time_reversed` — a recording time earlier than the one before it (the writers never stamp so; an
   event chained by other code, or a clock that was allowed to go back).
 
-A checkpoint `{ledger_id, position, hash, recorded_at}` pins a prefix of the log: verifying against it
-proves the log still extends it, so truncation and a consistent rewrite are caught.
+A checkpoint `{ledger_id, tree_size, root_hash, chain_hash, recorded_at, key_id, signature}` pins a prefix
+of the log: verifying against it proves the log still extends it, so truncation and a consistent rewrite
+are caught; a signature proves who issued it. Checkpoints of the chain only (`{ledger_id, position, hash,
+recorded_at}`, taken before the Merkle tree) still verify.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -24,8 +27,10 @@ import msgspec
 
 from ledger.domain.cadre import own_stream
 from ledger.integrity.chain import GENESIS_HASH
+from ledger_verify.checkpoint import CheckpointDocument, verify_signature
+from ledger_verify.merkle import EMPTY_ROOT, Frontier
 
-__all__ = ["Checkpoint", "LogRow", "VerifyOutcome", "check_checkpoint", "verify_rows"]
+__all__ = ["Checkpoint", "LogRow", "TreeFinding", "VerifyOutcome", "check_checkpoint", "verify_rows"]
 
 POLICY_STREAM = "$policy"
 
@@ -64,22 +69,41 @@ class _TopicCache(dict[str, str | None]):
 
 
 class Checkpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A position of one ledger and the chain hash there; keep it away from the database."""
+    """The head of one ledger's log — its size, Merkle tree head and chain hash — signed or not; keep it
+    away from the database. The byte string a signature covers: `ledger_verify.checkpoint`."""
 
     ledger_id: str
-    position: int
-    hash: str
+    tree_size: int
+    root_hash: str
+    chain_hash: str
     recorded_at: str
+    key_id: str | None = None
+    signature: str | None = None
+
+
+class TreeFinding(msgspec.Struct, frozen=True):
+    """The first row of the stored Merkle tree that disagrees with the tree recomputed from the log."""
+
+    position: int
+    reason: str
+    detail: str
 
 
 class VerifyOutcome(msgspec.Struct, frozen=True):
-    """Where verification stopped: `first_bad_position` is None when every position checked out."""
+    """Where verification stopped: `first_bad_position` is None when every position checked out.
+
+    `root_hash` is the Merkle tree head recomputed from the log through `verified_through`, `roots` the
+    recomputed heads at the sizes asked for; `tree` the first stored tree row that disagrees, if any.
+    """
 
     verified_through: int
     head_hash: bytes
     first_bad_position: int | None = None
     reason: str | None = None
     detail: str | None = None
+    root_hash: bytes = EMPTY_ROOT
+    roots: dict[int, bytes] = msgspec.field(default_factory=dict)
+    tree: TreeFinding | None = None
 
     @property
     def ok(self) -> bool:
@@ -96,13 +120,86 @@ def verify_rows(
     *,
     topic_of: Callable[[str], str | None],
     position_of_event: Callable[[str], int | None],
+    tree_rows: Iterable[tuple[int, bytes]] | None = None,
+    roots_at: Iterable[int] = (),
+    log_head: Callable[[], int] | None = None,
 ) -> VerifyOutcome:
     """Recompute the chain over `rows` (tuples laid out as `LogRow`); stop at the first position that fails.
 
     `topic_of(type)` gives the stored topic expected for an event type; `position_of_event(event_id)`
     finds where the chain places an event id (to tell a swap from an alteration). The loop is the whole
     cost of verifying a log, so it hashes `canonical_bytes` in two updates rather than concatenating them.
+
+    Beside the chain it recomputes the Merkle tree (RFC 9162) over the same bytes and compares it with
+    the stored rows `tree_rows` (`(position, hashes)` in position order; see `ledger.store.tree`), and
+    keeps the tree head at each size in `roots_at`. `log_head()` gives the log's head after the chain was
+    read: tree rows past the verified end are findings only beyond it (else they were appended meanwhile).
     """
+    tree = _TreeCheck(tree_rows, roots_at)
+    outcome = _verify_chain(rows, topic_of, position_of_event, tree)
+    return msgspec.structs.replace(
+        outcome,
+        root_hash=tree.frontier.root(),
+        roots=tree.roots,
+        tree=tree.finish(outcome, log_head),
+    )
+
+
+class _TreeCheck:
+    """The Merkle tree recomputed leaf by leaf, held against the stored rows as it grows."""
+
+    __slots__ = ("_next", "_rows", "_wanted", "finding", "frontier", "roots")
+
+    def __init__(self, rows: Iterable[tuple[int, bytes]] | None, roots_at: Iterable[int]) -> None:
+        self.frontier = Frontier()
+        self.roots: dict[int, bytes] = {}
+        self._wanted = set(roots_at)
+        if 0 in self._wanted:
+            self.roots[0] = EMPTY_ROOT
+        self._rows = None if rows is None else iter(rows)
+        self._next: tuple[int, bytes] | None = None if self._rows is None else next(self._rows, None)
+        self.finding: TreeFinding | None = None
+
+    def add(self, position: int, leaf: bytes) -> None:
+        completed = self.frontier.append(leaf)
+        if position in self._wanted:
+            self.roots[position] = self.frontier.root()
+        if self._rows is None or self.finding is not None:
+            return
+        stored = self._next
+        if stored is not None and stored[0] < position:  # a row for no position of the log
+            self.finding = TreeFinding(stored[0], "inserted", "a row for a position the log has no event at")
+            return
+        if stored is None or stored[0] != position:
+            self.finding = TreeFinding(position, "missing", "the log has an event here, the tree no row")
+            return
+        if stored[1] != b"".join(completed):
+            self.finding = TreeFinding(
+                position, "altered", "the stored hashes differ from those recomputed from the log"
+            )
+            return
+        self._next = next(self._rows, None)
+
+    def finish(self, outcome: VerifyOutcome, log_head: Callable[[], int] | None) -> TreeFinding | None:
+        """The first disagreement. Rows past a fully verified log are `inserted` if they are past its
+        head now too: events appended while the log was read come with their rows."""
+        if self.finding is None and outcome.ok and self._next is not None:
+            head = outcome.verified_through if log_head is None else log_head()
+            for position, _hashes in itertools.chain([self._next], self._rows or ()):
+                if position > head:
+                    self.finding = TreeFinding(position, "inserted", "a row beyond the log's last position")
+                    break
+        return self.finding
+
+
+def _verify_chain(
+    rows: Iterable[
+        tuple[int, bytes | None, str | None, int | None, str | None, str | None, str | None, bytes | None]
+    ],
+    topic_of: Callable[[str], str | None],
+    position_of_event: Callable[[str], int | None],
+    tree: _TreeCheck,
+) -> VerifyOutcome:
     previous = GENESIS_HASH
     verified = 0
     previous_recorded_at = ""
@@ -137,8 +234,10 @@ def verify_rows(
             return failure(position, "altered", f"the stored event no longer decodes: {error}")
         # chain_hash(previous, canonical_bytes(position, recorded_at, state)), without the copies.
         digest = sha256(previous)
-        digest.update(b'{"position":%d,"recorded_at":"%s",' % (position, recorded_at.encode()))
-        digest.update(memoryview(state)[1:])
+        prefix = b'{"position":%d,"recorded_at":"%s",' % (position, recorded_at.encode())
+        body = memoryview(state)[1:]
+        digest.update(prefix)
+        digest.update(body)
         if digest.digest() != stored or not state.startswith(b"{"):
             if probe.event_id != chain_event_id:
                 elsewhere = position_of_event(probe.event_id)
@@ -162,6 +261,10 @@ def verify_rows(
                 "the stream columns (originator, version, topic) do not match the event",
             )
         versions[stream] = version
+        leaf = sha256(b"\x00")  # the Merkle leaf hash of the same bytes (RFC 9162)
+        leaf.update(prefix)
+        leaf.update(body)
+        tree.add(position, leaf.digest())
         previous = stored
         previous_recorded_at = recorded_at
         verified = position
@@ -169,42 +272,63 @@ def verify_rows(
 
 
 def check_checkpoint(
-    checkpoint: Checkpoint,
+    checkpoint: CheckpointDocument,
     ledger_id: str,
     outcome: VerifyOutcome,
     hash_at: Callable[[int], bytes | None],
+    public_key_of: Callable[[str], bytes | None],
 ) -> VerifyOutcome:
-    """`outcome` held to `checkpoint`: the log must still reach the checkpoint with the same hash."""
+    """`outcome` held to `checkpoint`: the log must still reach the checkpoint with the same chain hash and
+    Merkle tree head (`outcome.roots[tree_size]`, recomputed from the log), and a signed checkpoint must be
+    signed by a key the log publishes (`public_key_of(key_id)`, raw bytes, None if unknown)."""
+    size = checkpoint.tree_size
+
+    def refused(position: int, reason: str, detail: str) -> VerifyOutcome:
+        return msgspec.structs.replace(
+            outcome,
+            verified_through=min(outcome.verified_through, position - 1),
+            first_bad_position=position,
+            reason=reason,
+            detail=detail,
+        )
+
     if checkpoint.ledger_id != ledger_id:
-        return VerifyOutcome(
-            outcome.verified_through,
-            outcome.head_hash,
-            checkpoint.position,
-            "altered",
-            f"the checkpoint is of ledger {checkpoint.ledger_id}, this is ledger {ledger_id}",
+        return msgspec.structs.replace(
+            outcome,
+            first_bad_position=max(size, 1),
+            reason="altered",
+            detail=f"the checkpoint is of ledger {checkpoint.ledger_id}, this is ledger {ledger_id}",
         )
-    if (
-        not outcome.ok
-        and outcome.first_bad_position is not None
-        and outcome.first_bad_position <= checkpoint.position
-    ):
+    if not outcome.ok and outcome.first_bad_position is not None and outcome.first_bad_position <= size:
         return outcome
-    if outcome.verified_through < checkpoint.position and outcome.ok:
-        return VerifyOutcome(
-            outcome.verified_through,
-            outcome.head_hash,
-            outcome.verified_through + 1,
-            "missing",
-            f"the log ends at {outcome.verified_through}, before the checkpoint "
-            f"at {checkpoint.position}: it was truncated",
+    if outcome.verified_through < size and outcome.ok:
+        return msgspec.structs.replace(
+            outcome,
+            first_bad_position=outcome.verified_through + 1,
+            reason="missing",
+            detail=f"the log ends at {outcome.verified_through}, before the checkpoint "
+            f"at {size}: it was truncated",
         )
-    stored = hash_at(checkpoint.position)
-    if stored is None or stored.hex() != checkpoint.hash:
-        return VerifyOutcome(
-            min(outcome.verified_through, checkpoint.position - 1),
-            outcome.head_hash,
-            checkpoint.position,
+    stored = GENESIS_HASH if size == 0 else hash_at(size)
+    if stored is None or stored.hex() != checkpoint.chain_hash:
+        return refused(
+            max(size, 1), "altered", "the hash at the checkpoint's position differs: the log was rewritten"
+        )
+    root = outcome.roots.get(size)
+    if checkpoint.root_hash is not None and (root is None or root.hex() != checkpoint.root_hash):
+        return refused(
+            max(size, 1),
             "altered",
-            "the hash at the checkpoint's position differs: the log was rewritten",
+            "the Merkle tree head at the checkpoint's size differs from the log's: the checkpoint was "
+            "changed, or the log rewritten",
         )
+    if checkpoint.signature is not None and checkpoint.key_id is not None:
+        public_key = public_key_of(checkpoint.key_id)
+        problem = (
+            f"it is signed by key {checkpoint.key_id}, which this ledger's log does not publish"
+            if public_key is None
+            else verify_signature(checkpoint, public_key)
+        )
+        if problem is not None:
+            return refused(max(size, 1), "altered", f"the checkpoint's signature fails: {problem}")
     return outcome

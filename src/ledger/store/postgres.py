@@ -46,6 +46,7 @@ STATISTICS_FIRST_ROWS = 10_000
 # the tables exactly: the events' originator_id is text (ORIGINATOR_ID_TYPE), positions are bigint.
 EVENT_COPY_TYPES = ["text", "int8", "text", "bytea", "int8"]
 CHAIN_COPY_TYPES = ["int8", "text", "text", "bytea"]
+TREE_COPY_TYPES = ["int8", "bytea"]
 
 
 class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
@@ -60,6 +61,7 @@ class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
         self.legacy_sources_table = f'"{schema}".ledger_sources'
         self.meta_table = f'"{schema}".ledger_meta'
         self.writer_state_table = f'"{schema}".ledger_writer_state'
+        self.merkle_table = f'"{schema}".ledger_merkle'
         self.schema = schema
         self.events_table_name = events_table_name
         # The log's size when this process last asked for fresh statistics (`_refresh_statistics`).
@@ -280,6 +282,12 @@ class LedgerPostgresRecorder(LedgerRecorder, PostgresApplicationRecorder):
             copy.set_types(CHAIN_COPY_TYPES)
             for chain_row in chain_rows:
                 copy.write_row(chain_row)
+
+    def _insert_tree_rows(self, cursor: Any, rows: Sequence[tuple[int, bytes]]) -> None:
+        with cursor.copy(f"COPY {self.merkle_table} (position, hashes) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(TREE_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         batch: BatchWrite | None = kwargs.get("batch")

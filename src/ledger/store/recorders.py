@@ -25,6 +25,7 @@ wait at most `WRITE_LOCK_WAIT_SECONDS` for the lock.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -46,6 +47,7 @@ from ledger.integrity.chain import (
 )
 from ledger.integrity.verify import LogRow
 from ledger.store.batch import AppendOutcome, BatchWrite, StaleHead
+from ledger.store.tree import TREE_TABLE, MerkleTable
 
 __all__ = [
     "CLOCK_SKEW_MAX_SECONDS",
@@ -102,6 +104,7 @@ class LedgerRecorder:
     legacy_sources_table = "ledger_sources"
     meta_table = "ledger_meta"
     writer_state_table = "ledger_writer_state"
+    merkle_table = TREE_TABLE
     # The writer's clock, compared with the database's; a seam for tests of a clock that runs ahead.
     wall_clock: Callable[[], datetime] = staticmethod(_wall_clock)
 
@@ -116,6 +119,7 @@ class LedgerRecorder:
             .replace("{legacy_sources}", self.legacy_sources_table)
             .replace("{meta}", self.meta_table)
             .replace("{writer_state}", self.writer_state_table)
+            .replace("{merkle}", self.merkle_table)
             .replace("{pos}", self.position_column)
         )
 
@@ -152,8 +156,16 @@ class LedgerRecorder:
                 "CREATE TABLE IF NOT EXISTS {writer_state} (name TEXT PRIMARY KEY, position BIGINT NOT NULL, "
                 "hash " + blob + " NOT NULL, format TEXT NOT NULL, digest " + blob + " NOT NULL, "
                 "state " + blob + " NOT NULL)",
+                # The Merkle tree over the log (`ledger.store.tree`): kept in the append transaction.
+                "CREATE TABLE IF NOT EXISTS {merkle} (position " + position_key + ", "
+                "hashes " + blob + " NOT NULL)",
             )
         ]
+
+    @functools.cached_property
+    def tree(self) -> MerkleTable:
+        """The Merkle tree over this log."""
+        return MerkleTable(self)
 
     # The append, inside a transaction that holds the write lock.
 
@@ -170,6 +182,7 @@ class LedgerRecorder:
         first = head.position + 1
         previous = head.hash
         hashes: list[bytes] = []
+        leaves: list[bytes] = []
         chain_rows = []
         if imported is None:
             now = format_recorded_at(self._checked_now(cursor, head))
@@ -180,7 +193,9 @@ class LedgerRecorder:
             recorded = [row[0] for row in imported]
         for offset, stored in enumerate(stored_events):
             position = first + offset
-            current = chain_hash(previous, canonical_bytes(position, recorded[offset], stored.state))
+            leaf = canonical_bytes(position, recorded[offset], stored.state)
+            leaves.append(leaf)
+            current = chain_hash(previous, leaf)
             if imported is not None and current != imported[offset][1]:
                 raise IntegrityError(f"imported event at position {position} does not chain")
             hashes.append(current)
@@ -191,6 +206,8 @@ class LedgerRecorder:
             for offset, s in enumerate(stored_events)
         ]
         self._insert_rows(cursor, event_rows, chain_rows)
+        if leaves:
+            self._insert_tree_rows(cursor, self.tree.rows_for_append(cursor, head, leaves, previous))
         batch.outcome = AppendOutcome(first, recorded[0] if recorded else "", hashes)
         return list(range(first, first + len(stored_events)))
 
@@ -210,6 +227,10 @@ class LedgerRecorder:
             event_rows,
         )
         cursor.executemany(self._sql("INSERT INTO {chain} VALUES (?, ?, ?, ?)"), chain_rows)
+
+    def _insert_tree_rows(self, cursor: Any, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Write rows `(position, hashes)` of the Merkle tree; PostgreSQL overrides it with COPY."""
+        cursor.executemany(self._sql("INSERT INTO {merkle} VALUES (?, ?)"), rows)
 
     def _database_now(self, cursor: Any) -> datetime:
         """The clock that stamps the log: on SQLite (one host) the writer's own."""
