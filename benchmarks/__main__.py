@@ -38,6 +38,8 @@ MODULES: Final = {
     "b9": "benchmarks.b9_postgres",
     "b10": "benchmarks.b10_writers",
     "b11": "benchmarks.b11_restart",
+    "b12": "benchmarks.b12_proofs",
+    "b13": "benchmarks.b13_verifier",
 }
 SIZED: Final = ("b3", "b5")
 ALL: Final = (*MODULES, "growth")

@@ -13,7 +13,7 @@ Baselines, in the same run, on the same disk:
   aggregate per cadre, `@event` methods, the default JSON transcoder), the core SQLite module in a separate
   temporary file; one `repository.get` + command + `save` per event, so one transaction per event. It runs
   on the first 10,000 of the same events (at a few thousand events per second, 100,000 would take minutes);
-- raw SQLite `executemany` of the very rows B1 wrote (the events, chain and source-key rows, read back from
+- raw SQLite `executemany` of the very rows B1 wrote (the events, chain and Merkle tree rows, read back from
   B1's file) into a copy of the same registered ledger: same schema and indexes, same pragmas, one
   transaction per 1,000 events. That is the floor of what the ledger's writes cost in SQLite itself.
 
@@ -143,7 +143,9 @@ def _eventsourcing_run(path: Path, workload: IngestWorkload, events: list[Any]) 
 # The raw SQLite baseline: the same rows, executemany.
 
 
-def _rows_written(path: Path, after: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+def _rows_written(
+    path: Path, after: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     connection = sqlite3.connect(path)
     try:
         events = connection.execute(
@@ -154,15 +156,18 @@ def _rows_written(path: Path, after: int) -> tuple[list[tuple[Any, ...]], list[t
         chain = connection.execute(
             "SELECT * FROM ledger_chain WHERE position > ? ORDER BY position", (after,)
         ).fetchall()
+        tree = connection.execute(
+            "SELECT * FROM ledger_merkle WHERE position > ? ORDER BY position", (after,)
+        ).fetchall()
     finally:
         connection.close()
-    return events, chain
+    return events, chain, tree
 
 
-def _raw_run(template: Path, path: Path, rows: tuple[list[Any], list[Any]]) -> float:
+def _raw_run(template: Path, path: Path, rows: tuple[list[Any], list[Any], list[Any]]) -> float:
     """executemany the rows into a copy of the registered ledger (its unique source index included),
     one transaction per BATCH events."""
-    events, chain = rows
+    events, chain, tree = rows
     working_copy(template, path)
     connection = sqlite3.connect(path, isolation_level=None)
     try:
@@ -179,6 +184,10 @@ def _raw_run(template: Path, path: Path, rows: tuple[list[Any], list[Any]]) -> f
             connection.executemany(
                 "INSERT INTO ledger_chain VALUES (?, ?, ?, ?)",
                 [row for row in chain[start : start + BATCH] if first <= row[0] <= last],
+            )
+            connection.executemany(
+                "INSERT INTO ledger_merkle VALUES (?, ?)",
+                [row for row in tree[start : start + BATCH] if first <= row[0] <= last],
             )
             connection.execute("COMMIT")
         return time.perf_counter() - started
@@ -240,7 +249,7 @@ def run() -> Result:
         log("B1 baseline: raw SQLite executemany of the same rows")
         rows = _rows_written(work, head_before)
         raw_path = scratch / "raw.db"
-        _raw_run(template, raw_path, (rows[0][: WARM_UP_BATCHES * BATCH], []))
+        _raw_run(template, raw_path, (rows[0][: WARM_UP_BATCHES * BATCH], [], []))
         raw = [len(rows[0]) / _raw_run(template, raw_path, rows) for _ in range(REPETITIONS)]
 
         log(f"B1 baseline: eventsourcing, one save per event, {EVENTSOURCING_EVENTS:,} events")
