@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 from litestar import get
 from litestar.di import NamedDependency
@@ -14,12 +14,16 @@ from ledger.api.openapi import SECURITY
 from ledger.api.params import POSITION_MAX, PositionQuery, TreeSizeQuery
 from ledger.api.responses import errors
 from ledger.api.services import Services
+from ledger.domain.errors import InvalidInput, StoreUnavailable
 from ledger.integrity.verify import Checkpoint
 from ledger.projections.integrity import read_model_findings
 from ledger.projections.store import FactStore
 from ledger.results import ConsistencyProof, InclusionProof, VerifyReport
 
 __all__ = ["consistency_proof", "get_checkpoint", "inclusion_proof", "verify"]
+
+# How long a client is told to wait while the server's signing key cannot sign (an operator must act).
+SIGNING_KEY_RETRY_SECONDS: Final = 300
 
 
 @get(
@@ -81,10 +85,22 @@ def verify(
     ),
     security=SECURITY,
     sync_to_thread=True,
-    responses=errors(401, 403, 409, 422),
+    responses=errors(401, 403, 409, 503),
 )
 def get_checkpoint(services: NamedDependency[Services]) -> Checkpoint:
-    return services.ledger.checkpoint(services.signer)
+    try:
+        return services.ledger.checkpoint(services.signer)
+    except InvalidInput as error:
+        if services.signer is None or not error.rule.startswith("signing_key_"):
+            raise
+        # The server's key was retired (by another process) since it started: the server's fault, not
+        # the client's, and an operator's rotation (a new key, a restart) ends it.
+        raise StoreUnavailable(
+            f"this server cannot sign checkpoints now: {error}; its operator must configure a new "
+            "signing key (`ledger keys signing create`) and restart it",
+            cause="signing_key_unusable",
+            retry_after=SIGNING_KEY_RETRY_SECONDS,
+        ) from None
 
 
 @get(

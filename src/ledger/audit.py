@@ -18,7 +18,13 @@ from ledger.domain.cadre import Recorded, stream_of
 from ledger.domain.errors import IntegrityFailure, InvalidInput
 from ledger.domain.events import Event, EventBase
 from ledger.integrity.chain import GENESIS_HASH, canonical_bytes, chain_hash, parse_recorded_at
-from ledger.integrity.verify import Checkpoint, VerifyOutcome, check_checkpoint, verify_rows
+from ledger.integrity.verify import (
+    Checkpoint,
+    SigningKeyRecord,
+    VerifyOutcome,
+    check_checkpoint,
+    verify_rows,
+)
 from ledger.reader import CATCH_UP_PAGE
 from ledger.results import TableFinding, VerifyReport
 from ledger.signing import Signer
@@ -28,7 +34,7 @@ from ledger.store.mapper import encode_event, topic_of
 from ledger.store.recorders import SOURCE_INDEX
 from ledger.store.tree import TREE_TABLE
 from ledger.writer import BATCH_SIZE_MAX, Writer
-from ledger_verify.checkpoint import CheckpointDocument, signed_bytes
+from ledger_verify.checkpoint import CheckpointDocument, CheckpointError, signed_bytes
 
 __all__ = ["EXPORT_FORMAT", "Audit", "ExportHeader"]
 
@@ -65,26 +71,34 @@ class Audit:
         self.ledger_id = self._recorder.set_meta_if_absent("ledger_id", str(uuid.uuid4()))
 
     def _verify(self, roots_at: tuple[int, ...] = ()) -> VerifyOutcome:
+        # One bound for every read, taken first: what is appended while the pages are read is the next
+        # verification's, and cannot look like damage (a chain row ahead of its event, a tree row ahead).
+        extent = self._recorder.log_extent()
         return verify_rows(
-            self._recorder.log_rows(),
+            self._recorder.log_rows(extent),
             topic_of=topic_of,
             position_of_event=self._recorder.position_of_event,
-            tree_rows=self._recorder.tree.rows(),
+            tree_rows=self._recorder.tree.rows(extent),
             roots_at=roots_at,
-            log_head=lambda: self._recorder.head().position,
+            row_past_the_log=self._recorder.tree.row_past_the_log,
         )
 
     def verify(
         self,
         against: CheckpointDocument | None = None,
-        public_key_of: Callable[[str], bytes | None] = lambda _key_id: None,
+        signing_key_of: Callable[[str], SigningKeyRecord | None] = lambda _key_id: None,
     ) -> VerifyReport:
         """Recompute the whole chain and the Merkle tree; with a checkpoint, also prove the log still
-        extends it (and that a signed one is signed by a key the log publishes: `public_key_of`)."""
+        extends it (and that a signed one is signed by a key the log publishes: `signing_key_of`)."""
         outcome = self._verify(() if against is None else (against.tree_size,))
         if against is not None:
             outcome = check_checkpoint(
-                against, self.ledger_id, outcome, self._recorder.hash_at, public_key_of
+                against,
+                self.ledger_id,
+                outcome,
+                hash_at=self._recorder.hash_at,
+                recorded_at_of=self._recorded_at_of,
+                signing_key_of=signing_key_of,
             )
         return VerifyReport(
             ok=outcome.ok,
@@ -95,6 +109,10 @@ class Audit:
             detail=outcome.detail,
             root_hash=outcome.root_hash.hex(),
         ).with_findings(self._source_findings() + self._tree_findings(outcome))
+
+    def _recorded_at_of(self, position: int) -> str | None:
+        row = self._recorder.event_at(position)
+        return None if row is None else row[2]
 
     @staticmethod
     def _tree_findings(outcome: VerifyOutcome) -> list[TableFinding]:
@@ -161,9 +179,16 @@ class Audit:
         key_id = signature = None
         if signer is not None:
             key_id = signer.key_id
-            signature = signer.sign(
-                signed_bytes(self.ledger_id, size, root_hash, chain_hash, recorded_at, key_id)
-            ).hex()
+            try:
+                message = signed_bytes(self.ledger_id, size, root_hash, chain_hash, recorded_at, key_id)
+            except CheckpointError as error:  # a ledger id or a time with a line break: changed by hand
+                raise IntegrityFailure(
+                    f"the ledger's own fields cannot be signed ({error}): ledger_meta or the chain was "
+                    "changed by hand; run `ledger verify`",
+                    position=size,
+                    reason="altered",
+                ) from None
+            signature = signer.sign(message).hex()
         return Checkpoint(
             ledger_id=self.ledger_id,
             tree_size=size,

@@ -26,7 +26,7 @@ from ledger.domain.events import EventBase, PolicyPublished, Source, TenureAccru
 from ledger.domain.periods import parse_period
 from ledger.domain.points import ZERO
 from ledger.integrity.chain import GENESIS_HASH
-from ledger.integrity.verify import Checkpoint
+from ledger.integrity.verify import Checkpoint, SigningKeyRecord
 from ledger.policy.load import illustrative_policy_text, load_policy
 from ledger.proofs import Proofs
 from ledger.reader import CATCH_UP_PAGE, LoggedEvent, Reader
@@ -361,14 +361,16 @@ class Ledger:
             )
         published = None
 
-        def public_key_of(key_id: str) -> bytes | None:
+        def signing_key_of(key_id: str) -> SigningKeyRecord | None:
             nonlocal published
             if published is None:
                 published = self.signing_keys.published()
             key = published.get(key_id)
-            return None if key is None else bytes.fromhex(key.public_key)
+            if key is None:
+                return None
+            return SigningKeyRecord(bytes.fromhex(key.public_key), key.position, key.retired_position)
 
-        return self._audit.verify(against, public_key_of)
+        return self._audit.verify(against, signing_key_of)
 
     def checkpoint(self, signer: Signer | None = None) -> Checkpoint:
         """The head of the log as a checkpoint, signed by `signer` when given (a key the log publishes and

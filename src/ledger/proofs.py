@@ -7,7 +7,7 @@ them against checkpoints with no database (`ledger_verify.merkle` is the one def
 
 from __future__ import annotations
 
-from ledger.domain.errors import InvalidInput
+from ledger.domain.errors import IntegrityFailure, InvalidInput
 from ledger.integrity.chain import canonical_bytes
 from ledger.results import ConsistencyProof, InclusionProof
 from ledger.store.recorders import LedgerRecorder
@@ -50,13 +50,23 @@ class Proofs:
                 rule="position_out_of_range",
             )
         row = self._recorder.event_at(position)
-        if row is None:
-            raise InvalidInput(
-                f"the log has no event at position {position}: run `ledger verify`",
-                field="position",
-                rule="position_out_of_range",
+        if row is None:  # within the log's size, yet no event: a row deleted by hand
+            raise IntegrityFailure(
+                f"the log has no event at position {position} although it holds {size}: a row was deleted; "
+                "run `ledger verify`",
+                position=position,
+                reason="missing",
             )
         _position, state, recorded_at, _hash = row
+        try:
+            leaf = canonical_bytes(position, recorded_at, state).decode()
+        except (UnicodeDecodeError, ValueError):
+            raise IntegrityFailure(
+                f"the stored event at position {position} is not UTF-8 JSON: it was altered; "
+                "run `ledger verify`",
+                position=position,
+                reason="altered",
+            ) from None
         proof = self._recorder.tree.inclusion(position - 1, size)
         assert proof.leaf_hash is not None
         return InclusionProof(
@@ -65,7 +75,7 @@ class Proofs:
             leaf_hash=proof.leaf_hash.hex(),
             root_hash=proof.roots[0].hex(),
             audit_path=[hash_.hex() for hash_ in proof.hashes],
-            leaf=canonical_bytes(position, recorded_at, state).decode(),
+            leaf=leaf,
         )
 
     def consistency(self, first: int, second: int | None = None) -> ConsistencyProof:

@@ -130,6 +130,7 @@ class PublishedKey:
     published_at: datetime
     position: int
     retired_at: datetime | None = None
+    retired_position: int | None = None
 
 
 class SigningKeys:
@@ -154,6 +155,7 @@ class SigningKeys:
                     published.published_at,
                     published.position,
                     event.retired_at,
+                    position,
                 )
         return keys
 

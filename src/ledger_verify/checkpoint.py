@@ -40,6 +40,8 @@ __all__ = [
     "parse_checkpoint",
     "public_key_from_text",
     "signed_bytes",
+    "small_order",
+    "strict_json",
     "verify_signature",
 ]
 
@@ -108,12 +110,45 @@ def _hex(document: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     return str(value)
 
 
+def _text(value: str, where: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise CheckpointError(f"{where}: not Unicode text (a lone surrogate escape)") from None
+
+
+def _checked_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        _text(key, "a key")
+        if key in document:
+            raise CheckpointError(f"{key}: a duplicate key: the document is ambiguous (which value counts?)")
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, str):
+                _text(item, key)
+        document[key] = value
+    return document
+
+
+def strict_json(raw: bytes) -> Any:
+    """JSON as an auditor must read it, or CheckpointError saying why not: each key once (a reader that
+    keeps the first of two values and one that keeps the last must not see different documents), every
+    string Unicode text (no lone surrogate escapes), numbers of at most 4,300 digits."""
+    try:
+        return json.loads(raw, object_pairs_hook=_checked_pairs)
+    except CheckpointError:
+        raise
+    except RecursionError:
+        raise CheckpointError("not JSON: nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, int digits
+        if "digits" in str(error):
+            raise CheckpointError("a number of more than 4,300 digits: a huge number is no size") from None
+        raise CheckpointError(f"not JSON: {error}") from None
+
+
 def parse_checkpoint(raw: bytes) -> CheckpointDocument:
     """A checkpoint from its JSON (either shape); CheckpointError naming the field otherwise."""
-    try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"not JSON: {error}") from None
+    document = strict_json(raw)
     if not isinstance(document, dict):
         raise CheckpointError("a checkpoint is a JSON object")
     ledger_id = _field(document, "ledger_id", str)
@@ -163,7 +198,10 @@ def public_key_from_text(text: bytes) -> bytes:
 
     stripped = text.strip()
     if _HEX64.fullmatch(stripped.decode("ascii", "replace").lower()):
-        return bytes.fromhex(stripped.decode())
+        raw = bytes.fromhex(stripped.decode())
+        if small_order(raw):
+            raise CheckpointError("the public key is a point of small order, which any signature fits")
+        return raw
     try:
         key = serialization.load_pem_public_key(stripped)
     # UnsupportedAlgorithm: well-formed PEM of a key type OpenSSL does not know (it would escape as a crash).
@@ -171,7 +209,31 @@ def public_key_from_text(text: bytes) -> bytes:
         raise CheckpointError(f"not an Ed25519 public key (PEM or 64 hex digits): {error}") from None
     if not isinstance(key, Ed25519PublicKey):
         raise CheckpointError("the public key is not an Ed25519 key")
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if small_order(raw):
+        raise CheckpointError("the public key is a point of small order, which any signature fits")
+    return raw
+
+
+# The encodings of the Ed25519 points of small order, without their sign bit (libsodium's blocklist): with
+# such a public key one signature fits every message, so it proves nothing about who signed.
+_SMALL_ORDER: Final = frozenset(
+    bytes.fromhex(text)
+    for text in (
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    )
+)
+
+
+def small_order(public_key: bytes) -> bool:
+    """True for an Ed25519 public key of small order (refused: any signature of it is worthless)."""
+    return len(public_key) == 32 and public_key[:31] + bytes([public_key[31] & 0x7F]) in _SMALL_ORDER
 
 
 def verify_signature(checkpoint: CheckpointDocument, public_key: bytes) -> str | None:
@@ -183,6 +245,8 @@ def verify_signature(checkpoint: CheckpointDocument, public_key: bytes) -> str |
         return "the checkpoint is not signed"
     if checkpoint.root_hash is None:
         return "a checkpoint of the chain only carries no signature"
+    if small_order(public_key):
+        return "the public key is a point of small order, which any signature fits: it proves nothing"
     if key_id_of(public_key) != checkpoint.key_id:
         given = key_id_of(public_key)
         return f"the checkpoint names key {checkpoint.key_id}, the public key given is {given}"

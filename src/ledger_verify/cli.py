@@ -25,6 +25,7 @@ from ledger_verify.checkpoint import (
     CheckpointError,
     parse_checkpoint,
     public_key_from_text,
+    strict_json,
     verify_signature,
 )
 from ledger_verify.export import ExportError, verify_export
@@ -115,9 +116,9 @@ def _signature(checkpoint: CheckpointDocument, path: str, public_key: bytes | No
 
 def _document(path: str) -> dict[str, Any]:
     try:
-        document = json.loads(_read(path))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _Invalid(f"{path}: not JSON: {error}") from None
+        document = strict_json(_read(path))
+    except CheckpointError as error:
+        raise _Invalid(f"{path}: {error}") from None
     if not isinstance(document, dict):
         raise _Invalid(f"{path}: not a JSON object")
     return document
@@ -149,8 +150,8 @@ def _leaf(document: dict[str, Any], path: str) -> tuple[str, str, str]:
     if not isinstance(leaf, str):
         raise _Invalid(f"{path}: leaf: expected the event's canonical bytes as a string, got {_shown(leaf)}")
     try:
-        event = json.loads(leaf)
-    except json.JSONDecodeError:
+        event = strict_json(leaf.encode())
+    except (CheckpointError, UnicodeEncodeError):
         event = None
     if (
         not isinstance(event, dict)

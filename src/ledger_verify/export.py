@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Final
 
-from ledger_verify.checkpoint import CheckpointDocument
+from ledger_verify.checkpoint import CheckpointDocument, CheckpointError, strict_json
 from ledger_verify.merkle import EMPTY_ROOT, HASH_SIZE, Frontier, node_hash, perfect_subtrees
 
 __all__ = [
@@ -119,9 +119,9 @@ def parse_header(raw: bytes) -> ExportHeader:
     if not raw.endswith(b"\n"):
         raise ExportError("line 1: not an export header (no line of at most 64 KiB)")
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ExportError(f"line 1: the header is not JSON: {error}") from None
+        document = strict_json(raw)
+    except CheckpointError as error:
+        raise ExportError(f"line 1: the header: {error}") from None
     if not isinstance(document, dict):
         raise ExportError("line 1: the header is not a JSON object")
     if document.get("format") != EXPORT_FORMAT:
@@ -418,20 +418,20 @@ class _Pass:
                 f"is {checkpoint.chain_hash}: the log was rewritten, or the checkpoint altered",
                 where,
             )
-        if checkpoint.root_hash is None:
+        recorded_at = "" if line is None else _recorded_at(line)
+        if recorded_at != checkpoint.recorded_at:
+            raise self.fail(
+                f"position {size} was recorded at {json.dumps(recorded_at)}, the checkpoint's recorded_at "
+                f"is {json.dumps(checkpoint.recorded_at)}: the checkpoint was altered",
+                where,
+            )
+        if checkpoint.root_hash is None:  # a checkpoint of the chain only
             return
         root = self.root()
         if root.hex() != checkpoint.root_hash:
             raise self.fail(
                 f"the Merkle tree head of the first {size} events is {root.hex()}, the checkpoint's "
                 f"root_hash is {checkpoint.root_hash}: the checkpoint was altered",
-                where,
-            )
-        recorded_at = "" if line is None else _recorded_at(line)
-        if recorded_at != checkpoint.recorded_at:
-            raise self.fail(
-                f"position {size} was recorded at {json.dumps(recorded_at)}, the checkpoint's recorded_at "
-                f"is {json.dumps(checkpoint.recorded_at)}: the checkpoint was altered",
                 where,
             )
 

@@ -124,3 +124,13 @@ def test_a_server_refuses_to_start_with_a_key_the_log_does_not_publish(tmp_path:
     with pytest.raises(BaseException) as raised, open_api(tmp_path, signing_key_file=str(stray)):
         pass
     assert "signing_key_not_published" in "".join(traceback.format_exception(raised.value))
+
+
+def test_a_key_retired_while_the_server_runs_makes_checkpoints_503_not_a_client_error(tmp_path: Path) -> None:
+    key_file = tmp_path / "signing.pem"
+    with publishing_api(tmp_path, key_file) as api:
+        api.ledger.signing_keys.retire(Signer.from_file(key_file).key_id, by="test")
+        answer = api.get("/v1/audit/checkpoint", "auditor")
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "300"
+        assert "signing_key_retired" in answer.text

@@ -278,19 +278,19 @@ def test_rows_appended_while_verify_reads_are_not_findings(grown) -> None:
     read_before = list(recorder.log_rows())  # the chain as a verify that finished a moment ago read it
     ledger.post([registration("DURING"), *merits("DURING", 2)])
 
-    def verified(log_head):
+    def verified():
         return verify_rows(
             read_before,
             topic_of=topic_of,
             position_of_event=recorder.position_of_event,
-            tree_rows=recorder.tree.rows(),
-            log_head=log_head,
+            tree_rows=recorder.tree.rows(len(read_before)),
+            row_past_the_log=recorder.tree.row_past_the_log,
         )
 
-    outcome = verified(ledger.head)
+    outcome = verified()
     assert outcome.ok and outcome.tree is None
     raw_sql(url, "INSERT INTO ledger_merkle VALUES (?, ?)", (ledger.head() + 1, bytes(32)))
-    forged = verified(ledger.head)
+    forged = verified()
     assert forged.tree is not None and (forged.tree.position, forged.tree.reason) == (
         ledger.head() + 1,
         "inserted",

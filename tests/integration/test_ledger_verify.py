@@ -385,7 +385,7 @@ def test_a_changed_header_fails(log: Log, files: Files, verify: Verify) -> None:
         err = invalid(verify("export", with_header(**changes), checkpoint))
         assert err.startswith(f"error: {files.directory}") and f": {field}: expected" in err
     err = invalid(verify("export", files.bytes(b"{not json\n" + b"".join(lines[1:])), checkpoint))
-    assert ": line 1: the header is not JSON" in err
+    assert ": line 1: the header: not JSON" in err
 
 
 def test_a_checkpoint_of_another_ledger_fails(log: Log, files: Files, verify: Verify) -> None:

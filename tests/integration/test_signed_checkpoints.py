@@ -147,8 +147,8 @@ def test_a_signed_checkpoint_changed_in_any_field_fails(
     assert "verification failed" in stderr
 
 
-def test_a_recorded_at_changed_alone_fails_on_the_signature(database: str, tmp_path: Path) -> None:
-    """The chain and the tree do not cover the checkpoint's own recorded_at: the signature does."""
+def test_a_recorded_at_changed_alone_fails(database: str, tmp_path: Path) -> None:
+    """The checkpoint's recorded_at is held to the log's recording time at its size (and signed)."""
     key_file = tmp_path / "signing.pem"
     create_key(database, key_file)
     _code, stdout, _stderr = run("checkpoint", "--signing-key", str(key_file), "-d", database)
@@ -156,8 +156,8 @@ def test_a_recorded_at_changed_alone_fails_on_the_signature(database: str, tmp_p
     document["recorded_at"] = "2020-01-01T00:00:00.000000Z"
     changed = tmp_path / "changed.json"
     changed.write_text(json.dumps(document))
-    _code, _stdout, stderr = run("verify", "--against", str(changed), "-d", database)
-    assert "signature" in stderr
+    code, _stdout, stderr = run("verify", "--against", str(changed), "-d", database)
+    assert code == 1 and "recorded_at" in stderr
 
 
 def test_a_key_the_log_does_not_publish_signs_nothing(database: str, tmp_path: Path) -> None:
@@ -251,3 +251,22 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_naming_the_field(
     path.write_bytes(content)
     code, _stdout, stderr = run("verify", "--against", str(path), "-d", database)
     assert code == 2 and said in stderr
+
+
+def test_a_signature_by_a_retired_key_over_a_tree_that_holds_its_retirement_fails(
+    database: str, tmp_path: Path
+) -> None:
+    """The ledger signs only with a key published and not retired, so a checkpoint whose tree holds the
+    key's retirement was not signed by the ledger, whoever holds the (leaked) private key."""
+    key_file = tmp_path / "signing.pem"
+    key_id = create_key(database, key_file)
+    run("keys", "signing", "retire", key_id, "-d", database)
+    _code, stdout, _stderr = run("checkpoint", "-d", database)  # unsigned, at the head after the retirement
+    document = json.loads(stdout) | {"key_id": key_id}
+    private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    assert isinstance(private, Ed25519PrivateKey)
+    document["signature"] = private.sign(signed_text(document)).hex()
+    path = tmp_path / "late.json"
+    path.write_text(json.dumps(document))
+    code, _stdout, stderr = run("verify", "--against", str(path), "-d", database)
+    assert code == 1 and "retired at position" in stderr

@@ -19,8 +19,8 @@ recorded_at}`, taken before the Merkle tree) still verify.
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Callable, Iterable
+from hashlib import sha256
 from typing import NamedTuple
 
 import msgspec
@@ -30,7 +30,15 @@ from ledger.integrity.chain import GENESIS_HASH
 from ledger_verify.checkpoint import CheckpointDocument, verify_signature
 from ledger_verify.merkle import EMPTY_ROOT, Frontier
 
-__all__ = ["Checkpoint", "LogRow", "TreeFinding", "VerifyOutcome", "check_checkpoint", "verify_rows"]
+__all__ = [
+    "Checkpoint",
+    "LogRow",
+    "SigningKeyRecord",
+    "TreeFinding",
+    "VerifyOutcome",
+    "check_checkpoint",
+    "verify_rows",
+]
 
 POLICY_STREAM = "$policy"
 
@@ -122,7 +130,7 @@ def verify_rows(
     position_of_event: Callable[[str], int | None],
     tree_rows: Iterable[tuple[int, bytes]] | None = None,
     roots_at: Iterable[int] = (),
-    log_head: Callable[[], int] | None = None,
+    row_past_the_log: Callable[[], int | None] | None = None,
 ) -> VerifyOutcome:
     """Recompute the chain over `rows` (tuples laid out as `LogRow`); stop at the first position that fails.
 
@@ -132,26 +140,31 @@ def verify_rows(
 
     Beside the chain it recomputes the Merkle tree (RFC 9162) over the same bytes and compares it with
     the stored rows `tree_rows` (`(position, hashes)` in position order; see `ledger.store.tree`), and
-    keeps the tree head at each size in `roots_at`. `log_head()` gives the log's head after the chain was
-    read: tree rows past the verified end are findings only beyond it (else they were appended meanwhile).
+    keeps the tree head at each size in `roots_at`. `rows` and `tree_rows` end at one bound, read
+    first; `row_past_the_log()` gives a stored tree row past the log's head now, if there is one.
     """
     tree = _TreeCheck(tree_rows, roots_at)
     outcome = _verify_chain(rows, topic_of, position_of_event, tree)
     return msgspec.structs.replace(
         outcome,
-        root_hash=tree.frontier.root(),
+        root_hash=tree.root(),
         roots=tree.roots,
-        tree=tree.finish(outcome, log_head),
+        tree=tree.finish(outcome, row_past_the_log),
     )
 
 
 class _TreeCheck:
-    """The Merkle tree recomputed leaf by leaf, held against the stored rows as it grows."""
+    """The Merkle tree recomputed leaf by leaf, held against the stored rows as it grows.
 
-    __slots__ = ("_next", "_rows", "_wanted", "finding", "frontier", "roots")
+    The right edge is kept as `Frontier` keeps it (the perfect subtrees' hashes, biggest first), inlined:
+    leaf `p − 1` closes one subtree per trailing zero bit of `p`, and this loop is half of verify's cost.
+    """
+
+    __slots__ = ("_edge", "_next", "_rows", "_wanted", "finding", "roots", "size")
 
     def __init__(self, rows: Iterable[tuple[int, bytes]] | None, roots_at: Iterable[int]) -> None:
-        self.frontier = Frontier()
+        self._edge: list[bytes] = []
+        self.size = 0
         self.roots: dict[int, bytes] = {}
         self._wanted = set(roots_at)
         if 0 in self._wanted:
@@ -160,10 +173,21 @@ class _TreeCheck:
         self._next: tuple[int, bytes] | None = None if self._rows is None else next(self._rows, None)
         self.finding: TreeFinding | None = None
 
+    def root(self) -> bytes:
+        return Frontier(self.size, self._edge).root()
+
     def add(self, position: int, leaf: bytes) -> None:
-        completed = self.frontier.append(leaf)
+        edge = self._edge
+        completed = current = leaf
+        closing = position
+        while not closing & 1:
+            current = sha256(b"\x01" + edge.pop() + current).digest()
+            completed += current
+            closing >>= 1
+        edge.append(current)
+        self.size = position
         if position in self._wanted:
-            self.roots[position] = self.frontier.root()
+            self.roots[position] = self.root()
         if self._rows is None or self.finding is not None:
             return
         stored = self._next
@@ -173,22 +197,22 @@ class _TreeCheck:
         if stored is None or stored[0] != position:
             self.finding = TreeFinding(position, "missing", "the log has an event here, the tree no row")
             return
-        if stored[1] != b"".join(completed):
+        if stored[1] != completed:
             self.finding = TreeFinding(
                 position, "altered", "the stored hashes differ from those recomputed from the log"
             )
             return
         self._next = next(self._rows, None)
 
-    def finish(self, outcome: VerifyOutcome, log_head: Callable[[], int] | None) -> TreeFinding | None:
-        """The first disagreement. Rows past a fully verified log are `inserted` if they are past its
-        head now too: events appended while the log was read come with their rows."""
-        if self.finding is None and outcome.ok and self._next is not None:
-            head = outcome.verified_through if log_head is None else log_head()
-            for position, _hashes in itertools.chain([self._next], self._rows or ()):
-                if position > head:
-                    self.finding = TreeFinding(position, "inserted", "a row beyond the log's last position")
-                    break
+    def finish(
+        self, outcome: VerifyOutcome, row_past_the_log: Callable[[], int | None] | None
+    ) -> TreeFinding | None:
+        """The first disagreement; after a log that verified, a row past its head is `inserted`."""
+        if self.finding is None and outcome.ok:
+            if self._next is not None:  # a row within the bound the log did not reach
+                self.finding = TreeFinding(self._next[0], "inserted", "a row beyond the log's last position")
+            elif row_past_the_log is not None and (beyond := row_past_the_log()) is not None:
+                self.finding = TreeFinding(beyond, "inserted", "a row beyond the log's last position")
         return self.finding
 
 
@@ -232,13 +256,10 @@ def _verify_chain(
             probe = decode(state)
         except msgspec.DecodeError as error:
             return failure(position, "altered", f"the stored event no longer decodes: {error}")
-        # chain_hash(previous, canonical_bytes(position, recorded_at, state)), without the copies.
-        digest = sha256(previous)
-        prefix = b'{"position":%d,"recorded_at":"%s",' % (position, recorded_at.encode())
-        body = memoryview(state)[1:]
-        digest.update(prefix)
-        digest.update(body)
-        if digest.digest() != stored or not state.startswith(b"{"):
+        # chain_hash(previous, canonical_bytes(position, recorded_at, state)): one concatenation and one
+        # call each for the chain and the leaf is faster than three updates of each (2.1 µs against 3.2).
+        canonical = b'{"position":%d,"recorded_at":"%s",' % (position, recorded_at.encode()) + state[1:]
+        if sha256(previous + canonical).digest() != stored or not state.startswith(b"{"):
             if probe.event_id != chain_event_id:
                 elsewhere = position_of_event(probe.event_id)
                 if elsewhere is not None and elsewhere != position:
@@ -261,10 +282,7 @@ def _verify_chain(
                 "the stream columns (originator, version, topic) do not match the event",
             )
         versions[stream] = version
-        leaf = sha256(b"\x00")  # the Merkle leaf hash of the same bytes (RFC 9162)
-        leaf.update(prefix)
-        leaf.update(body)
-        tree.add(position, leaf.digest())
+        tree.add(position, sha256(b"\x00" + canonical).digest())  # the Merkle leaf (RFC 9162)
         previous = stored
         previous_recorded_at = recorded_at
         verified = position
@@ -275,12 +293,16 @@ def check_checkpoint(
     checkpoint: CheckpointDocument,
     ledger_id: str,
     outcome: VerifyOutcome,
+    *,
     hash_at: Callable[[int], bytes | None],
-    public_key_of: Callable[[str], bytes | None],
+    recorded_at_of: Callable[[int], str | None],
+    signing_key_of: Callable[[str], SigningKeyRecord | None],
 ) -> VerifyOutcome:
-    """`outcome` held to `checkpoint`: the log must still reach the checkpoint with the same chain hash and
-    Merkle tree head (`outcome.roots[tree_size]`, recomputed from the log), and a signed checkpoint must be
-    signed by a key the log publishes (`public_key_of(key_id)`, raw bytes, None if unknown)."""
+    """`outcome` held to `checkpoint`: the log must still reach the checkpoint with the same chain hash,
+    recording time and Merkle tree head (`outcome.roots[tree_size]`, recomputed from the log); a signed
+    checkpoint must be signed by a key the log publishes (`signing_key_of(key_id)`), over a tree that holds
+    the key's publication and not its retirement (the ledger signs only with a key published and not retired).
+    """
     size = checkpoint.tree_size
 
     def refused(position: int, reason: str, detail: str) -> VerifyOutcome:
@@ -314,6 +336,13 @@ def check_checkpoint(
         return refused(
             max(size, 1), "altered", "the hash at the checkpoint's position differs: the log was rewritten"
         )
+    if (recorded_at_of(size) if size else "") != checkpoint.recorded_at:
+        return refused(
+            max(size, 1),
+            "altered",
+            f"the checkpoint's recorded_at {checkpoint.recorded_at!r} is not the recording time of position "
+            f"{size}: the checkpoint was changed",
+        )
     root = outcome.roots.get(size)
     if checkpoint.root_hash is not None and (root is None or root.hex() != checkpoint.root_hash):
         return refused(
@@ -323,12 +352,31 @@ def check_checkpoint(
             "changed, or the log rewritten",
         )
     if checkpoint.signature is not None and checkpoint.key_id is not None:
-        public_key = public_key_of(checkpoint.key_id)
-        problem = (
-            f"it is signed by key {checkpoint.key_id}, which this ledger's log does not publish"
-            if public_key is None
-            else verify_signature(checkpoint, public_key)
-        )
+        problem = _signing_problem(checkpoint, signing_key_of(checkpoint.key_id))
         if problem is not None:
             return refused(max(size, 1), "altered", f"the checkpoint's signature fails: {problem}")
     return outcome
+
+
+class SigningKeyRecord(NamedTuple):
+    """A signing key as the log records it: the raw public key, where it was published and retired."""
+
+    public_key: bytes
+    published_at_position: int
+    retired_at_position: int | None
+
+
+def _signing_problem(checkpoint: CheckpointDocument, key: SigningKeyRecord | None) -> str | None:
+    if key is None:
+        return f"it is signed by key {checkpoint.key_id}, which this ledger's log does not publish"
+    if checkpoint.tree_size < key.published_at_position:
+        return (
+            f"key {checkpoint.key_id} was published at position {key.published_at_position}, after the "
+            f"tree of {checkpoint.tree_size} it signs: the ledger never signed that"
+        )
+    if key.retired_at_position is not None and checkpoint.tree_size >= key.retired_at_position:
+        return (
+            f"key {checkpoint.key_id} was retired at position {key.retired_at_position}, within the tree "
+            f"of {checkpoint.tree_size} it signs: the ledger never signed that"
+        )
+    return verify_signature(checkpoint, key.public_key)

@@ -105,6 +105,8 @@ class LedgerRecorder:
     meta_table = "ledger_meta"
     writer_state_table = "ledger_writer_state"
     merkle_table = TREE_TABLE
+    # The largest position a bound may name (positions are 64-bit integers in both stores).
+    POSITION_MAX: Final = 2**63 - 1
     # The writer's clock, compared with the database's; a seam for tests of a clock that runs ahead.
     wall_clock: Callable[[], datetime] = staticmethod(_wall_clock)
 
@@ -520,12 +522,27 @@ class LedgerRecorder:
             row = cursor.fetchone()
             return int(row[0]) if row and row[0] is not None else 0
 
-    def log_rows(self) -> Iterator[LogRow]:
+    def log_extent(self) -> int:
+        """The last position either side of the log holds (events or chain rows), read in one statement."""
+        with self._cursor(write=False) as cursor:
+            cursor.execute(
+                self._sql(
+                    "SELECT MAX(p) FROM (SELECT MAX(e.{pos}) AS p FROM {events} e "
+                    "UNION ALL SELECT MAX(c.position) AS p FROM {chain} c) extent"
+                )
+            )
+            row = cursor.fetchone()
+            return int(row[0]) if row and row[0] is not None else 0
+
+    def log_rows(self, until: int | None = None) -> Iterator[LogRow]:
         """Every position of the log in order, event and chain sides joined (see LogRow), as plain tuples.
 
         Events are read with their chain rows (a LEFT JOIN: an event without one shows as such; a deleted
-        event shows as a gap in positions); chain rows past the last event come at the end.
+        event shows as a gap in positions); chain rows past the last event come at the end. `until` bounds
+        every read (verify passes `log_extent()` read first): events appended while the pages are read are
+        left for the next verification, instead of showing as a chain row whose event is not there yet.
         """
+        bound = self.POSITION_MAX if until is None else until
         start = 0
         while True:
             with self._cursor(write=False) as cursor:
@@ -536,9 +553,9 @@ class LedgerRecorder:
                         # The chain side bounded too: without it PostgreSQL merge-joins from the
                         # chain's first row on every page (verify grew with the square of the log).
                         "LEFT JOIN {chain} c ON c.position = e.{pos} AND c.position > ? "
-                        "WHERE e.{pos} > ? ORDER BY e.{pos} LIMIT ?"
+                        "WHERE e.{pos} > ? AND e.{pos} <= ? ORDER BY e.{pos} LIMIT ?"
                     ),
-                    (start, start, VERIFY_PAGE_ROWS),
+                    (start, start, bound, VERIFY_PAGE_ROWS),
                 )
                 rows = cursor.fetchall()
             if not rows:
@@ -554,9 +571,9 @@ class LedgerRecorder:
             cursor.execute(
                 self._sql(
                     "SELECT position, event_id, recorded_at, hash FROM {chain} WHERE position > ? "
-                    "ORDER BY position LIMIT 1"
+                    "AND position <= ? ORDER BY position LIMIT 1"
                 ),
-                (start,),
+                (start, bound),
             )
             trailing = cursor.fetchone()
         if trailing is not None:

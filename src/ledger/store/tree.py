@@ -184,16 +184,17 @@ class MerkleTable:
         hashes = [range_hash(start, end, found) for start, end in ranges]
         return TreeProof(hashes, (range_hash(0, first, found), range_hash(0, second, found)))
 
-    def rows(self) -> Iterator[tuple[int, bytes]]:
-        """Every stored row in position order (for verify)."""
+    def rows(self, until: int) -> Iterator[tuple[int, bytes]]:
+        """Every stored row through position `until`, in position order (for verify)."""
         after = 0
         while True:
             with self._recorder._cursor(write=False) as cursor:
                 cursor.execute(
                     self._recorder._sql(
-                        "SELECT position, hashes FROM {merkle} WHERE position > ? ORDER BY position LIMIT ?"
+                        "SELECT position, hashes FROM {merkle} WHERE position > ? AND position <= ? "
+                        "ORDER BY position LIMIT ?"
                     ),
-                    (after, MERKLE_PAGE_ROWS),
+                    (after, until, MERKLE_PAGE_ROWS),
                 )
                 page = cursor.fetchall()
             if not page:
@@ -201,6 +202,19 @@ class MerkleTable:
             for position, hashes in page:
                 yield position, bytes(hashes)
             after = page[-1][0]
+
+    def row_past_the_log(self) -> int | None:
+        """The first row past the log's head, in one statement (so that an append between two reads
+        cannot make its own rows look like rows added by hand); None when there is none."""
+        with self._recorder._cursor(write=False) as cursor:
+            cursor.execute(
+                self._recorder._sql(
+                    "SELECT MIN(m.position) FROM {merkle} m "
+                    "WHERE m.position > (SELECT COALESCE(MAX(c.position), 0) FROM {chain} c)"
+                )
+            )
+            row = cursor.fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     # Keeping it whole.
 
