@@ -6,7 +6,8 @@ What is measured:
   tree's two steps in the append stubbed out (no right edge read, no rows written) — the baseline, in the
   same run, alternating with the measured runs so that the disk's and the machine's drift hit both. Target:
   the tree costs at most 10 % (ratio of rates ≥ 0.9).
-- **Proofs at 1M**: on a copy of the cached city (reopened, so the tree's right edge is not in memory),
+- **Proofs at 1M**: on a copy of the cached city (reopened, so the tree's right edge is not in memory), and
+  on the city imported into PostgreSQL (B9's schema, reused while it holds the same log),
   `Ledger.inclusion_proof(P)` for random positions against the head and `Ledger.consistency_proof(M)` for
   random sizes to the head, each read from the stored tree (one query for all the stored hashes a proof
   needs). p50 and p99 of 300 each after 30 warm-up proofs. Target: p50 ≤ 5 ms. Baseline, in the same run:
@@ -34,6 +35,7 @@ from benchmarks.workload import (
     median,
     peak_rss_mb,
     percentile,
+    postgres_base,
     registered_ledger,
     scratch_dir,
     url_of,
@@ -83,12 +85,10 @@ def _tree_on_ingest(scratch: Path) -> dict[str, Any]:
     return {"with": with_tree, "without": without}
 
 
-def _proofs(scratch: Path) -> dict[str, Any]:
+def _proofs(url: str) -> dict[str, Any]:
     from ledger import Ledger
 
-    source, _about = city("1m")
-    path = working_copy(source, scratch / "city.db")
-    with Ledger.open(url_of(path), clock=clock, create=False) as ledger:
+    with Ledger.open(url, clock=clock, create=False) as ledger:
         head = ledger.head()
         randomly = random.Random(SEED)
         log(f"B12: {PROOFS} inclusion and consistency proofs at {head:,} events")
@@ -118,7 +118,15 @@ def run() -> list[Result]:
     with scratch_dir("b12") as scratch:
         ingest = _tree_on_ingest(scratch)
         rss = peak_rss_mb()
-        proofs = _proofs(scratch)
+        source, about = city("1m")
+        proofs = _proofs(url_of(working_copy(source, scratch / "city.db")))
+        base, reason = postgres_base()
+        on_postgres = None
+        if base is not None:
+            from benchmarks.b9_postgres import _city_on_postgres
+
+            url, _seconds = _city_on_postgres(base, source, about, scratch)
+            on_postgres = _proofs(url)
     with_tree, without = median(ingest["with"]), median(ingest["without"])
     ratio = with_tree / without
     inclusion_p50 = median(proofs["inclusion"])
@@ -166,4 +174,27 @@ def run() -> list[Result]:
             baselines=[("reading one event's row", read_p50)],
             details={"p99_ms": percentile(proofs["consistency"], 99), "proofs": len(proofs["consistency"])},
         ),
+        _postgres_result(on_postgres, reason),
     ]
+
+
+def _postgres_result(proofs: dict[str, Any] | None, reason: str) -> Result:
+    what = "inclusion and consistency proofs at 1M events on PostgreSQL"
+    if proofs is None:
+        return Result(id="B12d", what=what, target="", status="not run", reason=reason)
+    inclusion, consistency = median(proofs["inclusion"]), median(proofs["consistency"])
+    return Result(
+        id="B12d",
+        what=f"inclusion proof at {proofs['head']:,} events on PostgreSQL (consistency in details)",
+        target=f"p50 ≤ {TARGET_PROOF_MS:g} ms",
+        measured=inclusion,
+        unit="ms",
+        higher_is_better=False,
+        met=max(inclusion, consistency) <= TARGET_PROOF_MS,
+        baselines=[("reading the event's row alone", median(proofs["event_read"]))],
+        details={
+            "inclusion_p99_ms": percentile(proofs["inclusion"], 99),
+            "consistency_p50_ms": consistency,
+            "consistency_p99_ms": percentile(proofs["consistency"], 99),
+        },
+    )
