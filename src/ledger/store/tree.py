@@ -199,8 +199,9 @@ class MerkleTable:
                 page = cursor.fetchall()
             if not page:
                 return
-            for position, hashes in page:
-                yield position, bytes(hashes)
+            if isinstance(page[0][1], memoryview):  # PostgreSQL's bytea, on some drivers
+                page = [(position, bytes(hashes)) for position, hashes in page]
+            yield from page
             after = page[-1][0]
 
     def row_past_the_log(self) -> int | None:
