@@ -99,12 +99,9 @@ class MerkleTable:
         self._frontier = (position, last_hash, frontier.subtrees())
         return rows
 
-    def _frontier_at(self, cursor: Any, size: int, chain_hash: bytes | None) -> Frontier:
-        """The right edge of the tree of `size` leaves: remembered if `chain_hash` is the one it was
-        remembered under, else read from the table."""
-        kept = self._frontier
-        if kept is not None and kept[0] == size and kept[1] == chain_hash:
-            return Frontier(size, kept[2])
+    def _frontier_at(self, cursor: Any, size: int) -> Frontier:
+        """The right edge of the tree of `size` leaves, read from the table (IntegrityFailure if a row of
+        it is gone)."""
         if size == 0:
             return Frontier()
         subtrees = perfect_subtrees(0, size)
@@ -161,11 +158,6 @@ class MerkleTable:
                 reason="missing",
             )
         return found
-
-    def root(self, size: int) -> bytes:
-        """MTH(D[0:size]) from the stored hashes (`size` ≥ 1)."""
-        found = self._fetched(set(perfect_subtrees(0, size)))
-        return range_hash(0, size, found)
 
     def inclusion(self, index: int, size: int) -> TreeProof:
         """The audit path of leaf `index` in the tree of `size` leaves, its root and the leaf's hash:
@@ -233,8 +225,8 @@ class MerkleTable:
         """Add the rows the log has and the table lacks at its end (all of them with `rebuild`, after
         deleting every row), under the write lock; the number of rows written.
 
-        Run at every open for writing: a ledger made before the tree existed gets it, once (about 4 s a
-        million events on SQLite); otherwise two reads find the table at the head, and no lock is taken.
+        Run at every open: a ledger made before the tree existed gets it, once (about 5 s a million events
+        on SQLite); otherwise two reads find the table at the head, and no lock is taken.
         An append that finds the table behind completes it too (`rows_for_append`).
         """
         recorder = self._recorder
@@ -259,7 +251,7 @@ class MerkleTable:
             )
             self._frontier = None
             stored = head
-        frontier = self._frontier_at(cursor, stored, None)
+        frontier = self._frontier_at(cursor, stored)
         written = 0
         while frontier.size < head:
             cursor.execute(
