@@ -21,6 +21,15 @@ def masked(text: str) -> list[str]:
     return [_VARYING.sub("…", line).rstrip() for line in text.strip().splitlines()]
 
 
+def python_example() -> tuple[str, str]:
+    """(the `python` block, its `text` block) of the section "A first example: Python"."""
+    text = README.read_text()
+    section = text[text.index("## A first example: Python") : text.index("## Layout")]
+    found = re.search(r"```python\n(.*?)```\s*```text\n(.*?)```", section, flags=re.DOTALL)
+    assert found is not None, "the Python example was not found"
+    return found.group(1), found.group(2)
+
+
 def example_blocks() -> list[tuple[str, str]]:
     """(`sh` block, the `text` block that follows it) of the section "A first example: the CLI"."""
     text = README.read_text()
@@ -28,7 +37,7 @@ def example_blocks() -> list[tuple[str, str]]:
     return re.findall(r"```sh\n(.*?)```\s*```text\n(.*?)```", section, flags=re.DOTALL)
 
 
-def test_the_first_cli_example_prints_what_the_readme_says(tmp_path: Path) -> None:
+def test_the_first_examples_print_what_the_readme_says(tmp_path: Path) -> None:
     blocks = example_blocks()
     assert len(blocks) >= 5, "the section's sh/text pairs were not found"
     environment = {
@@ -48,3 +57,16 @@ def test_the_first_cli_example_prints_what_the_readme_says(tmp_path: Path) -> No
         )
         assert ran.returncode == 0, f"{script}\n{ran.stdout}"
         assert masked(ran.stdout) == masked(expected), script
+    # "In the same directory, the same ledger from Python".
+    script, expected = python_example()
+    ran = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout
+    assert masked(ran.stdout) == masked(expected)
