@@ -57,19 +57,27 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def wait_until_ready(server: Server) -> None:
+def wait_until_ready(server: Server, workers: int) -> None:
+    """Until /health/ready answers 200 and every worker has logged its read models open: a readiness
+    probe reaches one worker (a kept-alive connection always the same), and with two workers the other
+    may still be loading them (it answers 503 meanwhile, as documented)."""
     deadline = time.monotonic() + READY_DEADLINE_SECONDS
     with httpx.Client(base_url=server.base, timeout=2.0) as client:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
                 pytest.fail(f"the server exited with {server.process.returncode}:\n{server.output()}")
             try:
-                if client.get("/health/ready").status_code == 200:
-                    return
+                ready = client.get("/health/ready").status_code == 200
             except httpx.TransportError:
-                pass
+                ready = False
+            if ready and server.output().count(READ_MODELS_OPEN_LINE) >= workers:
+                return
             time.sleep(0.1)  # polling interval while the server starts, not a synchronization
     pytest.fail(f"the server was not ready within {READY_DEADLINE_SECONDS} s:\n{server.output()}")
+
+
+# What each worker logs once its read models are open (ledger.api.services, at INFO).
+READ_MODELS_OPEN_LINE = "read models open at position"
 
 
 def stop(server: Server) -> None:
@@ -122,7 +130,7 @@ def server(
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
     running = Server(url, port, process, log)
     try:
-        wait_until_ready(running)
+        wait_until_ready(running, request.param)
         yield running
     finally:
         stop(running)
