@@ -44,7 +44,7 @@ from sqlalchemy.engine import Engine
 from ledger.domain.cadre import KEYS_STREAM
 from ledger.domain.errors import Conflict, InvalidInput, NotFound
 from ledger.domain.events import (
-    CADRE_EVENT_TYPES,
+    POSTABLE_EVENT_TYPES,
     PRINCIPAL_PATTERN,
     SYSTEM_PATTERN,
     EventBase,
@@ -328,7 +328,7 @@ def _check_grant(
         raise InvalidInput(
             "a poster key needs the event types it may post", field="event_types", rule="event_types_required"
         )
-    unknown = sorted(set(event_types) - CADRE_EVENT_TYPES)
+    unknown = sorted(set(event_types) - POSTABLE_EVENT_TYPES)
     if unknown:
         raise InvalidInput(
             f"not event types a poster may post: {', '.join(unknown)} "
@@ -560,7 +560,7 @@ class KeyStore:
                     f"{DEMO_PREFIX}poster",
                     Role.poster,
                     system=DEMO_SYSTEM,
-                    event_types=sorted(CADRE_EVENT_TYPES),
+                    event_types=sorted(POSTABLE_EVENT_TYPES),
                     demo=True,
                     by=by,
                 )

@@ -36,7 +36,8 @@ from ledger.domain.cadre import (
     sharing,
 )
 from ledger.domain.errors import IntegrityFailure
-from ledger.domain.events import CadreRegistered, EventBase, PolicyPublished
+from ledger.domain.events import CadreRegistered, EventBase, PolicyPublished, UnitEvent
+from ledger.domain.units import UnitsDraft, UnitsKnown
 from ledger.integrity.chain import GENESIS_HASH
 from ledger.policy.book import PolicyBook
 from ledger.policy.load import load_policy
@@ -50,7 +51,12 @@ CATCH_UP_PAGE: Final = 10_000
 # The stored shape of the persisted knowledge: its version and the fields of a state, so that a state of
 # another shape (written by another version of the ledger) is never decoded into this one. Bump the
 # version whenever `apply` folds an event differently: a state folded the old way must not be restored.
-STATE_FORMAT: Final = "writer-state/2:" + ",".join(CadreState.__dataclass_fields__)
+STATE_FORMAT: Final = (
+    "writer-state/3:"
+    + ",".join(CadreState.__dataclass_fields__)
+    + ";units:"
+    + ",".join(UnitsKnown.__dataclass_fields__)
+)
 # Persist while posting once this many events were folded since the last kept state, and on close once
 # this few: encoding the city's 4,250 states takes ~0.2 s (7.5 MB), so not after every batch.
 PERSIST_EVERY_EVENTS: Final = 100_000
@@ -64,6 +70,7 @@ class _Persisted(msgspec.Struct, array_like=True):
 
     cadres: dict[str, tuple[int, CadreState]]
     versions: dict[str, int]
+    units: UnitsKnown
 
 
 _ENCODER: Final = msgspec.msgpack.Encoder(uuid_format="bytes")
@@ -78,6 +85,7 @@ class Knowledge:
         self.cadres: dict[str, Cadre] = {}
         self.versions: dict[str, int] = {}
         self.book = PolicyBook()
+        self.units = UnitsKnown()
         self.head = 0
         self.head_hash = GENESIS_HASH
         self._started = False
@@ -114,6 +122,7 @@ class Knowledge:
 
     def _fold(self, stream: str, version: int, event: EventBase, position: int) -> None:
         self.versions[stream] = version
+        self.units.fold(event)
         if isinstance(event, PolicyPublished):
             self.book.add(event.version, event.effective_from, position, load_policy(event.body))
         elif isinstance(event, CadreRegistered):
@@ -144,6 +153,7 @@ class Knowledge:
         """Drop everything known: the next catch-up restores the persisted knowledge (unless `use_kept`
         is False: then, and from then on in this process, it folds the log from its start)."""
         self.cadres, self.versions, self.book = {}, {}, PolicyBook()
+        self.units = UnitsKnown()
         self.head, self.head_hash = 0, GENESIS_HASH
         self._started = False
         self._use_kept = self._use_kept and use_kept
@@ -155,6 +165,7 @@ class Knowledge:
         self.versions.update(draft.versions)
         if draft.book is not None:
             self.book = draft.book
+        draft.units.install()
         self.head, self.head_hash = head, head_hash
 
     # Persisting.
@@ -185,6 +196,7 @@ class Knowledge:
             if policy_position <= position and isinstance(event, PolicyPublished):
                 book.add(event.version, event.effective_from, policy_position, load_policy(event.body))
         self.cadres, self.versions, self.book = cadres, dict(persisted.versions), book
+        self.units = persisted.units
         for stream, cadre in cadres.items():
             self.versions[stream] = cadre.version
         self.head, self.head_hash, self._kept_at = position, hash_, position
@@ -219,6 +231,7 @@ class Knowledge:
             _Persisted(
                 {stream: (cadre.version, cadre.state) for stream, cadre in self.cadres.items()},
                 {stream: version for stream, version in self.versions.items() if stream not in self.cadres},
+                self.units,
             )
         )
         try:
@@ -261,6 +274,15 @@ class Knowledge:
                     f"the persisted stream versions at position {position} are not those of the log",
                 )
             ]
+        if _ENCODER.encode(_sorted_units(persisted.units)) != _ENCODER.encode(_sorted_units(folded.units)):
+            return [
+                TableFinding(
+                    table,
+                    "writer units",
+                    "altered",
+                    f"the persisted units, panels and ratings at position {position} are not the log's",
+                )
+            ]
         for stream in sorted(set(persisted.cadres) | set(folded.cadres)):
             cadre, held = folded.cadres.get(stream), persisted.cadres.get(stream)
             # Compared as bytes: the order of a state's changes decides ties (see `_in_force`).
@@ -289,6 +311,16 @@ class Knowledge:
                 self.head, self.head_hash = row_position, hash_
 
 
+def _sorted_units(units: UnitsKnown) -> tuple[object, ...]:
+    """The units' knowledge in a canonical order (sets and dicts hold no order of their own)."""
+    return (
+        sorted(units.known),
+        sorted(units.parents.items(), key=lambda item: item[0]),
+        sorted((key, panel.drawn_on, sorted(panel.raters)) for key, panel in units.panels.items()),
+        sorted(units.rated),
+    )
+
+
 def _digest(position: int, hash_: bytes, format_: str, blob: bytes) -> bytes:
     """The SHA-256 of a kept state and everything it is bound to: moving the row to another position
     (with that position's hash, which anyone can read) breaks it as surely as changing a byte."""
@@ -300,7 +332,7 @@ def _digest(position: int, hash_: bytes, format_: str, blob: bytes) -> bytes:
 class Draft:
     """A batch being decided: copies of the states and the book it changes, over the knowledge."""
 
-    __slots__ = ("_copied", "book", "cadres", "knowledge", "versions")
+    __slots__ = ("_copied", "book", "cadres", "knowledge", "units", "versions")
 
     def __init__(self, knowledge: Knowledge) -> None:
         self.knowledge = knowledge
@@ -308,6 +340,7 @@ class Draft:
         self._copied: dict[str, set[str]] = {}  # the containers of each drafted state that are its own
         self.versions: dict[str, int] = {}
         self.book: PolicyBook | None = None
+        self.units = UnitsDraft(knowledge.units)
 
     def state(self, cadre_id: str) -> CadreState | None:
         cadre = self.cadres.get(cadre_id) or self.knowledge.cadres.get(cadre_id)
@@ -326,6 +359,9 @@ class Draft:
         """Fold a decided event into the draft, copying first what it changes of the knowledge's state
         (only those containers: `CHANGED_BY`; the others stay shared until an event changes them)."""
         version = self.versions[stream]
+        self.units.fold(event)
+        if isinstance(event, UnitEvent):
+            return
         if isinstance(event, PolicyPublished):
             if self.book is None:
                 self.book = self.knowledge.book.copy()

@@ -30,11 +30,13 @@ from ledger.domain.events import (
     RecallCompleted,
     RecallOrdered,
     TenureAccrued,
+    UnitEvent,
     VetoApplied,
     type_of,
 )
 from ledger.domain.periods import parse_period
 from ledger.domain.points import ZERO
+from ledger.domain.units import UnitsDraft, UnitsKnown, check_unit_event
 from ledger.policy import rules
 from ledger.policy.book import PolicyBook
 from ledger.policy.counting import sanction_appraisal_years
@@ -42,7 +44,14 @@ from ledger.policy.load import load_policy
 from ledger.store.mapper import encode_event
 from ledger.wire import check_event, refuse_nul
 
-__all__ = ["check_client_fields", "client_fingerprint", "decide", "decide_policy", "fingerprint"]
+__all__ = [
+    "check_client_fields",
+    "client_fingerprint",
+    "decide",
+    "decide_policy",
+    "decide_unit",
+    "fingerprint",
+]
 
 NO_POLICY = "none"
 
@@ -243,6 +252,28 @@ def _points(event: CadreEvent, state: CadreState, policy: Any) -> tuple[Decimal,
             )
         return rules.veto_points(policy), {"barred_awards": policy.veto.barred_awards}
     raise AssertionError(f"not a scoring event: {type_of(event)}")  # pragma: no cover
+
+
+def decide_unit(
+    submission: UnitEvent,
+    *,
+    units: UnitsKnown | UnitsDraft,
+    book: PolicyBook,
+    today: date,
+    posted_by: str,
+    event_id: uuid.UUID,
+) -> UnitEvent:
+    """The unit registration, rating panel or rating to record, checked against what the log knows of units
+    and the unit rules of the policy in force on its date (InvalidInput naming the field and rule)."""
+    try:
+        published = book.in_force(submission.effective_on)
+        dimensions, policy_version = published.policy.units.dimensions, published.version
+    except InvalidInput:  # before every policy: no dimensions to check
+        dimensions, policy_version = {}, NO_POLICY
+    check_unit_event(submission, units, today=today, dimensions=dimensions)
+    return msgspec.structs.replace(
+        submission, event_id=event_id, posted_by=posted_by, points=ZERO, policy_version=policy_version
+    )
 
 
 def decide_policy(

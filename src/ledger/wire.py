@@ -29,6 +29,8 @@ from msgspec import UNSET, Meta, UnsetType
 from ledger.domain.errors import InvalidInput
 from ledger.domain.events import (
     CADRE_ID_PATTERN,
+    RATER_ID_PATTERN,
+    SCORE_PATTERN,
     SYSTEM_PATTERN,
     UNIT_ID_PATTERN,
     VERSION_PATTERN,
@@ -83,7 +85,7 @@ _CONTROL_LEADS: Final = b"\\\x7f\xc2\xe2"
 _CONTROL_IN_JSON: Final = re.compile(rb"[\\\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]")
 # The text fields that name or identify something (as paths into an event); free text — `note`,
 # `reason`, `override_reason`, a policy's `body` — may hold line breaks.
-LINE_FIELDS: Final = ("source.key", "document", "name", "deed", "reference")
+LINE_FIELDS: Final = ("source.key", "document", "name", "deed", "reference", "method", "seed")
 # C0 controls (line feed, carriage return, tab …), DEL, C1 controls (NEL …) and the Unicode line and
 # paragraph separators: each either breaks a line or cannot be seen. (NUL is `refuse_nul`'s.)
 _NOT_ONE_LINE = re.compile("[\x01-\x1f\x7f-\x9f\u2028\u2029]")
@@ -107,6 +109,8 @@ _WORDS: Final = {
     VERSION_PATTERN: "1 to 32 of A-Z a-z 0-9 . _ - (no spaces, no line breaks)",
     PERIOD_PATTERN: "a period such as 2025, 2025Q3, 2025-07 or 2025-W27 (nothing before or after it)",
     POINTS_PATTERN: 'a decimal string with at most two places, such as "12.50"',
+    SCORE_PATTERN: 'a score from 0 to 100 as a decimal string with at most two places, such as "87.5"',
+    RATER_ID_PATTERN: "1 to 64 of A-Z a-z 0-9 . _ : - (no spaces, no line breaks)",
 }
 # What each pattern means, in words, for the messages msgspec writes as "matching regex '…'" (a pattern
 # and its `whole` form alike).

@@ -27,11 +27,26 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from ledger.domain.cadre import Recorded, points_of, stream_of
 from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, StoreUnavailable
-from ledger.domain.events import CadreEvent, EntryReversed, EventBase, PolicyPublished, recorded_id, type_of
+from ledger.domain.events import (
+    CadreEvent,
+    EntryReversed,
+    EventBase,
+    PolicyPublished,
+    UnitEvent,
+    recorded_id,
+    type_of,
+)
 from ledger.domain.ids import new_event_id
 from ledger.domain.points import ZERO
 from ledger.knowledge import PERSIST_AT_CLOSE_EVENTS, Draft, Knowledge
-from ledger.posting import check_client_fields, client_fingerprint, decide, decide_policy, fingerprint
+from ledger.posting import (
+    check_client_fields,
+    client_fingerprint,
+    decide,
+    decide_policy,
+    decide_unit,
+    fingerprint,
+)
 from ledger.reader import Reader
 from ledger.results import PostedItem, PostResult
 from ledger.store import recorders
@@ -288,6 +303,15 @@ class Writer:
         if isinstance(event, PolicyPublished):
             return decide_policy(
                 event, book=draft.policies, today=today, posted_by=posted_by, event_id=event_id
+            )
+        if isinstance(event, UnitEvent):
+            return decide_unit(
+                event,
+                units=draft.units,
+                book=draft.policies,
+                today=today,
+                posted_by=posted_by,
+                event_id=event_id,
             )
         if not isinstance(event, CadreEvent):  # key events are recorded by the key store only
             raise InvalidInput(

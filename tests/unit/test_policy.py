@@ -58,7 +58,7 @@ def with_tenure(**values: object) -> Policy:
 def test_the_illustrative_policy_loads_and_says_it_is_illustrative() -> None:
     policy = illustrative_policy()
     assert policy.illustrative is True
-    assert policy.version == "illustrative-2"
+    assert policy.version == "illustrative-3"
     assert policy.effective_from == date(2020, 1, 1)
     assert "ILLUSTRATIVE POLICY" in TEXT
     assert policy_findings(policy) == []
@@ -210,7 +210,7 @@ def test_an_effective_date_written_as_a_string_is_refused() -> None:
 
 
 def test_findings_list_every_problem_and_loading_mentions_how_many_more() -> None:
-    text = changed('leadership = "0.4"', 'leadership = "0.5"').replace("step = 2", "step = 4")
+    text = changed('leadership = "0.4"', 'leadership = "0.5"').replace("step = 2", "step = 4", 1)
     error = refusal(text)
     assert "1 more" in error.message
 

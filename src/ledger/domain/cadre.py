@@ -47,8 +47,10 @@ __all__ = [
     "CONTAINERS",
     "KEYS_STREAM",
     "OWN_STREAMS",
+    "PANELS_STREAM",
     "POLICY_STREAM",
     "SIGNING_STREAM",
+    "UNIT_STREAM_PREFIX",
     "Cadre",
     "CadreState",
     "Recorded",
@@ -60,6 +62,7 @@ __all__ = [
     "points_of",
     "register",
     "sharing",
+    "stream_named",
     "stream_of",
 ]
 
@@ -68,12 +71,16 @@ __all__ = [
 POLICY_STREAM: Final = "$policy"
 KEYS_STREAM: Final = "$keys"
 SIGNING_STREAM: Final = "$signing"
+# Rating panels in `$panels`; a unit's details and ratings in `$unit:<unit_id>`.
+PANELS_STREAM: Final = "$panels"
+UNIT_STREAM_PREFIX: Final = "$unit:"
 OWN_STREAMS: Final[dict[str, str]] = {
     "policy.published": POLICY_STREAM,
     "key.created": KEYS_STREAM,
     "key.revoked": KEYS_STREAM,
     "signing_key.published": SIGNING_STREAM,
     "signing_key.retired": SIGNING_STREAM,
+    "rating.panel_drawn": PANELS_STREAM,
 }
 
 
@@ -247,7 +254,18 @@ def _in_force(changes: dict[uuid.UUID, tuple[date, str]], day: date | None = Non
 
 def stream_of(event: EventBase) -> str:
     """The aggregate (stream) an event belongs to."""
-    return event.cadre_id if isinstance(event, CadreEvent) else own_stream(type_of(event))
+    if isinstance(event, CadreEvent):
+        return event.cadre_id
+    return stream_named(type_of(event), None, getattr(event, "unit_id", None))
+
+
+def stream_named(event_type: str, cadre_id: str | None, unit_id: str | None) -> str:
+    """The stream of an event of `event_type` about `cadre_id` (or about `unit_id`, for a unit's events)."""
+    if cadre_id is not None:
+        return cadre_id
+    if unit_id is not None and event_type in ("unit.registered", "unit.rated"):
+        return UNIT_STREAM_PREFIX + unit_id
+    return own_stream(event_type)
 
 
 def own_stream(event_type: str) -> str:

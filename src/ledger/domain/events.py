@@ -29,8 +29,12 @@ __all__ = [
     "GRADES",
     "KEY_EVENT_TYPES",
     "LEVELS",
+    "POSTABLE_EVENT_TYPES",
+    "RATER_KINDS",
     "RESULTS",
     "SERVER_FIELDS",
+    "UNIT_EVENT_TYPES",
+    "VERDICTS",
     "AppraisalRecorded",
     "CadreDeparted",
     "CadreEvent",
@@ -50,6 +54,8 @@ __all__ = [
     "KeyRevoked",
     "MeritAwarded",
     "PolicyPublished",
+    "Rater",
+    "RatingPanelDrawn",
     "RecallCompleted",
     "RecallOrdered",
     "Scores",
@@ -58,6 +64,9 @@ __all__ = [
     "SigningKeyRetired",
     "Source",
     "TenureAccrued",
+    "UnitEvent",
+    "UnitRated",
+    "UnitRegistered",
     "VetoApplied",
     "recorded_id",
     "type_of",
@@ -387,6 +396,76 @@ class SigningKeyRetired(SigningKeyEvent, frozen=True, kw_only=True, tag="signing
     retired_at: Instant
 
 
+# Departments rated by enterprises (市场主体评部门): events about a unit or a rating panel, not about a cadre
+# (no `cadre_id`). No recorded event predates these types, so their patterns hold to the whole string.
+RATER_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,64}$(?!\n)"
+UNIT_KIND_PATTERN: Final = r"^[a-z_]{1,32}$(?!\n)"
+DIMENSION_PATTERN: Final = r"^[a-z_]{1,32}$(?!\n)"
+# A score 0–100 as a decimal string with at most two places: "87", "87.5", "100.00".
+SCORE_PATTERN: Final = r"^(100(\.0{1,2})?|[0-9]{1,2}(\.[0-9]{1,2})?)$(?!\n)"
+PANEL_SIZE_MAX: Final = 10_000
+DIMENSIONS_MAX: Final = 16
+DRAW_TEXT_LENGTH_MAX: Final = 200
+RaterKind = Literal["enterprise"]
+RATER_KINDS: Final[tuple[RaterKind, ...]] = get_args(RaterKind)
+Verdict = Literal["satisfied", "basically_satisfied", "dissatisfied"]
+VERDICTS: Final[tuple[Verdict, ...]] = get_args(Verdict)
+RaterId = Annotated[str, Meta(pattern=RATER_ID_PATTERN)]
+ScoreText = Annotated[str, Meta(pattern=SCORE_PATTERN)]
+WholeUnitId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$(?!\n)")]
+DrawText = Annotated[str, Meta(min_length=1, max_length=DRAW_TEXT_LENGTH_MAX)]
+
+
+class UnitEvent(EventBase, frozen=True, kw_only=True):
+    """An event about a unit (stream `$unit:<unit_id>`) or a rating panel (stream `$panels`)."""
+
+
+class UnitRegistered(UnitEvent, frozen=True, kw_only=True, tag="unit.registered"):
+    """A unit's details: its name, its kind (`department`, `section`, `township`, …) and the unit it belongs
+    to. A unit is known from the first cadre registered or moved into it; this adds its details, and a later
+    one (by `effective_on`) changes them."""
+
+    unit_id: WholeUnitId
+    name: Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
+    kind: Annotated[str, Meta(pattern=UNIT_KIND_PATTERN)]
+    parent: WholeUnitId | None = None
+
+
+class RatingPanelDrawn(UnitEvent, frozen=True, kw_only=True, tag="rating.panel_drawn"):
+    """The raters drawn by lot (抽签) to rate the units for `period`: `method` and `seed` say how, so that
+    anyone can draw again and compare. One panel per period and rater kind."""
+
+    period: PeriodName
+    rater_kind: RaterKind
+    raters: Annotated[tuple[RaterId, ...], Meta(min_length=1, max_length=PANEL_SIZE_MAX)]
+    method: DrawText
+    seed: DrawText
+
+
+class Rater(Struct, frozen=True, forbid_unknown_fields=True):
+    """Who rated: a rater of the period's panel."""
+
+    kind: RaterKind
+    id: RaterId
+
+
+class UnitRated(UnitEvent, frozen=True, kw_only=True, tag="unit.rated"):
+    """One rater's rating of a unit for `period`: `score` 0–100 (a decimal string with at most two places),
+    `scores` by the policy's dimensions (whose weighted mean `score` must be), and a verdict."""
+
+    unit_id: WholeUnitId
+    period: PeriodName
+    rater: Rater
+    score: ScoreText
+    verdict: Verdict
+    scores: (
+        Annotated[
+            dict[Annotated[str, Meta(pattern=DIMENSION_PATTERN)], ScoreText], Meta(max_length=DIMENSIONS_MAX)
+        ]
+        | None
+    ) = None
+
+
 Event = (
     CadreRegistered
     | CadreTransferred
@@ -409,6 +488,9 @@ Event = (
     | KeyRevoked
     | SigningKeyPublished
     | SigningKeyRetired
+    | UnitRegistered
+    | RatingPanelDrawn
+    | UnitRated
 )
 
 EVENT_CLASSES: Final[tuple[type[EventBase], ...]] = (
@@ -433,6 +515,9 @@ EVENT_CLASSES: Final[tuple[type[EventBase], ...]] = (
     KeyRevoked,
     SigningKeyPublished,
     SigningKeyRetired,
+    UnitRegistered,
+    RatingPanelDrawn,
+    UnitRated,
 )
 
 
@@ -446,6 +531,10 @@ CADRE_EVENT_TYPES: Final = frozenset(name for name, cls in EVENT_TYPES.items() i
 KEY_EVENT_TYPES: Final = frozenset(
     name for name, cls in EVENT_TYPES.items() if issubclass(cls, KeyEvent | SigningKeyEvent)
 )
+# About a unit or a rating panel: posted like cadre events, decided by `ledger.domain.units`.
+UNIT_EVENT_TYPES: Final = frozenset(name for name, cls in EVENT_TYPES.items() if issubclass(cls, UnitEvent))
+# What other systems post (policies are published by admins, key events recorded by the key stores).
+POSTABLE_EVENT_TYPES: Final = CADRE_EVENT_TYPES | UNIT_EVENT_TYPES
 # Reversible: every score or lifecycle event except a registration, a reversal or a policy.
 REVERSIBLE_TYPES: Final = CADRE_EVENT_TYPES - {"cadre.registered", "entry.reversed"}
 

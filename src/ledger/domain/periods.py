@@ -32,6 +32,13 @@ class Period(msgspec.Struct, frozen=True):
         except OverflowError:
             raise ValueError(f"no period comes before {self.name}") from None
 
+    def following(self) -> Period:
+        """The period of the same kind just after this one (ValueError after the calendar's last)."""
+        try:
+            return period_containing(self.kind, self.last_day + timedelta(days=1))
+        except OverflowError:
+            raise ValueError(f"no period comes after {self.name}") from None
+
 
 def _month_end(year: int, month: int) -> date:
     if month == 12:

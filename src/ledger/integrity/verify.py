@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from ledger.domain.cadre import own_stream
+from ledger.domain.cadre import stream_named
 from ledger.integrity.chain import GENESIS_HASH
 from ledger_verify.checkpoint import CheckpointDocument, verify_signature
 from ledger_verify.merkle import EMPTY_ROOT, Frontier
@@ -62,6 +62,7 @@ class _Probe(msgspec.Struct):
     type: str
     event_id: str
     cadre_id: str | None = None
+    unit_id: str | None = None
 
 
 class _TopicCache(dict[str, str | None]):
@@ -273,7 +274,7 @@ def _verify_chain(
                 "time_reversed",
                 f"recorded at {recorded_at}, before the event ahead of it ({previous_recorded_at})",
             )
-        stream = probe.cadre_id if probe.cadre_id is not None else own_stream(probe.type)
+        stream = stream_named(probe.type, probe.cadre_id, probe.unit_id)
         version = versions.get(stream, 0) + 1
         if originator_id != stream or originator_version != version or topic != topics[probe.type]:
             return failure(

@@ -252,6 +252,8 @@ def policy_findings(policy: Policy) -> list[PolicyFinding]:
     actions = [rung.action for rung in policy.escalation.ladder]
     require(len(set(actions)) == len(actions), "escalation.ladder", "each action may appear once")
 
+    _check_units(policy, require)
+
     seen: set[str] = set()
     for index, bounds in enumerate(policy.overrides):
         require(
@@ -266,6 +268,40 @@ def policy_findings(policy: Policy) -> list[PolicyFinding]:
             "points_min must be ≤ points_max",
         )
     return findings
+
+
+def _check_units(policy: Policy, require: Require) -> None:
+    units = policy.units
+    for name, weight in units.dimensions.items():
+        require(weight > 0, f"units.dimensions.{name}", "a dimension's weight must be > 0")
+    if units.dimensions:
+        total = sum(units.dimensions.values(), ZERO)
+        require(total == ONE, "units.dimensions", f"the weights must sum to exactly 1, not {total}")
+    if units.aggregation == "trimmed_mean":
+        share = units.trim_share
+        require(
+            share is not None and ZERO <= share < Decimal("0.5"),
+            "units.trim_share",
+            "a trimmed mean needs the share trimmed from each end, at least 0 and below 0.5",
+        )
+    else:
+        require(units.trim_share is None, "units.trim_share", "only a trimmed_mean trims ratings")
+    breakers = units.tie_breakers
+    require(len(set(breakers)) == len(breakers), "units.tie_breakers", "each tie-breaker may appear once")
+    steps = [rung.step for rung in units.ladder]
+    require(
+        steps == list(range(1, len(steps) + 1)),
+        "units.ladder",
+        f"steps must be 1, 2, … {len(steps)} in order, not {steps}",
+    )
+    actions = [rung.action for rung in units.ladder]
+    require(len(set(actions)) == len(actions), "units.ladder", "each action may appear once")
+    for index, rung in enumerate(units.ladder):
+        require(
+            rung.deduction is None or not rung.removes,
+            f"units.ladder[{index}].removes",
+            "a step proposes a deduction or a removal, not both",
+        )
 
 
 def _check_eligibility(policy: Policy, require: Require) -> None:

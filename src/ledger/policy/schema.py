@@ -46,6 +46,7 @@ __all__ = [
     "GATE_MONTHS_MAX",
     "OVERRIDABLE_EVENT_TYPES",
     "TIE_BREAKERS",
+    "UNIT_TIE_BREAKERS",
     "AppraisalPoints",
     "AppraisalRules",
     "AppraisalYears",
@@ -70,6 +71,8 @@ __all__ = [
     "RecallRules",
     "StandingRule",
     "TenureRules",
+    "UnitLadderStep",
+    "UnitRules",
     "VetoRules",
     "decimal_hook",
 ]
@@ -369,6 +372,61 @@ class EscalationRules(_Table, frozen=True):
     basis: Basis = "total"
 
 
+UnitAggregation = Literal["mean", "trimmed_mean"]
+UnitTieBreaker = Literal["fewer_dissatisfied", "more_ratings"]
+UNIT_TIE_BREAKERS: Final[tuple[UnitTieBreaker, ...]] = get_args(UnitTieBreaker)
+UnitNamed = Literal["principal_leader", "nobody"]
+
+
+class UnitLadderStep(_Table, frozen=True):
+    """One rung of the units' ladder: after `step` consecutive periods in the bottom, `action`.
+
+    What the action asks of the unit's principal leader may be a deduction the department posts
+    (`deduction`, e.g. `admonishment` for 诫勉谈话) or the leader's removal from the post (`removes`,
+    调离岗位): the read model then shows whether it was posted. Either is only a proposal.
+    """
+
+    step: Annotated[int, Meta(ge=1, le=LADDER_STEPS_MAX)]
+    action: Annotated[str, Meta(pattern=ACTION_PATTERN)]
+    label: Annotated[str, Meta(min_length=1, max_length=LABEL_LENGTH_MAX)]
+    deduction: DeductionKind | None = None
+    removes: bool = False
+
+
+# Xiantao's ladder (仙桃, 市场主体评部门): bottom three once, twice, three times in a row.
+XIANTAO_UNIT_LADDER: Final = (
+    UnitLadderStep(step=1, action="commitment_speech_and_summons_talk", label="表态发言+约谈"),
+    UnitLadderStep(step=2, action="admonishment_talk", label="诫勉谈话", deduction="admonishment"),
+    UnitLadderStep(step=3, action="removal_from_post", label="调离岗位", removes=True),
+)
+
+
+class UnitRules(_Table, frozen=True):
+    """Units rated by enterprises (市场主体评部门): how ratings make a unit's score, rank and ladder.
+
+    `dimensions` (absent: none) are the parts a rating scores, with weights summing to one: a rating then
+    carries `scores` for exactly these and its `score` is their weighted mean (rounded half up to two places).
+    A unit's score for a period aggregates its ratings: their `mean`, or a `trimmed_mean` that drops
+    `trim_share` of the ratings (rounded down) from each end. Fewer than `ratings_min` ratings: the unit is
+    listed but not ranked. Units are ranked by score (rounded to two places), then by `tie_breakers`; still
+    equal, they share a rank. The bottom `bottom_count` (ties at the edge included) climb `ladder` one step
+    per consecutive period; an action `names` the unit's principal leader on the period's last day.
+    """
+
+    dimensions: dict[Annotated[str, Meta(pattern=r"^[a-z_]{1,32}$(?!\n)")], DecimalValue] = msgspec.field(
+        default_factory=dict
+    )
+    aggregation: UnitAggregation = "mean"
+    trim_share: DecimalValue | None = None
+    ratings_min: Annotated[int, Meta(ge=1, le=POOL_SIZE_MAX)] = 1
+    tie_breakers: tuple[UnitTieBreaker, ...] = ("fewer_dissatisfied",)
+    bottom_count: Annotated[int, Meta(ge=1, le=BOARD_SIZE_MAX)] = 3
+    ladder: Annotated[tuple[UnitLadderStep, ...], Meta(min_length=1, max_length=LADDER_STEPS_MAX)] = (
+        XIANTAO_UNIT_LADDER
+    )
+    names: UnitNamed = "principal_leader"
+
+
 class OverrideBounds(_Table, frozen=True):
     """A client may send `points` for `event_type`, within `points_min` … `points_max` inclusive."""
 
@@ -394,6 +452,8 @@ class Policy(_Table, frozen=True, kw_only=True):
     eligibility: EligibilityRules
     boards: BoardRules
     escalation: EscalationRules
+    # Absent from rulebooks written before units were rated: then Xiantao's rules (`UnitRules()`).
+    units: UnitRules = msgspec.field(default_factory=UnitRules)
     overrides: tuple[OverrideBounds, ...] = ()
 
     def override_for(self, event_type: str) -> OverrideBounds | None:
