@@ -323,7 +323,7 @@ def test_query_and_path_names_with_a_trailing_line_break_are_a_422_naming_the_pa
         ("/v1/recalls", {"period": "2025Q3\n"}, "period"),
         ("/v1/cadres/C1/history", {"known_at": "5\n"}, "known_at"),
         ("/v1/cadres/C1/eligibility", {"scope": "all\n"}, "scope"),
-        ("/v1/policies/illustrative-2%0A", {}, "version"),
+        ("/v1/policies/illustrative-3%0A", {}, "version"),
     ):
         problem = refused(api, api.get(route, "admin", **parameters), before, 422)
         assert problem["field"] == field, (route, parameters, problem)

@@ -143,14 +143,14 @@ def test_a_checkpoint_names_the_ledger_and_the_head(shared_api: Api) -> None:
 
 def test_policies_are_listed_and_read_with_their_text(shared_api: Api) -> None:
     listed = shared_api.get("/v1/policies", "reader").json()["policies"]
-    assert [policy["version"] for policy in listed] == ["illustrative-2"]
-    policy = shared_api.get("/v1/policies/illustrative-2", "reader").json()
+    assert [policy["version"] for policy in listed] == ["illustrative-3"]
+    policy = shared_api.get("/v1/policies/illustrative-3", "reader").json()
     assert policy["body"] == illustrative_policy_text()
     problem_of(shared_api.get("/v1/policies/no-such-version", "reader"), 404)
 
 
 def test_an_admin_publishes_a_policy_once_and_replays_it_after(api: Api) -> None:
-    body = illustrative_policy_text().replace('version = "illustrative-2"', 'version = "local-2"')
+    body = illustrative_policy_text().replace('version = "illustrative-3"', 'version = "local-2"')
     assert body != illustrative_policy_text()
     first = api.post("/v1/policies", "admin", {"body": body})
     assert first.status_code == 201, first.text

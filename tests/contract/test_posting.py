@@ -51,7 +51,7 @@ def refusal(ledger: Ledger, events: list, rule: str) -> InvalidInput:
 def test_empty_ledger_starts_with_the_illustrative_policy(ledger: Ledger) -> None:
     assert ledger.head() == 1
     (policy,) = ledger.policies()
-    assert policy.version == "illustrative-2"
+    assert policy.version == "illustrative-3"
     assert ledger.verify().ok
 
 
@@ -258,7 +258,7 @@ def test_deduction_takes_points_and_gate_months_from_the_policy(ledger: Ledger) 
     assert isinstance(logged, DeductionApplied)
     assert logged.gate_months == 6
     assert logged.points == result.results[0].points < 0
-    assert logged.policy_version == "illustrative-2"
+    assert logged.policy_version == "illustrative-3"
 
 
 def test_overrides_only_where_the_policy_allows_within_bounds_with_a_reason(ledger: Ledger) -> None:
@@ -336,7 +336,7 @@ def test_the_policy_in_force_computes_points_by_effective_date(ledger: Ledger) -
 
     body = (
         illustrative_policy_text()
-        .replace('version = "illustrative-2"', 'version = "v2"')
+        .replace('version = "illustrative-3"', 'version = "v2"')
         .replace("effective_from = 2020-01-01", "effective_from = 2025-01-01")
         .replace('municipal = "2.00",  county = "1.00"', 'municipal = "2.00",  county = "1.50"')
     )

@@ -215,8 +215,8 @@ def test_an_import_with_a_changed_line_is_refused(database: str, tmp_path: Path,
 def test_policy_show_and_publish(database: str, tmp_path: Path) -> None:
     assert run("init")[0] == 0
     code, output = run("policy", "show")
-    assert code == 0 and 'version = "illustrative-2"' in output
-    body = output.replace('version = "illustrative-2"', 'version = "local-2025"')
+    assert code == 0 and 'version = "illustrative-3"' in output
+    body = output.replace('version = "illustrative-3"', 'version = "local-2025"')
     path = tmp_path / "local.toml"
     path.write_text(body, encoding="utf-8")
     code, first = run("policy", "publish", str(path))
@@ -224,7 +224,7 @@ def test_policy_show_and_publish(database: str, tmp_path: Path) -> None:
     code, second = run("policy", "publish", str(path))
     assert code == 0 and second == "already " + first
     code, output = run("policy", "show", "--format", "json")
-    assert [entry["version"] for entry in json.loads(output)] == ["illustrative-2", "local-2025"]
+    assert [entry["version"] for entry in json.loads(output)] == ["illustrative-3", "local-2025"]
     path.write_text(body.replace("annual_cap", "annual_capp"), encoding="utf-8")
     code, output = run("policy", "publish", str(path))
     assert code == 2 and "annual_capp" in output

@@ -2,7 +2,7 @@
 
 Every expected figure is worked out by hand in the test's docstring — ranks, totals in points, which cadres
 are listed and why — and never by calling the code under test. Unless a test publishes its own rulebook,
-the packaged illustrative policy (`illustrative-2`) is in force: red and black boards of 10, recalls and
+the packaged illustrative policy (`illustrative-3`) is in force: red and black boards of 10, recalls and
 escalations of the bottom 3 of each unit of at least 10 cadres, ranked on the period's points; standing on
 the cumulative total; tie-breakers grade_years, service_years, excellent_appraisals.
 

@@ -633,9 +633,9 @@ def test_periods_ending_on_one_day_keep_their_own_escalations_on_the_total_basis
     snapshot, but each streak walks back periods of its own kind (kept apart, read in any order)."""
     text = illustrative_policy_text()
     block = '[escalation]\nbottom_count = 3\nbasis = "period"'
-    assert text.count(block) == 1 and text.count('version = "illustrative-2"') == 1
+    assert text.count(block) == 1 and text.count('version = "illustrative-3"') == 1
     policy = text.replace(block, block.replace('"period"', '"total"')).replace(
-        'version = "illustrative-2"', 'version = "whole-reads-total"'
+        'version = "illustrative-3"', 'version = "whole-reads-total"'
     )
     with Ledger.open(store_url, clock=fixed_clock) as ledger:
         ledger.publish_policy(policy, effective_on=date(2020, 1, 1))
