@@ -36,10 +36,13 @@ from ledger.domain.events import (
     KeyEvent,
     MeritAwarded,
     PolicyPublished,
+    RatingPanelDrawn,
     RecallCompleted,
     RecallOrdered,
     SigningKeyEvent,
     TenureAccrued,
+    UnitRated,
+    UnitRegistered,
     VetoApplied,
 )
 
@@ -56,6 +59,7 @@ __all__ = [
     "facts_of_stored",
     "from_day",
     "integer",
+    "score_cents",
 ]
 
 # Components of a total, in the order of `Components`; a veto's points count with deductions.
@@ -87,6 +91,10 @@ class Kind:
     # cadre, counts nothing, folds as nothing.
     # It is a fact all the same, so that every position of the log has one.
     KEY = 17
+    # Units rated by enterprises (市场主体评部门): about a unit or a panel, no cadre (`unit_index.py`).
+    UNIT_REGISTERED = 18
+    PANEL_DRAWN = 19
+    UNIT_RATED = 20
 
 
 COMPONENT_OF_KIND: Final[dict[int, int]] = {
@@ -120,6 +128,11 @@ def integer(value: str | int | bool | None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"expected a number in a fact's detail, got {value!r}")
     return value
+
+
+def score_cents(score: str) -> int:
+    """A rating's score ("87", "87.5", "100.00": at most two places) as an exact number of hundredths."""
+    return int(Decimal(score).scaleb(2))
 
 
 def cents_of(points: Decimal) -> int:
@@ -271,6 +284,22 @@ def fact_of(position: int, event: EventBase) -> Fact:
         detail = (event.version, day(event.effective_from), event.body)
     elif isinstance(event, KeyEvent | SigningKeyEvent):
         kind = Kind.KEY
+    elif isinstance(event, UnitRegistered):
+        kind = Kind.UNIT_REGISTERED
+        detail = (event.unit_id, event.name, event.kind, event.parent)
+    elif isinstance(event, RatingPanelDrawn):
+        kind = Kind.PANEL_DRAWN
+        detail = (event.period, event.rater_kind, len(event.raters), event.method, event.seed)
+    elif isinstance(event, UnitRated):
+        kind = Kind.UNIT_RATED
+        detail = (
+            event.unit_id,
+            event.period,
+            event.rater.kind,
+            event.rater.id,
+            score_cents(event.score),
+            event.verdict,
+        )
     else:  # pragma: no cover - every event type is listed above
         raise TypeError(f"no fact for {type(event).__name__}")
     return Fact(position, kind, cadre, effective, counts_from, cents, target, detail, award)
@@ -306,7 +335,15 @@ KIND_OF_TYPE: Final[dict[str, int]] = {
     "key.revoked": Kind.KEY,
     "signing_key.published": Kind.KEY,
     "signing_key.retired": Kind.KEY,
+    "unit.registered": Kind.UNIT_REGISTERED,
+    "rating.panel_drawn": Kind.PANEL_DRAWN,
+    "unit.rated": Kind.UNIT_RATED,
 }
+
+
+class _StoredRater(msgspec.Struct):
+    kind: str
+    id: str
 
 
 class _Stored(msgspec.Struct):
@@ -341,6 +378,14 @@ class _Stored(msgspec.Struct):
     version: str | None = None
     effective_from: str | None = None
     body: str | None = None
+    parent: str | None = None
+    rater_kind: str | None = None
+    raters: list[str] | None = None
+    method: str | None = None
+    seed: str | None = None
+    rater: _StoredRater | None = None
+    score: str | None = None
+    verdict: str | None = None
 
 
 _stored_decoder = msgspec.json.Decoder(_Stored)
@@ -426,6 +471,20 @@ def facts_of_stored(rows: Iterable[tuple[int, bytes]]) -> list[Fact]:
         elif kind == Kind.POLICY:
             assert event.effective_from is not None
             detail = (event.version, _day_of(event.effective_from), event.body)
+        elif kind == Kind.UNIT_RATED:
+            assert event.rater is not None and event.score is not None
+            detail = (
+                event.unit_id,
+                event.period,
+                event.rater.kind,
+                event.rater.id,
+                score_cents(event.score),
+                event.verdict,
+            )
+        elif kind == Kind.UNIT_REGISTERED:
+            detail = (event.unit_id, event.name, event.kind, event.parent)
+        elif kind == Kind.PANEL_DRAWN:
+            detail = (event.period, event.rater_kind, len(event.raters or ()), event.method, event.seed)
         facts.append(
             Fact(position, kind, event.cadre_id, effective, counts_from, cents, target, detail, award)
         )

@@ -44,6 +44,7 @@ from ledger.projections.facts import (
     from_day,
     integer,
 )
+from ledger.projections.unit_index import UNIT_KINDS, UnitIndex
 
 __all__ = ["NEVER", "Index", "Snapshot"]
 
@@ -266,6 +267,8 @@ class Index:
         # Per sensitive cadre, its appraisal, deduction and investigation facts (rebuilt when they change).
         self._sensitive_facts: dict[int, tuple[list[Fact], list[Fact], list[Fact]]] = {}
         self._lowerable_cache: dict[int, list[tuple[Fact, list[Fact], bool]]] = {}
+        # Units rated by enterprises: their ratings' columns, registrations and panels.
+        self.rated = UnitIndex(Columns)
 
     # Folding facts in.
 
@@ -278,6 +281,7 @@ class Index:
         awards: list[int] = []
         pending_reversals: list[Fact] = []
         pending_vetoes: list[Fact] = []
+        unit_facts: list[Fact] = []
         cadre_codes = self.cadre_codes
         veto_years = self.veto_years
         first_row = self.scores.size
@@ -307,6 +311,8 @@ class Index:
                 self.add_policy(fact)
             elif kind == Kind.KEY:
                 pass  # an API key's event: it only moves the position folded
+            elif kind in UNIT_KINDS:
+                unit_facts.append(fact)
             else:
                 code = self._cadre_code(fact)
                 component = COMPONENT_OF_KIND.get(kind, NO_COMPONENT)
@@ -331,6 +337,8 @@ class Index:
                 "award": awards,
             }
         )
+        if unit_facts:
+            self.rated.add(unit_facts, self._unit_code)
         for veto in pending_vetoes:
             self._add_veto_year(veto)
         for reversal in pending_reversals:
@@ -355,6 +363,7 @@ class Index:
             "departures": self.departures,
             "left_leadership": self.left_leadership,
             "appraisals": self.appraisals,
+            "ratings": self.rated.ratings,
         }
 
     def _add_veto_year(self, veto: Fact) -> None:

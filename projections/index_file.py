@@ -33,7 +33,7 @@ __all__ = ["INDEX_FORMAT", "Binding", "IndexUnusable", "read_index", "write_inde
 
 # The layout of the file; bump it when the regions or the parts change (a file of another format is not
 # used, and is replaced).
-INDEX_FORMAT: Final = 1
+INDEX_FORMAT: Final = 2  # 2: units' ratings (a column group) and their parts
 MAGIC: Final = b"cadre-ledger-idx"
 PREFIX: Final = struct.Struct("<16s32sQQ")
 ALIGN: Final = 4096
@@ -87,6 +87,10 @@ class Parts(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=
     veto_years: list[tuple[int, list[int]]]
     veto_candidates: list[int]
     appraisal_sensitive: list[int]
+    period_ids: list[str]
+    rater_ids: list[str]
+    unit_registrations: list[Fact]
+    panels: list[Fact]
 
 
 _header_decoder = msgspec.msgpack.Decoder(Header)
@@ -177,6 +181,10 @@ def _parts_of(index: Index) -> bytes:
             sorted((code, sorted(years)) for code, years in index.veto_years.items()),
             sorted(index.veto_candidates),
             sorted(index.appraisal_sensitive),
+            list(index.rated.period_ids),
+            list(index.rated.rater_ids),
+            list(index.rated.registrations),
+            list(index.rated.panels),
         )
     )
 
@@ -318,4 +326,12 @@ def _restored(mapped: mmap.mmap, regions: dict[str, Region], position: int) -> I
     index.veto_years = {code: set(years) for code, years in parts.veto_years}
     index.veto_candidates = set(parts.veto_candidates)
     index.appraisal_sensitive = set(parts.appraisal_sensitive)
+    index.rated.restore(parts.period_ids, parts.rater_ids, parts.unit_registrations, parts.panels)
+    ratings = index.rated.ratings
+    if ratings.size and (
+        int(ratings["unit"].max()) >= len(index.unit_ids)
+        or int(ratings["period"].max()) >= len(parts.period_ids)
+        or int(ratings["rater"].max()) >= len(parts.rater_ids)
+    ):
+        raise IndexUnusable("a rating names a unit, period or rater the index does not hold")
     return index

@@ -72,6 +72,9 @@ from ledger.projections.results import (
     RecallsView,
     ShortlistEntry,
     ShortlistView,
+    UnitEscalationsView,
+    UnitRankingsView,
+    UnitView,
 )
 from ledger.projections.snapshots import ReadCache, cadres_with_recalls
 from ledger.projections.store import (
@@ -82,6 +85,7 @@ from ledger.projections.store import (
     fact_of_row,
     facts_table,
 )
+from ledger.projections.unit_reads import UnitReads
 from ledger.projections.views import (
     board_lists,
     bottom_of_groups,
@@ -1504,6 +1508,57 @@ class Projections:
                 position=position,
                 escalations=list(escalations),
             )
+
+    # Units rated by enterprises (市场主体评部门): `unit_reads.py`.
+
+    def _unit_reads(self) -> UnitReads:
+        return UnitReads(self.index, self.read_cache, self._echo)
+
+    def unit_rankings(
+        self,
+        period: str,
+        *,
+        as_of: date | None = None,
+        known_at: KnownAt = None,
+        min_position: int | None = None,
+    ) -> UnitRankingsView:
+        """A period's ranking of units by their ratings (ratings dated by `as_of`, default today), with the
+        previous period's rank, the movement and the bottom."""
+        span = self._period(period)
+        as_of = as_of or self.ledger.today()
+        with self._lock:
+            position = self._read_position(known_at, min_position)
+            return self._unit_reads().rankings(span, as_of, known_at, position)
+
+    def unit_escalations(
+        self,
+        period: str,
+        *,
+        as_of: date | None = None,
+        known_at: KnownAt = None,
+        min_position: int | None = None,
+    ) -> UnitEscalationsView:
+        """Units in the bottom for consecutive periods up to `period`: the ladder step, its action, the
+        principal leader it names and whether its consequence was posted."""
+        span = self._period(period)
+        as_of = as_of or self.ledger.today()
+        with self._lock:
+            position = self._read_position(known_at, min_position)
+            return self._unit_reads().escalations(span, as_of, known_at, position)
+
+    def unit(
+        self,
+        unit_id: str,
+        *,
+        as_of: date | None = None,
+        known_at: KnownAt = None,
+        min_position: int | None = None,
+    ) -> UnitView:
+        """A unit's details, its standing in every period it was rated in, and its ratings."""
+        as_of = as_of or self.ledger.today()
+        with self._lock:
+            position = self._read_position(known_at, min_position)
+            return self._unit_reads().unit(unit_id, as_of, known_at, position)
 
 
 class _Abandoned(Exception):
