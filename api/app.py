@@ -21,7 +21,7 @@ from litestar.di import Provide
 from litestar.routes import HTTPRoute
 from litestar.types import ControllerRouterHandler, Message, Scope
 
-from ledger.api import audit, cadres, events, health, policies, views
+from ledger.api import audit, cadres, events, health, policies, units, views
 from ledger.api.auth import KEY_STORE_STATE, authorize
 from ledger.api.logs import AccessLog
 from ledger.api.openapi import StructSchemas, finish, openapi_config
@@ -45,6 +45,9 @@ ROUTES: Final[list[ControllerRouterHandler]] = [
     views.get_recalls,
     views.get_boards,
     views.get_escalations,
+    units.get_unit_rankings,
+    units.get_unit_escalations,
+    units.get_unit,
     audit.verify,
     audit.get_checkpoint,
     audit.inclusion_proof,

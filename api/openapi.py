@@ -35,7 +35,7 @@ from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
 
 from ledger.api.schemas import EventsBody, PolicyBody
-from ledger.domain.events import CADRE_EVENT_TYPES, EVENT_TYPES, SERVER_FIELDS
+from ledger.domain.events import EVENT_TYPES, POSTABLE_EVENT_TYPES, SERVER_FIELDS, UNIT_EVENT_TYPES
 from ledger.domain.points import POINTS_PATTERN
 
 if TYPE_CHECKING:
@@ -60,6 +60,10 @@ TAGS: Final = [
     Tag(name="events", description="Post events; read the log (auditors)."),
     Tag(name="cadres", description="A cadre's profile, standing, history and eligibility."),
     Tag(name="read models", description="Rankings, the promotion shortlist, recalls, boards, escalations."),
+    Tag(
+        name="units",
+        description="Units rated by enterprises (市场主体评部门): rankings, the ladder, a unit's history.",
+    ),
     Tag(name="audit", description="Verify the hash chain; take a checkpoint."),
     Tag(name="policies", description="The rulebooks."),
     Tag(name="health", description="Liveness and readiness."),
@@ -131,13 +135,18 @@ def openapi_config() -> OpenAPIConfig:
 def _input_components(components: dict[str, Any]) -> dict[str, Any]:
     """`…Input` copies of the cadre events' schemas, without the fields the ledger sets."""
     inputs: dict[str, Any] = {}
-    for type_name in sorted(CADRE_EVENT_TYPES):
+    for type_name in sorted(POSTABLE_EVENT_TYPES):
         name = EVENT_TYPES[type_name].__name__
         schema = copy.deepcopy(components[name])
         for field in (*SERVER_FIELDS[type_name], "points"):
             schema["properties"].pop(field, None)
             if field in schema.get("required", []):
                 schema["required"].remove(field)
+        if type_name in UNIT_EVENT_TYPES:  # units' events count no points and take no override
+            schema["properties"].pop("override_reason", None)
+            schema["title"] = name + INPUT_SUFFIX
+            inputs[name + INPUT_SUFFIX] = schema
+            continue
         # A client may send points only as an override the policy allows, with `override_reason`.
         schema["properties"]["points"] = {
             "type": "string",
@@ -152,7 +161,7 @@ def _input_components(components: dict[str, Any]) -> dict[str, Any]:
 def _events_body(components: dict[str, Any]) -> None:
     """Point the batch's items at the input schemas (cadre events only: policies go to /v1/policies)."""
     names = sorted(
-        (EVENT_TYPES[type_name].__name__ + INPUT_SUFFIX, type_name) for type_name in CADRE_EVENT_TYPES
+        (EVENT_TYPES[type_name].__name__ + INPUT_SUFFIX, type_name) for type_name in POSTABLE_EVENT_TYPES
     )
     events = components[EventsBody.__name__]["properties"]["events"]
     events["items"] = {

@@ -14,7 +14,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from ledger.api.settings import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, VIEW_PAGE_SIZE_MAX
 from ledger.domain.errors import InvalidInput
-from ledger.domain.events import CADRE_ID_PATTERN
+from ledger.domain.events import CADRE_ID_PATTERN, UNIT_ID_PATTERN
 from ledger.domain.periods import PERIOD_PATTERN
 from ledger.wire import whole
 
@@ -33,6 +33,7 @@ __all__ = [
     "RequiredPeriodQuery",
     "ScopeQuery",
     "TreeSizeQuery",
+    "UnitIdPath",
     "ViewLimitQuery",
     "parse_known_at",
 ]
@@ -177,6 +178,10 @@ RequiredPeriodQuery = Annotated[
         description="The period: `2025`, `2025Q3`, `2025-07` or `2025-W27`.",
         pattern=whole(PERIOD_PATTERN),
     ),
+]
+UnitIdPath = Annotated[
+    str,
+    PathParameter(description="The unit's id.", pattern=whole(UNIT_ID_PATTERN)),
 ]
 CadreIdPath = Annotated[
     str,

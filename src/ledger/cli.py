@@ -6,28 +6,35 @@ The database comes from `--database` or `LEDGER_DATABASE_URL` (default `sqlite:/
 
 from __future__ import annotations
 
-import csv
 import getpass
-import io
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import date, datetime
-from enum import StrEnum
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ledger.access import PRINCIPAL_PATTERN
 from ledger.cli_access import keys_app, serve
 from ledger.cli_audit import checkpoint, proof_app, signing_app, verify
 from ledger.cli_audit import opened as _opened
-from ledger.cli_common import EXIT_FAILED, EXIT_INVALID, Database, err, fail, out, print_json, print_table
+from ledger.cli_common import EXIT_FAILED, EXIT_INVALID, Database, err, fail, out, print_json
+from ledger.cli_reading import (
+    AsOf,
+    Format,
+    FormatOption,
+    KnownAt,
+    PeriodOption,
+    as_of_date,
+    known_at_value,
+    movement_text,
+    print_rows,
+    projections_of,
+)
+from ledger.cli_units import units_app
 from ledger.domain.errors import (
     Conflict,
     InvalidInput,
@@ -50,68 +57,10 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
 app.add_typer(proof_app, name="proof")
 keys_app.add_typer(signing_app, name="signing")
+app.add_typer(units_app, name="units")
 app.command()(verify)
 app.command()(checkpoint)
 app.command()(serve)
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv")]
-AsOf = Annotated[str | None, typer.Option("--as-of", help="Valid date YYYY-MM-DD (default today)")]
-KnownAt = Annotated[
-    str | None,
-    typer.Option("--known-at", help="As known at: an RFC 3339 instant or a log position (default now)"),
-]
-
-
-def _as_of(text: str | None) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        fail(EXIT_INVALID, f"--as-of: {text!r} is not a date YYYY-MM-DD")
-
-
-def _known_at(text: str | None) -> int | datetime | None:
-    if text is None:
-        return None
-    if text.isascii() and text.isdigit():  # `²` and `５` are digits to str.isdigit, not to int()
-        return int(text)
-    try:
-        instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        fail(EXIT_INVALID, f"--known-at: {text!r} is neither a position nor an RFC 3339 instant")
-    if instant.tzinfo is None:
-        fail(EXIT_INVALID, f"--known-at: {text!r} needs a time zone, e.g. 2025-01-01T00:00:00Z")
-    return instant
-
-
-def _print_rows(
-    fmt: Format, document: Any, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> None:
-    """One document three ways: JSON as is, CSV of the rows, a table for people."""
-    if fmt is Format.json:
-        print_json(document)
-        return
-    if fmt is Format.csv:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([["" if value is None else str(value) for value in row] for row in rows])
-        sys.stdout.write(buffer.getvalue())
-        return
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*["" if value is None else str(value) for value in row])
-    print_table(table)
 
 
 def _progress(description: str, total: int | None) -> Progress:
@@ -196,7 +145,7 @@ def post(
             progress.advance(task, len(chunk))
     document = {"position": position, "results": results}
     replayed = sum(1 for item in results if item.replayed)
-    _print_rows(
+    print_rows(
         fmt,
         document,
         f"posted {len(results) - replayed}, replayed {replayed}, log at {position}",
@@ -215,8 +164,8 @@ def history(
 ) -> None:
     """A cadre's entries with running totals, as of a date, as known at a moment."""
     with _opened(database, create=False) as ledger:
-        page = ledger.history(cadre_id, as_of=_as_of(as_of), known_at=_known_at(known_at))
-    _print_rows(
+        page = ledger.history(cadre_id, as_of=as_of_date(as_of), known_at=known_at_value(known_at))
+    print_rows(
         fmt,
         page,
         f"{page.cadre_id}: total {page.total} as of {page.as_of}, known at position {page.position}",
@@ -328,7 +277,7 @@ def policy_show(
         policies = ledger.policies()
         today = ledger.today()
     if fmt is not Format.table:
-        _print_rows(
+        print_rows(
             fmt,
             [
                 {
@@ -424,23 +373,6 @@ EachScope = Annotated[
         help="unit:* (every unit), all, unit:<id>, grade:<title>, cohort:principal, cohort:left_leadership",
     ),
 ]
-PeriodOption = Annotated[str, typer.Option("--period", "-p", help="2025, 2025Q3, 2025-07 or 2025-W27")]
-
-
-@contextmanager
-def _projections(database: str | None) -> Iterator[Any]:
-    """The read models, caught up with the log (errors turned into exit codes by `_opened`)."""
-    from ledger.projections.errors import NotCaughtUp
-    from ledger.projections.service import Projections
-
-    with _opened(database, create=False) as ledger:
-        projections = Projections.open(ledger)
-        try:
-            yield projections
-        except NotCaughtUp as error:
-            fail(EXIT_FAILED, str(error))
-        finally:
-            projections.close()
 
 
 @app.command()
@@ -466,12 +398,12 @@ def rankings(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Rank a scope: competition ranks, the policy's tie-breakers, the previous period's rank and movement."""
-    with _projections(database) as projections:
+    with projections_of(database) as projections:
         view = projections.rankings(
-            scope, period=period, as_of=_as_of(as_of), basis=basis, known_at=_known_at(known_at)
+            scope, period=period, as_of=as_of_date(as_of), basis=basis, known_at=known_at_value(known_at)
         )
     gained = f"points since {view.since}" if view.since else "total"
-    _print_rows(
+    print_rows(
         fmt,
         view,
         f"{view.scope} as of {view.as_of} (previous {view.previous_as_of}), known at {view.position}, "
@@ -507,17 +439,11 @@ def rankings(
                 e.components.evaluation,
                 e.components.recall,
                 e.previous_rank,
-                _movement(e.movement),
+                movement_text(e.movement),
             ]
             for e in view.entries
         ],
     )
-
-
-def _movement(movement: int | None) -> str:
-    if movement is None:
-        return "new"
-    return f"+{movement}" if movement > 0 else str(movement) if movement < 0 else "="
 
 
 @app.command()
@@ -532,10 +458,12 @@ def eligibility(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Whether a cadre may be promoted, with every check; or the promotion shortlist of a scope."""
-    with _projections(database) as projections:
+    with projections_of(database) as projections:
         if cadre_id is None:
-            shortlist = projections.shortlist(scope, as_of=_as_of(as_of), known_at=_known_at(known_at))
-            _print_rows(
+            shortlist = projections.shortlist(
+                scope, as_of=as_of_date(as_of), known_at=known_at_value(known_at)
+            )
+            print_rows(
                 fmt,
                 shortlist,
                 f"shortlist of {shortlist.scope} as of {shortlist.as_of}, known at position "
@@ -545,10 +473,10 @@ def eligibility(
             )
             return
         view = projections.eligibility(
-            cadre_id, as_of=_as_of(as_of), known_at=_known_at(known_at), scope=scope
+            cadre_id, as_of=as_of_date(as_of), known_at=known_at_value(known_at), scope=scope
         )
     verdict = "eligible" if view.eligible else "not eligible"
-    _print_rows(
+    print_rows(
         fmt,
         view,
         f"{view.cadre_id}: {verdict} as of {view.as_of}, known at position {view.position}",
@@ -566,17 +494,17 @@ def recalls(
     fmt: FormatOption = Format.table,
 ) -> None:
     """The 回炉 list of a period: the bottom of each pool with enough cadres, and the recalls still open."""
-    with _projections(database) as projections:
-        view = projections.recalls(period, scope, known_at=_known_at(known_at))
+    with projections_of(database) as projections:
+        view = projections.recalls(period, scope, known_at=known_at_value(known_at))
     if fmt is Format.table and view.open_recalls:
-        _print_rows(
+        print_rows(
             fmt,
             view,
             f"open recalls as of {view.as_of}",
             ["cadre_id", "ordered_on", "period", "reason"],
             [[r.cadre_id, r.ordered_on, r.period, r.reason] for r in view.open_recalls],
         )
-    _print_rows(
+    print_rows(
         fmt,
         view,
         f"recall candidates for {view.period} ({view.scope}, basis {view.basis}), "
@@ -595,12 +523,12 @@ def boards(
     fmt: FormatOption = Format.table,
 ) -> None:
     """红黑榜 of a period: the red board (top, no vetoed cadres) and the black board (bottom)."""
-    with _projections(database) as projections:
-        view = projections.boards(period, scope, known_at=_known_at(known_at))
+    with projections_of(database) as projections:
+        view = projections.boards(period, scope, known_at=known_at_value(known_at))
     rows = [["red", e.rank, e.cadre_id, e.name, e.unit_id, e.total] for e in view.red] + [
         ["black", e.rank, e.cadre_id, e.name, e.unit_id, e.total] for e in view.black
     ]
-    _print_rows(
+    print_rows(
         fmt,
         view,
         f"boards of {view.period} ({view.scope}, basis {view.basis}), known at position {view.position}",
@@ -618,9 +546,9 @@ def escalations(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Cadres in the bottom for consecutive periods, with the ladder step and its action."""
-    with _projections(database) as projections:
-        view = projections.escalations(period, scope, known_at=_known_at(known_at))
-    _print_rows(
+    with projections_of(database) as projections:
+        view = projections.escalations(period, scope, known_at=known_at_value(known_at))
+    print_rows(
         fmt,
         view,
         f"escalations at {view.period} ({view.scope}, basis {view.basis}), known at position {view.position}",

@@ -49,12 +49,15 @@ ROUTES: list[tuple[str, str, str, Any]] = [
     ("GET", "/v1/recalls", "reader", {"period": "2025Q3"}),
     ("GET", "/v1/boards", "reader", {"period": "2025Q3"}),
     ("GET", "/v1/escalations", "reader", {"period": "2025Q3"}),
+    ("GET", "/v1/units/rankings", "reader", {"period": "2025Q3"}),
+    ("GET", "/v1/units/escalations", "reader", {"period": "2025Q3"}),
+    ("GET", "/v1/units/U1", "reader", {}),
     ("GET", "/v1/audit/verify", "auditor", {}),
     ("GET", "/v1/audit/checkpoint", "auditor", {}),
     ("GET", "/v1/audit/proofs/inclusion", "auditor", {"position": 2}),
     ("GET", "/v1/audit/proofs/consistency", "auditor", {"first": 1}),
     ("GET", "/v1/policies", "reader", {}),
-    ("GET", "/v1/policies/illustrative-2", "reader", {}),
+    ("GET", "/v1/policies/illustrative-3", "reader", {}),
     ("POST", "/v1/policies", "admin", {"body": illustrative_policy_text()}),
 ]
 
@@ -147,7 +150,11 @@ def test_every_v1_route_is_in_the_matrix(shared_api: Api) -> None:
 
 
 def _generic(template: str) -> str:
-    return template.replace("/C1", "/{cadre_id}").replace("illustrative-2", "{version}")
+    return (
+        template.replace("/C1", "/{cadre_id}")
+        .replace("/units/U1", "/units/{unit_id}")
+        .replace("illustrative-3", "{version}")
+    )
 
 
 @pytest.mark.parametrize(

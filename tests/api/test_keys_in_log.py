@@ -23,7 +23,7 @@ from ledger import Ledger
 from ledger.access import KeyStore, Role
 from ledger.api import ApiSettings, create_app
 from ledger.api.services import ReadModels, Services
-from ledger.domain.cadre import KEYS_STREAM, OWN_STREAMS
+from ledger.domain.cadre import KEYS_STREAM, OWN_STREAMS, stream_named
 from ledger.domain.events import (
     CADRE_EVENT_TYPES,
     EVENT_TYPES,
@@ -88,8 +88,11 @@ def key_events(ledger: Ledger) -> list[Any]:
 
 
 def test_every_event_type_about_no_cadre_has_a_stream_of_its_own() -> None:
-    assert set(OWN_STREAMS) == set(EVENT_TYPES) - CADRE_EVENT_TYPES
+    # A unit's details and ratings live in the unit's own stream, `$unit:<unit_id>`.
+    unit_streams = {"unit.registered", "unit.rated"}
+    assert set(OWN_STREAMS) == set(EVENT_TYPES) - CADRE_EVENT_TYPES - unit_streams
     assert OWN_STREAMS["key.created"] == OWN_STREAMS["key.revoked"] == "$keys"
+    assert {stream_named(name, None, "U1") for name in unit_streams} == {"$unit:U1"}
 
 
 def test_creating_and_revoking_a_key_records_events_with_its_hash_and_never_its_token(
