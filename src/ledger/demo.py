@@ -2,7 +2,8 @@
 
 `generate_city(seed=…, scale=…, today=…)` simulates a city month by month and yields `DemoBatch`es in the
 order they are to be posted; `run_demo(ledger, …)` posts them. Same seed, scale and `today` ⇒ the same
-events, byte for byte: the only source of randomness is one `random.Random(seed)`, consumed in a fixed order.
+events, byte for byte: the cadres' randomness is one `random.Random(seed)`, consumed in a fixed order; the
+departments' ratings draw from a `Random` of their own (`ledger.demo_ratings`), so they change no cadre event.
 
 The simulation (SPEC §1: Xiantao's 82 units and 3,900 cadres, Zhuxi's quarterly recalls, Xianning's
 self / section / leadership evaluations and one-vote veto):
@@ -25,13 +26,16 @@ self / section / leadership evaluations and one-vote veto):
 - about 0.5 % of events are reversed after review or appeal (复核/申诉), weeks later. The target's
   `event_id` is known only once it was posted, so a batch carries `ReversalRequest`s naming the target by its
   source key, and lists in `remember` the events whose ids the poster must keep for a later reversal;
+- the city's departments (53 of its units) are rated each quarter by a panel of 200 enterprises drawn by
+  lot: most satisfied, a few persistently worse, one recovering after an escalation (`ledger.demo_ratings`);
 - after each quarter's batches, a batch with `accrue` set asks the ledger to post the quarter's
   `tenure.accrued` (base points) for every active cadre: the ledger, not the demo, knows who is active and
   how tenure is computed.
 
-Batches of a month come in this order: the month's events (sorted by `effective_on`), the late events due
-that month, the reversals decided that month, then the quarter's accrual. So transaction time moves forward
-with the simulated calendar, and valid time may lag behind it, as in a real organization department.
+Batches of a month come in this order: the month's events (sorted by `effective_on`), the units' events
+(registrations, the previous quarter's ratings, the quarter's panel), the late events due that month, the
+reversals decided that month, then the quarter's accrual. So transaction time moves forward with the
+simulated calendar, and valid time may lag behind it, as in a real organization department.
 
 Every event obeys the rules the ledger enforces: an event of a cadre is dated after the cadre's registration
 and before its departure (the departure itself excepted), never after `today`; `(system, key)` is unique
@@ -39,7 +43,9 @@ and before its departure (the departure itself excepted), never after `today`; `
 at most once, dated after it; no server field is sent. Events the simulation scheduled for a cadre who has
 since departed (a recall's completion, an appeal decision…) are dropped.
 
-Speed: the city scale yields about a million events at 300–450k events/s. The hot loops build msgspec
+Every envelope (`effective_on`, `source`) is written by `_City._event`; only the small awards' batch cutter
+inlines it, as msgspec builds from a `**` dict at half speed. Speed: the city scale yields about 1.1 million
+events at 300–450k events/s. The hot loops build msgspec
 structs directly from precomputed dates and score decimals and draw weighted picks in bulk with
 `Random.choices`; the small awards (four fifths of the log) wait in the month's day buckets as plain ints and
 become structs only when their batch is cut, because a month of live structs keeps the garbage collector busy.
@@ -64,10 +70,11 @@ from datetime import date, timedelta
 from decimal import Decimal
 from itertools import accumulate, chain
 from operator import itemgetter
-from typing import Final, Literal, Protocol, TypeVar, cast
+from typing import Any, Final, Literal, Protocol, TypeVar, cast
 
 import msgspec
 
+from ledger.demo_ratings import DepartmentRatings
 from ledger.domain.errors import Conflict, InvalidInput
 from ledger.domain.events import (
     GRADES,
@@ -112,7 +119,7 @@ __all__ = [
 ]
 
 Scale = Literal["small", "city"]
-BatchKind = Literal["registrations", "month", "late", "reversals", "accrual"]
+BatchKind = Literal["registrations", "month", "units", "late", "reversals", "accrual"]
 
 POSTED_BY: Final = "demo"
 BATCH_LIMIT: Final = 1_000  # the ledger's batch limit (SPEC §9)
@@ -178,6 +185,9 @@ class CityScale(msgspec.Struct, frozen=True):
     recalls_per_quarter: int
     vetoes_per_quarter: int
     expected_events: int  # about how many events a run posts, accruals included (for progress bars)
+    departments: int = 0  # units rated each quarter by a panel of enterprises (`ledger.demo_ratings`)…
+    enterprises: int = 0  # …drawn from a pool of this many…
+    panel_size: int = 0  # …this many a quarter
 
 
 SCALES: Final[dict[str, CityScale]] = {
@@ -187,7 +197,10 @@ SCALES: Final[dict[str, CityScale]] = {
         awards_per_cadre_month=1.4,
         recalls_per_quarter=3,
         vetoes_per_quarter=1,
-        expected_events=20_000,
+        expected_events=22_000,
+        departments=6,
+        enterprises=96,
+        panel_size=24,
     ),
     "city": CityScale(
         units=82,
@@ -195,7 +208,10 @@ SCALES: Final[dict[str, CityScale]] = {
         awards_per_cadre_month=5.6,
         recalls_per_quarter=20,
         vetoes_per_quarter=6,
-        expected_events=1_000_000,
+        expected_events=1_120_000,
+        departments=53,
+        enterprises=800,
+        panel_size=200,
     ),
 }
 
@@ -315,6 +331,7 @@ DEDUCTION_REVERSAL_REASON: Final = "申诉复核：问责依据不足，撤销�
 CADRE_BITS: Final = 16
 DAY_BITS: Final = 5
 _Key = TypeVar("_Key", bound=str)
+_Built = TypeVar("_Built", bound=msgspec.Struct)
 # Events that open or close something the ledger pairs up in posting order: never posted late.
 PAIRED_TYPES: Final = (RecallOrdered, RecallCompleted, InvestigationOpened, InvestigationClosed)
 Pending = tuple[int, EventBase]  # (effective ordinal, event)
@@ -419,7 +436,7 @@ class _City:
                 f"today must be on or after {EARLIEST_WINDOW_START.isoformat()}, "
                 "when the illustrative policy is in force"
             )
-        self.seed = seed
+        self.seed, self.scale_name = seed, scale
         self.scale = SCALES[scale]
         # Room in a small award's int for every cadre, new registrations included.
         assert 2 * self.scale.cadres < 1 << CADRE_BITS
@@ -471,6 +488,7 @@ class _City:
         self.vetoed: set[tuple[int, int]] = set()
         self.investigated: set[int] = set()  # cadres with an open investigation
         self.transfer_posted: dict[int, int] = {}  # cadre → month its last transfer is posted in
+        self.ratings: DepartmentRatings | None = None  # the departments rated by enterprises, if any
 
         # What later months must post: late events, scheduled events, reversal requests.
         self.late: defaultdict[int, list[Pending]] = defaultdict(list)
@@ -483,9 +501,17 @@ class _City:
 
     # -- helpers ------------------------------------------------------------------------------------
 
-    def _source(self, system: str) -> Source:
-        self.serial += 1
-        return Source(system, f"{self.key_prefix}{self.serial}")
+    def _event(
+        self, cls: type[_Built], ordinal: int, system: str, key: object = None, /, **fields: Any
+    ) -> _Built:
+        """The one place the demo writes an envelope: `cls` (an event, or a reversal request) dated the day
+        `ordinal`, sent by `system` under the key `<scale>-<seed>-<key>` — by default the next serial."""
+        if key is None:
+            self.serial = key = self.serial + 1
+        # Every call builds `fields` afresh: adding the envelope to it and passing it whole is the fast way.
+        fields["effective_on"] = self.days[ordinal - self.base]
+        fields["source"] = Source(system, f"{self.key_prefix}{key}")
+        return cls(**fields)
 
     def _document(self, prefix: str, ordinal: int) -> str:
         """A document number (文号): office, year, serial; unique, as investigation references must be."""
@@ -529,11 +555,11 @@ class _City:
         return cadre
 
     def _registration(self, cadre: int) -> CadreRegistered:
-        days, base = self.days, self.base
-        return CadreRegistered(
+        return self._event(
+            CadreRegistered,
+            self.registered[cadre],
+            SYSTEM_HR,
             cadre_id=self.cadre_id[cadre],
-            effective_on=days[self.registered[cadre] - base],
-            source=self._source(SYSTEM_HR),
             name=self._name(),
             unit_id=f"U{self.unit[cadre] + 1:03d}",
             grade=GRADES[self.grade[cadre]],
@@ -593,11 +619,12 @@ class _City:
                 self.month_first[month], min(self.month_first[month] + 9, self.month_last[month])
             )
         deduction = isinstance(event, DeductionApplied)
-        request = ReversalRequest(
+        request = self._event(
+            ReversalRequest,
+            decided,
+            event.source.system,
             target=event.source,
             cadre_id=event.cadre_id,
-            effective_on=self.days[decided - self.base],
-            source=self._source(event.source.system),
             reason=DEDUCTION_REVERSAL_REASON if deduction else AWARD_REVERSAL_REASON,
             document=self._document("纪复" if deduction else "组复", decided) if deduction else None,
         )
@@ -637,11 +664,13 @@ class _City:
             for item in items[start:end]:
                 if isinstance(item, int):
                     code = item
+                    # `_event`, inlined: msgspec builds from a `**` dict at half speed, and these are four
+                    # fifths of the log.
                     append(
                         MeritAwarded(
-                            cadre_id=cadre_ids[(code >> (3 + DAY_BITS)) & cadre_mask],
                             effective_on=month_days[(code >> 3) & day_mask],
                             source=Source(SYSTEM_MERIT, f"{prefix}{code >> (3 + DAY_BITS + CADRE_BITS)}"),
+                            cadre_id=cadre_ids[(code >> (3 + DAY_BITS)) & cadre_mask],
                             award=awards[(code >> 2) & 1],
                             level=levels[code & 3],
                         )
@@ -658,6 +687,19 @@ class _City:
 
     def run(self) -> Iterator[DemoBatch]:
         yield from self._initial_registrations()
+        if self.scale.departments:
+            # The departments: units with a principal leader as the window opens, the first few of them.
+            led = sorted({self.unit[cadre] for cadre in self.active if self.principal[cadre]})
+            self.ratings = DepartmentRatings(
+                seed=self.seed,
+                scale=self.scale_name,
+                units=led[: self.scale.departments],
+                enterprises=self.scale.enterprises,
+                panel_size=self.scale.panel_size,
+                window_first=self.month_first[0],
+                today=self.today,
+                event=self._event,
+            )
         for month in range(len(self.month_first)):
             yield from self._month(month)
 
@@ -719,6 +761,10 @@ class _City:
         if date.fromordinal(first).month == 1:
             self._appraisals(month, first)
         yield from self._month_batches(name)
+        if self.ratings is not None:
+            events = self.ratings.month(first, last)
+            for start in range(0, len(events), BATCH_LIMIT):
+                yield DemoBatch(kind="units", month=name, events=events[start : start + BATCH_LIMIT])
         yield from self._sorted_batches("late", name, self.late.pop(month, []))
         yield from self._reversal_batches(month)
         self.active = [cadre for cadre in self.active if departed[cadre] == NEVER]
@@ -743,7 +789,7 @@ class _City:
 
     def _lifecycle(self, month: int, first: int, last: int) -> list[int]:
         """Departures, registrations, transfers, grade changes and leadership exits; the newcomers."""
-        rng, days, base = self.rng, self.days, self.base
+        rng = self.rng
         random = rng.random
         staying: list[int] = []
         retirement_days = RETIREMENT_SERVICE_YEARS * DAYS_PER_YEAR
@@ -759,10 +805,11 @@ class _City:
                 self.departed[cadre] = day
                 reason: DepartureReason = "retired" if retiring else _weighted(rng, DEPARTURES)
                 self.on_day[day - first].append(
-                    CadreDeparted(
+                    self._event(
+                        CadreDeparted,
+                        day,
+                        SYSTEM_HR,
                         cadre_id=self.cadre_id[cadre],
-                        effective_on=days[day - base],
-                        source=self._source(SYSTEM_HR),
                         reason=reason,
                     )
                 )
@@ -805,10 +852,11 @@ class _City:
                 month,
                 day,
                 cadre,
-                CadreTransferred(
+                self._event(
+                    CadreTransferred,
+                    day,
+                    SYSTEM_HR,
                     cadre_id=self.cadre_id[cadre],
-                    effective_on=days[day - base],
-                    source=self._source(SYSTEM_HR),
                     document=self._document("组任", day),
                     unit_id=f"U{unit + 1:03d}",
                 ),
@@ -830,10 +878,11 @@ class _City:
             day = day_of(cadre)
             self.grade[cadre], self.grade_since[cadre] = grade, day
             self.on_day[day - first].append(
-                CadreGradeChanged(
+                self._event(
+                    CadreGradeChanged,
+                    day,
+                    SYSTEM_HR,
                     cadre_id=self.cadre_id[cadre],
-                    effective_on=days[day - base],
-                    source=self._source(SYSTEM_HR),
                     document=self._document("组任", day),
                     grade=GRADES[grade],
                 )
@@ -844,10 +893,11 @@ class _City:
             day = day_of(cadre)
             self.leadership[cadre] = False
             self.on_day[day - first].append(
-                CadreLeftLeadership(
+                self._event(
+                    CadreLeftLeadership,
+                    day,
+                    SYSTEM_HR,
                     cadre_id=self.cadre_id[cadre],
-                    effective_on=days[day - base],
-                    source=self._source(SYSTEM_HR),
                     document=self._document("组任", day),
                 )
             )
@@ -875,7 +925,7 @@ class _City:
         """Every cadre's self / section / leadership evaluation of the previous month."""
         previous = date.fromordinal(first - 1)
         period = f"{previous.year:04d}-{previous.month:02d}"
-        random, days, base = self.rng.random, self.days, self.base
+        random = self.rng.random
         cadre_ids, quality, lo, hi, registered = (
             self.cadre_id,
             self.quality,
@@ -889,9 +939,7 @@ class _City:
         (lead_mean, lead_spread, lead_noise) = LEADERSHIP_SCORE
         newcomer = first - NEWCOMER_DAYS
         last_day = first + EVALUATION_LAST_DAY - 1
-        prefix = self.key_prefix
-        serial = self.serial
-        emit = self._emit
+        emit, event = self._emit, self._event
         for cadre in self.active:
             end = min(hi[cadre], last_day)
             start = lo[cadre]
@@ -899,7 +947,6 @@ class _City:
                 continue
             q = quality[cadre]
             day = start + int(random() * (end - start + 1))
-            serial += 1
             scores = Scores(
                 table[min(cap, int((self_mean + self_spread * q + (random() - 0.5) * self_noise) * 10))],
                 table[
@@ -911,20 +958,20 @@ class _City:
                 month,
                 day,
                 cadre,
-                EvaluationRecorded(
+                event(
+                    EvaluationRecorded,
+                    day,
+                    SYSTEM_EVALUATION,
                     cadre_id=cadre_ids[cadre],
-                    effective_on=days[day - base],
-                    source=Source(SYSTEM_EVALUATION, f"{prefix}{serial}"),
                     period=period,
                     scores=scores,
                 ),
             )
-        self.serial = serial
 
     def _small_awards(self, month: int) -> None:
         """Unit-level performance awards and citations: the bulk of the log. Good cadres earn more."""
         rng = self.rng
-        random, days, base = rng.random, self.days, self.base
+        random = rng.random
         active = self.active
         expected = self.scale.awards_per_cadre_month * len(active)
         quality = self.quality
@@ -933,8 +980,7 @@ class _City:
         awards, award_cum = _cumulative(SMALL_AWARDS)
         levels, level_cum = _cumulative(SMALL_AWARD_LEVELS)
         first_award_share, first_level_share, second_level_share = award_cum[0], level_cum[0], level_cum[1]
-        cadre_ids, lo, hi = self.cadre_id, self.lo, self.hi
-        prefix = self.key_prefix
+        cadre_ids, lo, hi, make = self.cadre_id, self.lo, self.hi, self._event
         serial = self.serial
         late_share, late, last_month = LATE_SHARE, self.late, self.last_month
         reversal_share = SMALL_AWARD_REVERSAL_SHARE
@@ -950,10 +996,12 @@ class _City:
             award = 0 if random() < first_award_share else 1
             # `_emit`, inlined: this loop makes most of the log.
             if random() < late_share:
-                event = MeritAwarded(
+                event = make(
+                    MeritAwarded,
+                    day,
+                    SYSTEM_MERIT,
+                    serial,
                     cadre_id=cadre_ids[cadre],
-                    effective_on=days[day - base],
-                    source=Source(SYSTEM_MERIT, f"{prefix}{serial}"),
                     award=awards[award],
                     level=levels[level],
                 )
@@ -972,10 +1020,12 @@ class _City:
                     ((((serial << CADRE_BITS) | cadre) << DAY_BITS | (day - first)) << 3) | award << 2 | level
                 )
                 continue
-            event = MeritAwarded(
+            event = make(
+                MeritAwarded,
+                day,
+                SYSTEM_MERIT,
+                serial,
                 cadre_id=cadre_ids[cadre],
-                effective_on=days[day - base],
-                source=Source(SYSTEM_MERIT, f"{prefix}{serial}"),
                 award=awards[award],
                 level=levels[level],
             )
@@ -1004,10 +1054,11 @@ class _City:
                 month,
                 day,
                 cadre,
-                MeritAwarded(
+                self._event(
+                    MeritAwarded,
+                    day,
+                    SYSTEM_MERIT,
                     cadre_id=self.cadre_id[cadre],
-                    effective_on=self.days[day - self.base],
-                    source=self._source(SYSTEM_MERIT),
                     document=self._document("组发", day),
                     award=award,
                     level=level,
@@ -1022,10 +1073,11 @@ class _City:
                     self._schedule(
                         again,
                         cadre,
-                        MeritAwarded(
+                        self._event(
+                            MeritAwarded,
+                            again,
+                            SYSTEM_MERIT,
                             cadre_id=self.cadre_id[cadre],
-                            effective_on=self.days[again - self.base],
-                            source=self._source(SYSTEM_MERIT),
                             document=self._document("组发", again),
                             award=award,
                             level=higher,
@@ -1056,10 +1108,11 @@ class _City:
                 self._schedule(
                     decided,
                     cadre,
-                    DeductionApplied(
+                    self._event(
+                        DeductionApplied,
+                        decided,
+                        SYSTEM_DISCIPLINE,
                         cadre_id=self.cadre_id[cadre],
-                        effective_on=self.days[decided - self.base],
-                        source=self._source(SYSTEM_DISCIPLINE),
                         document=self._document("纪发", decided),
                         kind=kind,
                         level=level,
@@ -1073,10 +1126,11 @@ class _City:
                 month,
                 day,
                 cadre,
-                DeductionApplied(
+                self._event(
+                    DeductionApplied,
+                    day,
+                    SYSTEM_DISCIPLINE,
                     cadre_id=self.cadre_id[cadre],
-                    effective_on=self.days[day - self.base],
-                    source=self._source(SYSTEM_DISCIPLINE),
                     document=self._document("纪发", day),
                     kind=kind,
                     level=level,
@@ -1091,10 +1145,11 @@ class _City:
             month,
             day,
             cadre,
-            InvestigationOpened(
+            self._event(
+                InvestigationOpened,
+                day,
+                SYSTEM_DISCIPLINE,
                 cadre_id=self.cadre_id[cadre],
-                effective_on=self.days[day - self.base],
-                source=self._source(SYSTEM_DISCIPLINE),
                 reference=reference,
             ),
         )
@@ -1106,10 +1161,11 @@ class _City:
         self._schedule(
             day,
             cadre,
-            InvestigationClosed(
+            self._event(
+                InvestigationClosed,
+                day,
+                SYSTEM_DISCIPLINE,
                 cadre_id=self.cadre_id[cadre],
-                effective_on=self.days[day - self.base],
-                source=self._source(SYSTEM_DISCIPLINE),
                 reference=reference,
             ),
             0.0,
@@ -1153,10 +1209,11 @@ class _City:
                 month,
                 day,
                 cadre,
-                RecallOrdered(
+                self._event(
+                    RecallOrdered,
+                    day,
+                    SYSTEM_TRAINING,
                     cadre_id=self.cadre_id[cadre],
-                    effective_on=self.days[day - self.base],
-                    source=self._source(SYSTEM_TRAINING),
                     document=self._document("组训", day),
                     period=period,
                     reason=RECALL_REASON,
@@ -1169,10 +1226,11 @@ class _City:
                 self._schedule(
                     done,
                     cadre,
-                    RecallCompleted(
+                    self._event(
+                        RecallCompleted,
+                        done,
+                        SYSTEM_TRAINING,
                         cadre_id=self.cadre_id[cadre],
-                        effective_on=self.days[done - self.base],
-                        source=self._source(SYSTEM_TRAINING),
                         outcome=outcome,
                     ),
                     0.0,
@@ -1197,10 +1255,11 @@ class _City:
                 month,
                 day,
                 cadre,
-                VetoApplied(
+                self._event(
+                    VetoApplied,
+                    day,
+                    SYSTEM_EVALUATION,
                     cadre_id=self.cadre_id[cadre],
-                    effective_on=self.days[day - self.base],
-                    source=self._source(SYSTEM_EVALUATION),
                     document=self._document("考评", day),
                     year=year,
                     reason=rng.choice(VETO_REASONS),
@@ -1237,10 +1296,11 @@ class _City:
                 month,
                 day,
                 cadre,
-                AppraisalRecorded(
+                self._event(
+                    AppraisalRecorded,
+                    day,
+                    SYSTEM_APPRAISAL,
                     cadre_id=self.cadre_id[cadre],
-                    effective_on=self.days[day - self.base],
-                    source=self._source(SYSTEM_APPRAISAL),
                     year=year,
                     result=result,
                 ),

@@ -8,12 +8,16 @@ cadre, at most once) while it walks the batches in posting order, and `FakeLedge
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -39,8 +43,13 @@ from ledger.domain.events import (
     InvestigationClosed,
     InvestigationOpened,
     MeritAwarded,
+    RatingPanelDrawn,
     RecallCompleted,
     RecallOrdered,
+    Source,
+    UnitEvent,
+    UnitRated,
+    UnitRegistered,
     type_of,
 )
 from ledger.domain.periods import parse_period
@@ -82,6 +91,10 @@ class Replay:
         self.state: dict[str, dict[str, object]] = {}
         self.appraised: set[tuple[str, int]] = set()
         self.references: set[str] = set()
+        self.units: dict[str, UnitRegistered] = {}
+        self.panels: dict[str, RatingPanelDrawn] = {}
+        self.ratings: list[UnitRated] = []
+        self.rated: set[tuple[str, str, str]] = set()
 
     def run(self, batches: list[DemoBatch]) -> Replay:
         month = ""
@@ -96,7 +109,11 @@ class Replay:
                 continue
             remembered = set(batch.remember)
             for index, event in enumerate(batch.events):
-                assert isinstance(event, CadreEvent)
+                if isinstance(event, UnitEvent):
+                    assert batch.kind == "units" and event.effective_on.strftime("%Y-%m") == batch.month
+                    self.check_unit(event)
+                    continue
+                assert isinstance(event, CadreEvent) and batch.kind != "units"
                 self.check(event)
                 if batch.kind == "late":
                     self.late += 1
@@ -150,6 +167,32 @@ class Replay:
             self.departed[cadre] = event.effective_on
         self.latest[cadre] = max(self.latest[cadre], event.effective_on)
         self.pairs(event)
+
+    def check_unit(self, event: UnitEvent) -> None:
+        """What the ledger checks of a unit's registration, a panel and a rating (domain/units.py)."""
+        assert event.effective_on <= self.today
+        source = (event.source.system, event.source.key)
+        assert source not in self.sources
+        self.sources.add(source)
+        assert msgspec.json.decode(msgspec.json.encode(event), type=Event) == event
+        if isinstance(event, UnitRegistered):
+            assert event.unit_id not in self.units and event.kind == "department" and event.parent is None
+            self.units[event.unit_id] = event
+        elif isinstance(event, RatingPanelDrawn):
+            assert event.period not in self.panels and event.rater_kind == "enterprise"
+            assert event.source.system == "survey"
+            assert len(set(event.raters)) == len(event.raters)
+            self.panels[event.period] = event
+        else:
+            assert isinstance(event, UnitRated) and event.source.system == "survey"
+            assert event.unit_id in self.units, "a department is registered before its first rating"
+            panel = self.panels[event.period]  # drawn before
+            assert event.rater.kind == "enterprise" and event.rater.id in panel.raters
+            assert panel.effective_on <= event.effective_on
+            key = (event.unit_id, event.period, event.rater.id)
+            assert key not in self.rated
+            self.rated.add(key)
+            self.ratings.append(event)
 
     def pairs(self, event: CadreEvent) -> None:
         """What the ledger checks against the cadre's state as posted so far."""
@@ -402,4 +445,179 @@ def test_run_demo_names_the_batch_when_the_ledger_refuses() -> None:
 
     with pytest.raises(InvalidInput) as caught:
         run_demo(Refusing(), seed=7, scale="small", today=TODAY)
-    assert any("demo batch: month" in note and '"type":' in note for note in caught.value.__notes__)
+    # The refused batch is the first after position 500: the first month's departments, as it happens.
+    assert any("demo batch: units 2022-07" in note and '"type":' in note for note in caught.value.__notes__)
+
+
+# Departments rated by enterprises (ledger.demo_ratings).
+
+QUARTERS_RATED = [
+    f"{year}Q{q}" for year, q in [(2022, 3), (2022, 4)] + [(y, q) for y in (2023, 2024) for q in (1, 2, 3, 4)]
+]
+QUARTERS_RATED += ["2025Q1"]  # 2025Q2 ends on TODAY: its ratings would come after today
+
+
+def naive_weighted_mean(scores: dict[str, str]) -> Decimal:
+    """0.4 service + 0.3 efficiency + 0.3 integrity, exactly, then half up to hundredths by hand."""
+    exact = (
+        Fraction(4, 10) * Fraction(scores["service"])
+        + Fraction(3, 10) * Fraction(scores["efficiency"])
+        + Fraction(3, 10) * Fraction(scores["integrity"])
+    )
+    hundredths = exact * 100
+    whole = int(hundredths)  # scores are not negative
+    if hundredths - whole >= Fraction(1, 2):
+        whole += 1
+    return Decimal(whole) / 100
+
+
+def naive_panel(seed: str, pool: int, size: int) -> list[str]:
+    digests = sorted(
+        (hashlib.sha256(f"{seed}:E{n:04d}".encode()).hexdigest(), f"E{n:04d}") for n in range(1, pool + 1)
+    )
+    return [rater for _, rater in digests[:size]]
+
+
+def test_the_same_seed_draws_the_same_panels_and_ratings_and_another_seed_others() -> None:
+    def units(seed: int) -> list[bytes]:
+        return [msgspec.json.encode(b.events) for b in small(seed) if b.kind == "units"]
+
+    assert units(7) == units(7)
+    assert units(7) != units(8)
+
+
+def test_each_quarter_ended_before_today_has_a_panel_in_its_last_week_and_every_rater_rates_every_department(
+    replay: tuple[Replay, list[EventBase]],
+) -> None:
+    state, _ = replay
+    scale = SCALES["small"]
+    assert len(state.units) == scale.departments == 6
+    assert all(
+        1 <= len(unit.name) <= 20 and unit.effective_on == date(2022, 7, 1) for unit in state.units.values()
+    )
+    assert sorted(state.panels) == QUARTERS_RATED
+    for period, panel in state.panels.items():
+        span = parse_period(period)
+        assert span.last_day - timedelta(days=6) <= panel.effective_on <= span.last_day
+        # Anyone can draw the panel again from the event: sha256 of "<seed>:<id>" over the pool named in it.
+        assert panel.method == "sha256-lottery pool=E0001..E0096 size=24"
+        assert panel.seed == f"small-7-{period}"
+        assert list(panel.raters) == naive_panel(panel.seed, 96, 24)
+    assert len(state.ratings) == len(QUARTERS_RATED) * 6 * 24
+    for rating in state.ratings:
+        last_day = parse_period(rating.period).last_day
+        assert last_day < rating.effective_on <= min(last_day + timedelta(days=15), TODAY)
+
+
+def test_every_ratings_score_is_the_weighted_mean_of_its_dimensions_and_its_verdict_follows(
+    replay: tuple[Replay, list[EventBase]],
+) -> None:
+    state, _ = replay
+    verdicts: Counter[str] = Counter()
+    for rating in state.ratings:
+        assert rating.scores is not None and set(rating.scores) == {"service", "efficiency", "integrity"}
+        assert all(0 <= int(score) <= 100 for score in rating.scores.values())
+        score = Decimal(rating.score)
+        assert score == naive_weighted_mean(rating.scores) and score == score.quantize(Decimal("0.01"))
+        expected = "satisfied" if score >= 80 else "basically_satisfied" if score >= 60 else "dissatisfied"
+        assert rating.verdict == expected
+        verdicts[rating.verdict] += 1
+    assert (
+        verdicts["satisfied"] > 0.6 * verdicts.total()
+        and 0 < verdicts["dissatisfied"] < 0.1 * verdicts.total()
+    )
+
+
+def test_the_ratings_leave_the_cadres_events_as_they_were(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ratings draw from a Random of their own: without departments the cadres' batches are the same."""
+    from ledger import demo
+
+    plain = msgspec.structs.replace(SCALES["small"], departments=0)
+    monkeypatch.setitem(demo.SCALES, "small-plain", plain)
+    without = list(generate_city(seed=7, scale="small-plain", today=TODAY))  # type: ignore[arg-type]
+    cadres = [b for b in small() if b.kind != "units"]
+    strip = [
+        msgspec.json.encode([b.kind, b.month, b.events, b.reversals, b.remember, b.accrue]) for b in cadres
+    ]
+    plain_batches = [
+        msgspec.json.encode([b.kind, b.month, b.events, b.reversals, b.remember, b.accrue]) for b in without
+    ]
+    assert [x.replace(b"small-plain-7-", b"small-7-") for x in plain_batches] == strip
+
+
+def test_a_city_panel_of_two_hundred_rates_fifty_three_departments_with_few_dissatisfied_votes() -> None:
+    """The city's departments for five quarters, drawn directly: the first round's worst has about
+    seventeen dissatisfied votes of 200 (as in Xiantao), a later round's worst about five."""
+    from ledger.demo_ratings import DepartmentRatings
+
+    first_day = date(2023, 1, 1).toordinal()
+
+    def make(cls: type[Any], ordinal: int, system: str, key: object = None, /, **fields: Any) -> Any:
+        return cls(effective_on=date.fromordinal(ordinal), source=Source(system, f"t-{key}"), **fields)
+
+    ratings = DepartmentRatings(
+        seed=7,
+        scale="city",
+        units=range(53),
+        enterprises=800,
+        panel_size=200,
+        window_first=first_day,
+        today=date(2024, 6, 30).toordinal(),
+        event=make,
+    )
+    events: list[EventBase] = []
+    cursor = date(2023, 1, 1)
+    while cursor <= date(2024, 6, 30):
+        following = (cursor + timedelta(days=32)).replace(day=1)
+        events += ratings.month(
+            cursor.toordinal(), min(following.toordinal() - 1, date(2024, 6, 30).toordinal())
+        )
+        cursor = following
+    registered = [e for e in events if isinstance(e, UnitRegistered)]
+    assert len(registered) == 53 and len({e.name for e in registered}) == 53
+    assert any(e.name == "市场监管局" for e in registered)
+    rated = [e for e in events if isinstance(e, UnitRated)]
+    assert sorted({e.period for e in rated}) == ["2023Q1", "2023Q2", "2023Q3", "2023Q4", "2024Q1"]
+    assert len(rated) == 5 * 53 * 200
+    dissatisfied: dict[str, Counter[str]] = {}
+    for e in rated:
+        dissatisfied.setdefault(e.period, Counter())[e.unit_id] += e.verdict == "dissatisfied"
+    assert 10 <= max(dissatisfied["2023Q1"].values()) <= 25
+    assert 2 <= max(dissatisfied["2024Q1"].values()) <= 10
+    assert sum(1 for n in dissatisfied["2024Q1"].values() if n <= 2) > 40  # most departments: a few at most
+
+
+def test_the_small_demo_posts_into_sqlite_and_ranks_its_departments_with_one_recovering(
+    tmp_path: Path,
+) -> None:
+    """The whole small city on a real ledger: nothing refused; each rated quarter ranks six departments
+    with three in the bottom; one department is in the bottom twice (step 2), then recovers (streak 0)."""
+    from ledger import Ledger
+    from ledger.projections.service import Projections
+    from tests.conftest import fixed_clock
+
+    with Ledger.open(f"sqlite:///{tmp_path / 'city.db'}", clock=fixed_clock) as ledger:
+        summary = run_demo(ledger, seed=7, scale="small", today=TODAY)
+        assert summary.counts["unit.rated"] == len(QUARTERS_RATED) * 6 * 24
+        assert summary.counts["rating.panel_drawn"] == len(QUARTERS_RATED)
+        assert summary.counts["unit.registered"] == 6
+        projections = Projections.open(ledger)
+        bottoms: dict[str, set[str]] = {}
+        for period in QUARTERS_RATED:
+            view = projections.unit_rankings(period)
+            ranked = [entry for entry in view.entries if entry.rank is not None]
+            assert len(ranked) == 6 and all(entry.ratings == 24 for entry in ranked)
+            ranks = [entry.rank or 0 for entry in ranked]
+            assert ranks == sorted(ranks) and ranks[0] == 1
+            bottoms[period] = {entry.unit_id for entry in ranked if entry.in_bottom}
+            assert len(bottoms[period]) == 3
+        first, second, third = QUARTERS_RATED[:3]
+        recovering = [unit for unit in bottoms[first] & bottoms[second] if unit not in bottoms[third]]
+        assert len(recovering) == 1
+        escalation = {e.unit_id: e for e in projections.unit_escalations(second).escalations}[recovering[0]]
+        assert (escalation.streak, escalation.step) == (2, 2) and escalation.leader is not None
+        periods = {p.period: p for p in projections.unit(recovering[0]).periods}
+        assert [periods[p].streak for p in (first, second, third)] == [1, 2, 0]
+        assert not any(periods[p].in_bottom for p in QUARTERS_RATED[2:])
+        # A few departments stay in the bottom: some unit is there in most quarters.
+        assert max(Counter(unit for units in bottoms.values() for unit in units).values()) >= 8
