@@ -233,7 +233,7 @@ class UnitRankingsView(msgspec.Struct, frozen=True):
     `known_at`, under the unit rules of `policy_version` (in force on the period's last day)."""
 
     period: str
-    previous_period: str
+    previous_period: str | None  # null for the calendar's first period
     as_of: date
     known_at: KnownAt
     position: int

@@ -124,8 +124,15 @@ class UnitReads:
         as_of_day = day(as_of)
         policy = self._policy(span, position)
         ranked = self.ranked(span, as_of_day, position)
-        previous_span = span.previous()
-        previous = {unit.tally.unit_id: unit.rank for unit in self.ranked(previous_span, as_of_day, position)}
+        try:
+            previous_span: Period | None = span.previous()
+        except ValueError:  # the calendar's first period: nothing to compare with
+            previous_span = None
+        previous = (
+            {}
+            if previous_span is None
+            else {unit.tally.unit_id: unit.rank for unit in self.ranked(previous_span, as_of_day, position)}
+        )
         bottom = bottom_units(ranked, policy.units.bottom_count)
         entries = []
         for unit in ranked:
@@ -149,7 +156,7 @@ class UnitReads:
             )
         return UnitRankingsView(
             period=span.name,
-            previous_period=previous_span.name,
+            previous_period=None if previous_span is None else previous_span.name,
             as_of=as_of,
             known_at=self._echo(known_at, position),
             position=position,

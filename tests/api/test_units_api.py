@@ -132,3 +132,9 @@ def test_a_bad_period_is_422_and_an_unknown_unit_404(api: Api) -> None:
     assert problem_of(api.get("/v1/units/rankings", "reader", period="2025Q5"), 422)["field"] == "period"
     problem_of(api.get("/v1/units/NOPE", "reader"), 404)
     problem_of(api.get("/v1/units/rankings", "none", period="2025Q3"), 401)
+
+
+def test_the_calendars_first_period_has_no_previous_period(api: Api) -> None:
+    response = api.get("/v1/units/rankings", "reader", period="0001Q1")
+    assert response.status_code == 200, response.text
+    assert (response.json()["previous_period"], response.json()["entries"]) == (None, [])

@@ -11,6 +11,7 @@ and the unit rules of the policy in force on the event's date.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -198,9 +199,15 @@ def _check_registration(event: UnitRegistered, units: UnitsKnown | UnitsDraft) -
 
 def _period_of(text: str) -> date:
     try:
-        return parse_period(text).first_day
+        return _first_day(text)
     except ValueError as error:
         raise InvalidInput(str(error), field="period", rule="period_invalid") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _first_day(period: str) -> date:
+    # Every rating of a quarter names it: parse each name once.
+    return parse_period(period).first_day
 
 
 def _check_panel(event: RatingPanelDrawn, units: UnitsKnown | UnitsDraft) -> None:
