@@ -40,6 +40,7 @@ MODULES: Final = {
     "b11": "benchmarks.b11_restart",
     "b12": "benchmarks.b12_proofs",
     "b13": "benchmarks.b13_verifier",
+    "b15": "benchmarks.b15_units",
 }
 SIZED: Final = ("b3", "b5")
 ALL: Final = (*MODULES, "growth")
