@@ -265,7 +265,8 @@ def fact_of(position: int, event: EventBase) -> Fact:
         )
     elif isinstance(event, CadreTransferred):
         kind = Kind.TRANSFERRED
-        detail = (event.unit_id,)
+        # A transfer's `principal`, when sent; older transfers keep the detail they always had.
+        detail = (event.unit_id,) if event.principal is None else (event.unit_id, event.principal)
     elif isinstance(event, CadreGradeChanged):
         kind = Kind.GRADE_CHANGED
         detail = (event.grade,)
@@ -358,7 +359,7 @@ class _Stored(msgspec.Struct):
     grade: str | None = None
     grade_since: str | None = None
     leadership: bool = False
-    principal: bool = False
+    principal: bool | None = None
     service_started_on: str | None = None
     kind: str | None = None
     gate_months: int | None = None
@@ -459,7 +460,7 @@ def facts_of_stored(rows: Iterable[tuple[int, bytes]]) -> list[Fact]:
                 _day_of(event.service_started_on),
             )
         elif kind == Kind.TRANSFERRED:
-            detail = (event.unit_id,)
+            detail = (event.unit_id,) if event.principal is None else (event.unit_id, event.principal)
         elif kind == Kind.GRADE_CHANGED:
             detail = (event.grade,)
         elif kind == Kind.DEPARTED:

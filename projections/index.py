@@ -163,7 +163,7 @@ class Snapshot:
         self.active = self.known & (self.departed_day < 0)
         leadership = registrations["leadership"] & ~self.left_leadership
         self.leadership = leadership
-        self.principal = registrations["principal"] & leadership
+        self.principal = (index.latest_value(index.principals, as_of_day, known_at, count) == 1) & leadership
         self.excellent = index.count_excellent(as_of_day, known_at, count)
         for code, counted in index.counted_appraisals_all(as_of_day, known_at).items():
             for fact, result in counted:  # only appraisals counting another result than recorded
@@ -240,6 +240,9 @@ class Index:
         self.grades = Columns(changes)
         self.departures = Columns(changes)
         self.left_leadership = Columns(changes)
+        # Whether a cadre is its unit's principal leader (1) or not (0): from the registration, changed by a
+        # transfer that says so.
+        self.principals = Columns(changes)
         self.appraisals = Columns(
             {
                 "position": np.int64,
@@ -362,6 +365,7 @@ class Index:
             "grades": self.grades,
             "departures": self.departures,
             "left_leadership": self.left_leadership,
+            "principals": self.principals,
             "appraisals": self.appraisals,
             "ratings": self.rated.ratings,
         }
@@ -443,8 +447,11 @@ class Index:
             unit_id, grade, grade_since = fact.detail[1:4]
             self._change(self.units, fact, code, self._unit_code(str(unit_id)))
             self._change(self.grades, fact, code, GRADE_CODES[str(grade)], order_day=integer(grade_since))
+            self._change(self.principals, fact, code, int(bool(fact.detail[5])))
         elif kind == Kind.TRANSFERRED:
             self._change(self.units, fact, code, self._unit_code(str(fact.detail[0])))
+            if len(fact.detail) > 1:
+                self._change(self.principals, fact, code, int(bool(fact.detail[1])))
         elif kind == Kind.GRADE_CHANGED:
             self._change(self.grades, fact, code, GRADE_CODES[str(fact.detail[0])])
         elif kind == Kind.DEPARTED:
@@ -477,6 +484,7 @@ class Index:
             self.grades,
             self.departures,
             self.left_leadership,
+            self.principals,
             self.appraisals,
         ):
             row = columns.find(target)

@@ -443,6 +443,16 @@ def _check_sequence(state: CadreState, event: CadreEvent) -> None:
     """Rules that depend on what the cadre's stream already holds."""
     if isinstance(event, CadreDeparted) and state.departures:
         raise InvalidInput("the cadre has already departed", field="type", rule="cadre_must_not_depart_twice")
+    if (
+        isinstance(event, CadreTransferred)
+        and event.principal
+        and (not state.leadership or state.left_leadership)
+    ):
+        raise InvalidInput(
+            "a principal leader holds a leadership post: this cadre holds none",
+            field="principal",
+            rule="principal_requires_leadership",
+        )
     if isinstance(event, CadreTransferred) and event.unit_id == state.unit_on(event.effective_on):
         raise InvalidInput(
             f"the cadre is already in unit {event.unit_id}",

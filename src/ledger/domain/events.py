@@ -193,9 +193,11 @@ class CadreRegistered(CadreEvent, frozen=True, kw_only=True, tag="cadre.register
 
 
 class CadreTransferred(CadreEvent, frozen=True, kw_only=True, tag="cadre.transferred"):
-    """A cadre moves to another unit."""
+    """A cadre moves to another unit: with `principal` true as its principal leader (主职), false not as
+    one; absent (and in every transfer recorded before the field existed), the cadre stays what it was."""
 
     unit_id: UnitId
+    principal: bool | None = None
 
 
 class CadreGradeChanged(CadreEvent, frozen=True, kw_only=True, tag="cadre.grade_changed"):
