@@ -141,6 +141,26 @@ def weighted_score(scores: Mapping[str, str], weights: Mapping[str, Decimal]) ->
     return total.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def _weighted_hundredths(scores: Mapping[str, str], weights: Mapping[str, Decimal]) -> int:
+    """`weighted_score` in hundredths, in integers: a score has at most two places and a weight at most
+    four (their patterns), so each product is exact in millionths, and half up is one integer division.
+    (Decimal arithmetic for every rating was a tenth of posting a quarter's ratings.)"""
+    total = sum(_hundredths(scores[name]) * _ten_thousandths(weight) for name, weight in weights.items())
+    return (total + 5_000) // 10_000
+
+
+@functools.lru_cache(maxsize=16_384)
+def _hundredths(score: str) -> int:
+    return int(Decimal(score).scaleb(2))
+
+
+@functools.lru_cache(maxsize=1_024)
+def _ten_thousandths(weight: Decimal) -> int:
+    scaled = weight.scaleb(4)
+    assert scaled == scaled.to_integral_value(), "a weight has at most four places"
+    return int(scaled)
+
+
 def check_unit_event(
     event: EventBase,
     units: UnitsKnown | UnitsDraft,
@@ -298,8 +318,8 @@ def _check_scores(event: UnitRated, dimensions: Mapping[str, Decimal]) -> None:
             field=f"scores.{unknown[0]}",
             rule="dimension_unknown",
         )
-    expected = weighted_score(event.scores, dimensions)
-    if Decimal(event.score) != expected:
+    if _hundredths(event.score) != _weighted_hundredths(event.scores, dimensions):
+        expected = weighted_score(event.scores, dimensions)
         raise InvalidInput(
             f"`score` {event.score} is not the weighted mean of `scores` ({expected})",
             field="score",
