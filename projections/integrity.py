@@ -20,6 +20,7 @@ rebuild` (or a restart, which checks the digest) repairs every one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import time
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ from ledger.ledger import Ledger
 from ledger.projections.errors import ReadModelsDamaged
 from ledger.projections.facts import COMPONENTS, FACTS_FORMAT, Fact, FactsDigest, day, facts_of_stored
 from ledger.projections.index import Index
+from ledger.projections.mapped import IndexFiles, IndexUnusable
 from ledger.projections.store import (
     CLAIM_STALE_SECONDS,
     POSITION_MIN,
@@ -44,7 +46,14 @@ from ledger.projections.store import (
 )
 from ledger.results import TableFinding
 
-__all__ = ["Standings", "log_hash_at", "log_head", "read_model_findings", "standings_of"]
+__all__ = [
+    "Standings",
+    "log_hash_at",
+    "log_head",
+    "persisted_index_findings",
+    "read_model_findings",
+    "standings_of",
+]
 
 TRACKING_TABLE: Final = "projection_tracking"
 META_TABLE: Final = "projection_meta"
@@ -68,17 +77,67 @@ def log_hash_at(ledger: Ledger, position: int) -> bytes | None:
     return ledger.hash_at(position)
 
 
+UNITS_KEY: Final = "$units"  # the standings' entry of the units' ratings (no cadre_id holds a `$`)
+
+
 def standings_of(index: Index, as_of: date) -> Standings:
-    """Every known cadre's total and components as of `as_of`, as known at the index's position."""
+    """Every known cadre's total, components and principal flag as of `as_of`, as known at the index's
+    position; and, under UNITS_KEY, a digest of every rating and unit detail the index holds."""
     snapshot = index.snapshot(day(as_of), index.position)
     totals: list[Any] = snapshot.totals.tolist()
     components: list[list[Any]] = snapshot.components.tolist()
     known: list[bool] = snapshot.known.tolist()
-    return index.position, {
-        cadre.cadre_id: (int(totals[cadre.code]), *(int(value) for value in components[cadre.code]))
+    principal: list[bool] = snapshot.principal.tolist()
+    held: dict[str, tuple[int, ...]] = {
+        cadre.cadre_id: (
+            int(totals[cadre.code]),
+            *(int(value) for value in components[cadre.code]),
+            int(principal[cadre.code]),
+        )
         for cadre in index.cadres
         if known[cadre.code]
     }
+    held[UNITS_KEY] = (_units_digest(index),)
+    return index.position, held
+
+
+def _units_digest(index: Index) -> int:
+    """The ratings row by row (codes resolved to the ids they stand for) and the units' other facts."""
+    rated = index.rated
+    ratings = rated.ratings
+    units, periods, raters = index.unit_ids, rated.period_ids, rated.rater_ids
+    digest = hashlib.sha256()
+    for column in ("position", "day", "cents", "verdict"):
+        digest.update(ratings[column].tobytes())
+    names = (
+        [units[code] for code in ratings["unit"].tolist()],
+        [periods[code] for code in ratings["period"].tolist()],
+        [raters[code] for code in ratings["rater"].tolist()],
+    )
+    digest.update(msgspec.msgpack.encode((names, rated.registrations, rated.panels)))
+    return int.from_bytes(digest.digest()[:8], "big")
+
+
+def persisted_index_findings(ledger: Ledger, store: FactStore) -> list[TableFinding]:
+    """How the current version's persisted index file, as an open would map it, differs from a refold of
+    the log at its position ([] when it agrees, when there is none, or when an open would not use it: a file
+    that fails its own checks is a cache rebuilt at open, not damage)."""
+    stored = store.meta().get("current_version")
+    try:
+        version = None if stored is None else parse_version(stored)
+    except ReadModelsDamaged:
+        return []  # the meta finding reports it
+    if version is None:
+        return []
+    try:
+        opened = IndexFiles.of(ledger.url, ledger.ledger_id).open(version)
+    except IndexUnusable:
+        return []
+    if opened is None:
+        return []
+    return _standings_findings(
+        f"index file v{version}", ledger, standings_of(opened.index, ledger.today()), None
+    )
 
 
 def read_model_findings(
@@ -282,6 +341,9 @@ def _standings_findings(
         mine, theirs = held.get(cadre_id), logged.get(cadre_id)
         if mine == theirs:
             continue
+        if cadre_id == UNITS_KEY:
+            detail = "the units' ratings or details differ from those of the log"
+            return [TableFinding(table, "units' ratings", "index_mismatch", detail)]
         if mine is None or theirs is None:
             detail = (
                 "known in memory, not in the log" if theirs is None else "known in the log, not in memory"
@@ -290,12 +352,12 @@ def _standings_findings(
             name, a, b = next(
                 (name, x, y) for name, x, y in zip(_STANDING_NAMES, mine, theirs, strict=True) if x != y
             )
-            detail = f"{name} cents: in memory {a}, log {b}"
+            detail = f"{name}: in memory {a}, log {b}"
         return [TableFinding(table, f"cadre {cadre_id}", "index_mismatch", detail)]
     return []
 
 
-_STANDING_NAMES: Final = ("total", *COMPONENTS)
+_STANDING_NAMES: Final = (*(f"{name} cents" for name in ("total", *COMPONENTS)), "principal")
 
 
 def _finding(table: str, position: int, reason: str, detail: str) -> TableFinding:

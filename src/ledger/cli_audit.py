@@ -119,12 +119,14 @@ def verify(
     with opened(database, create=False) as ledger:
         report = ledger.verify(checkpoint_).with_findings(key_findings(ledger))
         if read_models:
-            from ledger.projections.integrity import read_model_findings
+            from ledger.projections.integrity import persisted_index_findings, read_model_findings
             from ledger.projections.store import FactStore
 
             store = FactStore(ledger.url)
             try:
                 report = report.with_findings(read_model_findings(ledger, store))
+                # The file an open maps: a forged one would be served until the next rebuild.
+                report = report.with_findings(persisted_index_findings(ledger, store))
             finally:
                 store.close()
             report = report.with_findings(ledger.writer_state_findings())
