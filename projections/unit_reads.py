@@ -181,7 +181,9 @@ class UnitReads:
             streak = self.streak(unit_id, span, as_of_day, position)
             rung = ladder_step(streak, policy.units.ladder)
             leader_code = (
-                self._leader(unit_id, span, position) if policy.units.names == "principal_leader" else None
+                self._leader(unit_id, min(day(span.last_day), as_of_day), position)
+                if policy.units.names == "principal_leader"
+                else None
             )
             consequence = (
                 f"deduction:{rung.deduction}" if rung.deduction else "removal" if rung.removes else None
@@ -224,7 +226,7 @@ class UnitReads:
     def unit(self, unit_id: str, as_of: date, known_at: KnownAt | None, position: int) -> UnitView:
         index = self.index
         code = index.unit_codes.get(unit_id)
-        if code is None:
+        if code is None or not self._known(code, position):
             raise NotFound(
                 f"unit {unit_id} is not known: no cadre serves in it and nothing rates or registers it"
             )
@@ -290,6 +292,19 @@ class UnitReads:
 
     # Parts.
 
+    def _known(self, code: int, known_at: int) -> bool:
+        """Whether the log through `known_at` knows the unit: a cadre placed in it, its details, a rating."""
+        index = self.index
+        units, ratings = index.units, index.rated.ratings
+        return bool(
+            np.any((units["value"] == code) & (units["position"] <= known_at))
+            or np.any((ratings["unit"] == code) & (ratings["position"] <= known_at))
+            or any(
+                fact.position <= known_at and fact.detail[0] == index.unit_ids[code]
+                for fact in index.rated.registrations
+            )
+        )
+
     def _name(self, unit_id: str, as_of_day: int, known_at: int) -> str | None:
         details = self.index.rated.details(unit_id, as_of_day, known_at)
         return None if details is None else str(details.detail[1])
@@ -308,15 +323,16 @@ class UnitReads:
             position=fact.position,
         )
 
-    def _leader(self, unit_id: str, span: Period, known_at: int) -> int | None:
-        """The unit's principal leader on the period's last day (the latest to arrive, then by cadre_id)."""
+    def _leader(self, unit_id: str, on_day: int, known_at: int) -> int | None:
+        """The unit's principal leader on `on_day` — the period's last day, or `as_of` if earlier — the
+        latest to arrive, then by cadre_id."""
         index = self.index
-        snapshot = self.cache.snapshot(index, day(span.last_day), known_at, None)
+        snapshot = self.cache.snapshot(index, on_day, known_at, None)
         code = index.unit_codes[unit_id]
         candidates = np.flatnonzero(snapshot.active & snapshot.principal & (snapshot.unit == code))
         if candidates.size == 0:
             return None
-        rows = index.latest_row(index.units, day(span.last_day), snapshot.known_at, len(index.cadres))
+        rows = index.latest_row(index.units, on_day, snapshot.known_at, len(index.cadres))
         arrived = index.units["day"]
 
         def order(cadre: int) -> tuple[int, str]:

@@ -138,3 +138,9 @@ def test_the_calendars_first_period_has_no_previous_period(api: Api) -> None:
     response = api.get("/v1/units/rankings", "reader", period="0001Q1")
     assert response.status_code == 200, response.text
     assert (response.json()["previous_period"], response.json()["entries"]) == (None, [])
+
+
+def test_a_unit_read_known_before_anything_placed_it_is_404(api: Api) -> None:
+    rated_quarter(api)
+    assert api.get("/v1/units/U2", "reader").status_code == 200
+    problem_of(api.get("/v1/units/U2", "reader", known_at="1"), 404)  # position 1: the policy alone

@@ -108,3 +108,13 @@ def test_only_a_cadre_in_a_leadership_post_moves_as_principal(ledger: Ledger) ->
         ledger.post([transfer("S1", "D4", True)], posted_by="test")
     assert (refused.value.field, refused.value.rule) == ("principal", "principal_requires_leadership")
     assert ledger.head() == head
+
+
+def test_read_as_of_before_a_move_the_leader_is_the_one_in_post_then(ledger: Ledger) -> None:
+    # The ratings are dated 2024-02-20; V1 moves into D4 as principal on 2024-03-01.
+    moved = CadreTransferred(
+        cadre_id="V1", effective_on=date(2024, 3, 1), source=source(), unit_id="D4", principal=True
+    )
+    ledger.post([moved], posted_by="test")
+    assert leaders(ledger, as_of=date(2024, 2, 25))["D4"] == "L4"
+    assert leaders(ledger, as_of=date(2024, 3, 31))["D4"] == "V1"

@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import Ledger
+from ledger.domain.errors import NotFound
 from ledger.domain.events import (
     CadreRegistered,
     EventBase,
@@ -217,7 +218,10 @@ def model_answers(model: UnitModel, period: str, as_of: date, known_at: int) -> 
 
 
 def unit_periods(projections: Projections, unit: str, as_of: date, known_at: int) -> list[tuple[Any, ...]]:
-    view = projections.unit(unit, as_of=as_of, known_at=known_at)
+    try:
+        view = projections.unit(unit, as_of=as_of, known_at=known_at)
+    except NotFound:  # nothing placed, registered or rated it by `known_at`: it has no periods
+        return []
     return [(p.period, p.rank, p.of, p.score, p.in_bottom, p.streak, p.step) for p in view.periods]
 
 
