@@ -273,7 +273,7 @@ def _forged(blob: bytes, change: Callable[[dict[str, tuple[int, CadreState]]], N
 
     persisted = _DECODER.decode(blob)
     change(persisted.cadres)
-    return _ENCODER.encode(_Persisted(persisted.cadres, persisted.versions))
+    return _ENCODER.encode(_Persisted(persisted.cadres, persisted.versions, persisted.units))
 
 
 def _zero_c1_merits(cadres: dict[str, tuple[int, CadreState]]) -> None:

@@ -191,7 +191,7 @@ def forge_version(url: str, cadre_id: str, change: int) -> None:
     persisted = _DECODER.decode(bytes(blob))
     version, state = persisted.cadres[cadre_id]
     persisted.cadres[cadre_id] = (version + change, state)
-    forged = _ENCODER.encode(_Persisted(persisted.cadres, persisted.versions))
+    forged = _ENCODER.encode(_Persisted(persisted.cadres, persisted.versions, persisted.units))
     raw_sql(
         url, "UPDATE ledger_writer_state SET state = ?, digest = ?", (forged, hashlib.sha256(forged).digest())
     )
