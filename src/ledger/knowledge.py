@@ -1,4 +1,5 @@
-"""What the writer knows: every cadre's state and the rulebooks, as of the log position it folded last.
+"""What the writer knows: every cadre's state, the rulebooks, and the units, rating panels and ratings
+(`ledger.domain.units`), as of the log position it folded last.
 
 The writer (`ledger.writer`) decides each batch against this knowledge. It is kept in step with the log by
 folding what was appended since it last looked — by any process — after checking that the log still holds
