@@ -36,8 +36,8 @@ run: $(STAMP_RUN)
 	$(BIN)/ledger keys demo --base-url http://127.0.0.1:8000
 	$(BIN)/ledger serve --host 127.0.0.1 --port 8000
 
-# Two test processes (pytest-xdist): the suite is mostly waits on databases and child processes, and one
-# process took 15 min of CI's 15 on a 2-core machine; two took 12 (docs/decisions.md).
+# Two test processes (pytest-xdist): on a 2-core machine pytest took 905 s in one process, over CI's
+# 15 minutes with lint and the wheel, and 649-713 s in two (docs/decisions.md).
 TEST_WORKERS ?= 2
 
 test: $(STAMP_DEV)
