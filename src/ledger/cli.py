@@ -6,8 +6,6 @@ The database comes from `--database` or `LEDGER_DATABASE_URL` (default `sqlite:/
 
 from __future__ import annotations
 
-import getpass
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -15,13 +13,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ledger.access import PRINCIPAL_PATTERN
 from ledger.cli_access import keys_app, serve
 from ledger.cli_audit import checkpoint, proof_app, signing_app, verify
 from ledger.cli_audit import opened as _opened
-from ledger.cli_common import EXIT_FAILED, EXIT_INVALID, Database, err, fail, out, print_json
+from ledger.cli_common import (
+    EXIT_INVALID,
+    Database,
+    err,
+    fail,
+    out,
+    principal,
+    print_json,
+    progress_bar,
+)
+from ledger.cli_posting import post
 from ledger.cli_reading import (
     AsOf,
     Format,
@@ -35,12 +41,6 @@ from ledger.cli_reading import (
     projections_of,
 )
 from ledger.cli_units import units_app
-from ledger.domain.errors import (
-    Conflict,
-    InvalidInput,
-)
-from ledger.ledger import BATCH_SIZE_MAX
-from ledger.wire import decode_jsonl
 
 __all__ = ["app", "main"]
 
@@ -61,25 +61,7 @@ app.add_typer(units_app, name="units")
 app.command()(verify)
 app.command()(checkpoint)
 app.command()(serve)
-
-
-def _progress(description: str, total: int | None) -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-        transient=False,
-    )
-
-
-def _principal() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
+app.command()(post)
 
 
 @app.command()
@@ -87,71 +69,6 @@ def init(database: Database = None) -> None:
     """Create the ledger (if needed) and publish the packaged illustrative policy."""
     with _opened(database) as ledger:
         out.print(f"ledger {ledger.ledger_id} at position {ledger.head()}", highlight=False)
-
-
-@app.command()
-def post(
-    file: Annotated[Path, typer.Argument(help="JSONL file, one event per line ('-' for stdin)")],
-    database: Database = None,
-    posted_by: Annotated[str | None, typer.Option(help="Principal recorded as posted_by")] = None,
-    fmt: FormatOption = Format.table,
-) -> None:
-    """Post events from a JSONL file in atomic batches of 1,000; replays are marked `replayed`."""
-    if posted_by is not None and not re.fullmatch(PRINCIPAL_PATTERN, posted_by):
-        fail(
-            EXIT_INVALID,
-            f"--posted-by: {posted_by!r} is not a principal name (1–64 of A–Z a–z 0–9 . _ : @ -)",
-        )
-    try:
-        stream = sys.stdin.buffer if str(file) == "-" else file.open("rb")
-    except OSError as error:
-        fail(EXIT_INVALID, f"cannot read {file}: {error.strerror}")
-    with stream:
-        try:
-            # A line that is not UTF-8 is named with the offset of its first bad byte (`NotUtf8`).
-            events = decode_jsonl(stream)
-        except InvalidInput as error:
-            fail(EXIT_INVALID, f"{file}: {error.describe()}")
-        except OSError as error:  # a read error after opening (a directory, a device that failed)
-            fail(EXIT_INVALID, f"cannot read {file}: {error.strerror}")
-    if not events:
-        fail(EXIT_INVALID, f"{file}: no events")
-    results = []
-    position = 0
-    with _opened(database) as ledger, _progress("posting", len(events)) as progress:
-        task = progress.add_task("posting", total=len(events))
-        for start in range(0, len(events), BATCH_SIZE_MAX):
-            chunk = events[start : start + BATCH_SIZE_MAX]
-            try:
-                result = ledger.post(chunk, posted_by=posted_by or _principal())
-            except InvalidInput as error:
-                where = f"line {start + (error.item or 0) + 1}"
-                fail(
-                    EXIT_INVALID,
-                    f"{file} {where}: "
-                    f"{InvalidInput(error.message, field=error.field, rule=error.rule).describe()}"
-                    + (f" (lines 1–{start} were recorded)" if start else ""),
-                )
-            except Conflict as error:
-                where = f"line {start + (error.item or 0) + 1}"
-                fail(
-                    EXIT_FAILED,
-                    f"{file} {where}: conflict: source {error.system}/{error.key} "
-                    "was recorded with other content [exists_with_different_content]"
-                    + (f" (lines 1–{start} were recorded)" if start else ""),
-                )
-            results.extend(result.results)
-            position = result.position
-            progress.advance(task, len(chunk))
-    document = {"position": position, "results": results}
-    replayed = sum(1 for item in results if item.replayed)
-    print_rows(
-        fmt,
-        document,
-        f"posted {len(results) - replayed}, replayed {replayed}, log at {position}",
-        ["event_id", "position", "points", "replayed"],
-        [[item.event_id, item.position, item.points, item.replayed] for item in results],
-    )
 
 
 @app.command()
@@ -218,7 +135,7 @@ def export_(
     """Export the log as JSONL with positions, recording times and hashes."""
     with _opened(database, create=False) as ledger:
         total = ledger.head()
-        with _progress("exporting", total) as progress:
+        with progress_bar("exporting", total) as progress:
             task = progress.add_task("exporting", total=total)
             if str(file) == "-":
                 written = ledger.export(sys.stdout.buffer, progress=lambda n: progress.advance(task, n))
@@ -237,7 +154,7 @@ def import_(
     with (
         _opened(database, publish_illustrative=False) as ledger,
         file.open("rb") as stream,
-        _progress("importing", None) as progress,
+        progress_bar("importing", None) as progress,
     ):
         task = progress.add_task("importing", total=None)
         imported = ledger.import_(stream, progress=lambda n: progress.advance(task, n))
@@ -252,9 +169,9 @@ def accrue(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Post base points for tenure for every active cadre (idempotent per cadre and period)."""
-    with _opened(database) as ledger, _progress("accruing", None) as progress:
+    with _opened(database) as ledger, progress_bar("accruing", None) as progress:
         task = progress.add_task(f"accruing {period}", total=None)
-        result = ledger.accrue(period, posted_by=_principal(), progress=lambda n: progress.advance(task, n))
+        result = ledger.accrue(period, posted_by=principal(), progress=lambda n: progress.advance(task, n))
     new = [item for item in result.results if not item.replayed]
     if fmt is Format.json:
         print_json(result)
@@ -319,7 +236,7 @@ def policy_publish(
             f"{file} is not UTF-8: invalid byte 0x{error.object[error.start]:02x} at offset {error.start}",
         )
     with _opened(database) as ledger:
-        result = ledger.publish_policy(body, posted_by=_principal())
+        result = ledger.publish_policy(body, posted_by=principal())
     item = result.results[0]
     state = "already published" if item.replayed else "published"
     out.print(f"{state} at position {item.position}", highlight=False)
@@ -344,7 +261,7 @@ def demo(
             out.print(f"the ledger holds {ledger.head()} events; not seeding", highlight=False)
             return
         started = time.perf_counter()
-        with _progress("demo", None) as progress:
+        with progress_bar("demo", None) as progress:
             task = progress.add_task(f"seeding the {scale} city", total=None)
             advance: Callable[[int], None] = lambda n: progress.advance(task, n)  # noqa: E731
             summary = run_demo(ledger, seed=seed, scale=scale, today=ledger.today(), progress=advance)
@@ -588,7 +505,7 @@ def rebuild(
         try:
             total = ledger.head()
             started = time.perf_counter()
-            with _progress("rebuilding", total) as progress:
+            with progress_bar("rebuilding", total) as progress:
                 task = progress.add_task("rebuilding", total=total)
                 position = projections.rebuild(progress=lambda n: progress.advance(task, n))
             seconds = time.perf_counter() - started

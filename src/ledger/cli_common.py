@@ -3,6 +3,7 @@ option, and the ways a document is printed."""
 
 from __future__ import annotations
 
+import getpass
 import sys
 from typing import Annotated, Any, Final, NoReturn
 
@@ -10,6 +11,15 @@ import msgspec
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 __all__ = [
@@ -20,8 +30,10 @@ __all__ = [
     "err",
     "fail",
     "out",
+    "principal",
     "print_json",
     "print_table",
+    "progress_bar",
 ]
 
 EXIT_OK: Final = 0
@@ -58,3 +70,41 @@ def print_table(table: Table) -> None:
     # Off a terminal (a pipe, a file) rich assumes 80 columns; a table for people deserves more.
     console = out if out.is_terminal else Console(soft_wrap=True, width=TABLE_WIDTH_OFF_TERMINAL)
     console.print(table)
+
+
+class RateColumn(TextColumn):
+    """Items per second, so a long command shows how fast it goes as well as how far."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task: Any) -> Any:
+        from rich.text import Text
+
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
+
+
+def progress_bar(description: str, total: int | None) -> Progress:
+    """A bar on stderr with the count, its total, the rate and the time: off a terminal it stays silent."""
+    del description, total  # each task names itself and its total
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=False,
+    )
+
+
+def principal() -> str:
+    """The principal a CLI post records as `posted_by` when none is given: `cli:<login>`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
