@@ -1,8 +1,8 @@
-"""Exhaustive tamper evidence (SPEC §8, §12 Tamper): on a 200-event log, every single-row alteration,
+"""Exhaustive tamper evidence (SPEC §8, §12 Tamper): on a 120-event log, every single-row alteration,
 deletion, swap and insertion an insider can make with SQL is caught by `verify` at its position with a
 fitting reason; truncation and a consistent rewrite are caught against a checkpoint.
 
-Method: post a 200-event log (a policy, registrations, merits and their reversals, deductions, evaluations,
+Method: post a 120-event log (a policy, registrations, merits and their reversals, deductions, evaluations,
 transfers, recalls, investigations, appraisals, vetoes, a grade change), copy its two tables (events and
 chain) into pristine tables of the same database, then for each case restore the rows the previous case
 touched from the pristine ones, make one change behind the ledger's back in the same transaction, and ask
@@ -13,7 +13,7 @@ kind; every one must be detected at the expected position with one of the expect
 prints its counts by kind, with the reasons `verify` gave (run with `-s`), and records them as the junit
 property `tamper_counts`; docs/reliability.md quotes them.
 
-The cases, for every position p of the log (1 … 200) unless said otherwise:
+The cases, for every position p of the log (1 … 120) unless said otherwise:
 - `state byte`: one byte inside a string value of the stored JSON (the source key, the event id or
   `posted_by`, in turn), so the JSON stays valid → altered at p;
 - `every byte`: each byte of two stored events in turn, XOR 0x01 → altered at that event (on SQLite only:
@@ -23,15 +23,15 @@ The cases, for every position p of the log (1 … 200) unless said otherwise:
 - `delete event`: the event row → missing at p; `delete chain row`: the chain row only → inserted at p
   (an event without a chain entry; the verifier cannot tell a lost chain row from a forged event);
 - `delete event and chain row`: both → missing at p (at the head the log is a consistent shorter log:
-  caught against a checkpoint as missing at 200);
+  caught against a checkpoint as missing at 120);
 - `swap events`: the event rows of p and p+1, and of 100 random pairs → reordered at the first;
 - `swap events with chain rows`: both rows of p and p+1 exchange places → reordered or altered at p;
 - `insert chained`: a forged event with a correctly chained chain row inserted before p, the rows from p
   on renumbered → the forged row chains, the event after it does not: caught at p+1;
 - `insert at the end`: a forged event without a chain row, with a chain row whose hash is wrong, and a
   chain row without an event → inserted, altered, missing at 201;
-- `truncate`: every event after t (0 ≤ t < 200) with its chain row → consistent on its own, missing at
-  t+1 against a checkpoint at 200;
+- `truncate`: every event after t (0 ≤ t < 120) with its chain row → consistent on its own, missing at
+  t+1 against a checkpoint at 120;
 - `consistent rewrite`: one byte of event p changed and every hash from p on recomputed → verifies on
   its own, altered at the checkpoint's position against it;
 - `consistent insertion`: a forged event inserted before p with every later row renumbered and rehashed
@@ -79,14 +79,14 @@ from ledger.integrity.verify import Checkpoint
 from ledger.store.mapper import topic_of
 from tests.conftest import fixed_clock
 
-LOG_SIZE = 200
+LOG_SIZE = 120
 CADRES = 12
 RANDOM_SWAPS = 100
 EVERY_BYTE_POSITIONS = (100, LOG_SIZE)
 VACUUM_EVERY = 100
 
 
-# The 200-event log.
+# The 120-event log.
 
 
 def _events() -> Iterator[list[EventBase]]:

@@ -996,7 +996,7 @@ def test_the_ledger_behaves_as_a_plain_model_through_the_library() -> None:
 
 
 def test_the_ledger_behaves_as_a_plain_model_through_the_http_api() -> None:
-    run(HttpDriver, _sqlite_store, examples=12, steps=25)
+    run(HttpDriver, _sqlite_store, examples=8, steps=25)
 
 
 @pytest.mark.postgres
