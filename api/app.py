@@ -24,7 +24,7 @@ from litestar.types import ControllerRouterHandler, Message, Scope
 from ledger.api import audit, cadres, events, health, policies, units, views
 from ledger.api.auth import KEY_STORE_STATE, authorize
 from ledger.api.logs import AccessLog
-from ledger.api.openapi import StructSchemas, finish, openapi_config
+from ledger.api.openapi import DOCUMENT_PATH, StructSchemas, docs_headers, finish, openapi_config
 from ledger.api.problems import exception_handlers
 from ledger.api.services import Services
 from ledger.api.settings import BODY_SIZE_MAX, ApiSettings
@@ -148,5 +148,7 @@ def create_app(settings: ApiSettings | None = None, *, services: Services | None
     )
     finish(app, schemas)
     app.before_send.append(_allow_every_method(app))
+    # The reference page, its files and the document: a policy that forbids every other origin.
+    app.before_send.append(docs_headers(DOCUMENT_PATH))
     app.asgi_handler = AccessLog(app.asgi_handler)
     return app

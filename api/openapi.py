@@ -10,30 +10,53 @@ components once the app is built.
 Request bodies are decoded strictly by hand, so their handlers take raw bytes; `finish` documents the
 real bodies (`REQUEST_BODIES`). Posted events get their own `…Input` schemas without the fields the ledger
 sets (`event_id`, `posted_by`, `policy_version` and computed payload fields), which a client may not send.
+
+`finish` also makes the document one that client generators can trust: each operation gets its name
+(`OPERATION_IDS`), the error responses it really answers — every one a problem document
+(`application/problem+json`), 503 with `Retry-After`, no 400 where no body is read — a request and a
+response example (`openapi_examples.json`, real answers of the demo city, trimmed), and every property of
+every schema a description (`PROPERTY_DESCRIPTIONS`, by name, as most names mean one thing everywhere).
+
+The browsable reference at `/schema` is Swagger UI served from the package's own files (`static/`), so the
+page renders offline and loads nothing from another origin; its Content-Security-Policy says so.
 """
 
 from __future__ import annotations
 
 import copy
+import html
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from importlib.resources import files
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from litestar import Litestar
+from litestar import Litestar, Request
+from litestar.datastructures import CacheControlHeader
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.openapi.spec import (
     Components,
+    OpenAPIHeader,
     OpenAPIMediaType,
+    OpenAPIResponse,
+    Operation,
+    Parameter,
     Reference,
     RequestBody,
     Schema,
     SecurityScheme,
     Tag,
 )
+from litestar.openapi.spec.base import BaseSchemaObject
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.plugins import OpenAPISchemaPlugin
+from litestar.router import Router
+from litestar.static_files import create_static_files_router
+from litestar.types import Message, Scope
 from litestar.typing import FieldDefinition
 
+from ledger.api.problems import PROBLEM_MEDIA_TYPE, Problem, problem_for
 from ledger.api.schemas import EventsBody, PolicyBody
 from ledger.domain.events import EVENT_TYPES, POSTABLE_EVENT_TYPES, SERVER_FIELDS, UNIT_EVENT_TYPES
 from ledger.domain.points import POINTS_PATTERN
@@ -41,7 +64,18 @@ from ledger.domain.points import POINTS_PATTERN
 if TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator
 
-__all__ = ["BEARER", "SECURITY", "StructSchemas", "finish", "openapi_config"]
+__all__ = [
+    "BEARER",
+    "DOCUMENT_PATH",
+    "OPERATION_IDS",
+    "SECURITY",
+    "ApiReference",
+    "StructSchemas",
+    "docs_headers",
+    "finish",
+    "openapi_config",
+    "static_directory",
+]
 
 REF_TEMPLATE: Final = "#/components/schemas/{name}"
 BEARER: Final = "bearerAuth"
@@ -80,6 +114,427 @@ the log and verifies it; `admin` also publishes policies. Errors are RFC 9457 pr
 RFC 3339.
 """
 
+# Each operation's name for client generators: camelCase, unique and stable (a rename breaks their code).
+OPERATION_IDS: Final[Mapping[tuple[str, str], str]] = {
+    ("/v1/events", "post"): "postEvents",
+    ("/v1/events", "get"): "listEvents",
+    ("/v1/events/{event_id}", "get"): "getEvent",
+    ("/v1/cadres/{cadre_id}", "get"): "getCadre",
+    ("/v1/cadres/{cadre_id}/history", "get"): "getCadreHistory",
+    ("/v1/cadres/{cadre_id}/eligibility", "get"): "getCadreEligibility",
+    ("/v1/rankings", "get"): "listRankings",
+    ("/v1/eligibility", "get"): "listShortlist",
+    ("/v1/recalls", "get"): "listRecalls",
+    ("/v1/boards", "get"): "getBoards",
+    ("/v1/escalations", "get"): "listEscalations",
+    ("/v1/units/rankings", "get"): "listUnitRankings",
+    ("/v1/units/escalations", "get"): "listUnitEscalations",
+    ("/v1/units/{unit_id}", "get"): "getUnit",
+    ("/v1/audit/verify", "get"): "verifyLog",
+    ("/v1/audit/checkpoint", "get"): "getCheckpoint",
+    ("/v1/audit/proofs/inclusion", "get"): "getInclusionProof",
+    ("/v1/audit/proofs/consistency", "get"): "getConsistencyProof",
+    ("/v1/policies", "get"): "listPolicies",
+    ("/v1/policies", "post"): "publishPolicy",
+    ("/v1/policies/{version}", "get"): "getPolicy",
+    ("/health/live", "get"): "getLiveness",
+    ("/health/ready", "get"): "getReadiness",
+}
+# The one route that touches neither the database nor the read models, so never answers 503.
+LIVENESS_PATH: Final = "/health/live"
+RETRY_AFTER_HEADER: Final = "Retry-After"
+UNAVAILABLE_DESCRIPTION: Final = (
+    "Try again after `Retry-After` seconds: the database cannot answer or record now (`unavailable`, "
+    "`rule` naming the cause), or the read models are loading or have not reached `min_position` "
+    "(`read-models-unavailable`, `not-caught-up`)."
+)
+EXAMPLES_FILE: Final = "openapi_examples.json"
+# What the API answers for a parameter that does not convert, in the order a 422 example picks them.
+PARAMETER_MESSAGES: Final[Mapping[str, str]] = {
+    "as_of": "Invalid RFC3339 encoded date",
+    "period": "expected a period such as 2025, 2025Q3, 2025-07 or 2025-W27 (nothing before or after it)",
+    "limit": "Expected `int` >= 1",
+    "after": "Expected `int` >= 0",
+    "position": "Expected `int` >= 1",
+    "first": "Expected `int` >= 1",
+    "version": "expected 1 to 32 of A-Z a-z 0-9 . _ - (no spaces, no line breaks)",
+    "read_models": "Expected `bool`, got `str`",
+    "proof": "Expected `bool`, got `str`",
+}
+# Values for the path parameters of the problem examples' `instance`, as in `openapi_examples.json`.
+EXAMPLE_PATH_VALUES: Final[Mapping[str, str]] = {
+    "{cadre_id}": "C00017",
+    "{unit_id}": "U003",
+    "{version}": "illustrative-3",
+    "{event_id}": "01a23a8e-d18c-7ca9-8bb5-8476205b3db9",
+}
+
+# The document at `/schema/openapi.json`, the browsable reference at `/schema`.
+DOCUMENT_PATH: Final = "/schema"
+# The browsable reference: where its files are served, under the document's path (`/schema`).
+ASSETS_PATH: Final = "/assets"
+ASSETS_CACHE_SECONDS: Final = 3600
+SWAGGER_UI_DIRECTORY: Final = "swagger-ui"
+# The page loads only from its own origin; Swagger UI sets inline styles, never inline scripts, and draws
+# its icons from `data:` URLs. The page carries this policy in a `<meta>` element too, so that a copy saved
+# or served elsewhere keeps it.
+DOCS_CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'"
+)
+DOCS_HEADERS: Final[Mapping[str, str]] = {
+    # No frame may hold the page, as people paste bearer keys into it; only a header can say so.
+    "content-security-policy": DOCS_CONTENT_SECURITY_POLICY + "; frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+}
+
+# What each property means, by name: most names mean one thing wherever they appear (docs/glossary.md).
+# `SCHEMA_PROPERTY_DESCRIPTIONS` says it where a name means something else in one schema.
+PROPERTY_DESCRIPTIONS: Final[Mapping[str, str]] = {
+    "action": "The escalation ladder's action for this step, as the policy names it (`admonishment_talk`).",
+    "adjustment": "Why `counted_points` differs from `points` in this read (a barred award, a capped "
+    "appraisal); null when they agree.",
+    "adopted": "The key existed before keys were recorded in the log; its row was taken as it was, once.",
+    "aggregation": "How a unit's score is made from its ratings: `mean` or `trimmed_mean` (the policy's "
+    "`[units]`).",
+    "algorithm": "The signature algorithm: `ed25519`.",
+    "appraisal": "Points from annual appraisals (年度考核).",
+    "appraisal_cap": "The best annual appraisal result the cadre may have in `appraisal_years` (set by the "
+    "ledger from the policy); null when the deduction caps nothing.",
+    "appraisal_years": "The years whose annual appraisal the deduction caps (set by the ledger).",
+    "as_of": "The valid date the read looks at (截至): events effective on or before it count.",
+    "audit_path": "The sibling hashes from the leaf up to the tree head (RFC 9162 §2.1.3), lowercase hex.",
+    "award": "The award (`citation` 嘉奖, `merit_third_class` 三等功, …; docs/glossary.md).",
+    "barred_awards": "The awards that count nothing when dated in the veto's year (copied from the policy).",
+    "basis": "What the ranking ranks: `total` (cumulative totals) or `period` (the points whose valid date "
+    "falls in the period).",
+    "black": "The black board (黑榜): the bottom of the scope, ties at the edge listed whole.",
+    "body": "The rulebook's TOML text.",
+    "bottom_count": "The bottom N of the ranking the policy counts (ties at the edge included).",
+    "cadre_id": "The cadre's personnel number (干部编号).",
+    "candidates": "The cadres at the bottom of each pool large enough: the recall (回炉) candidates.",
+    "chain_hash": "The hash chain's value at `tree_size`: the hash of the last event, lowercase hex.",
+    "check": "The check's name (`status`, `years_in_grade`, `appraisal`, `gates`, `recall`, `investigation`, "
+    "`veto`, `standing`).",
+    "checks": "Every check that decided the verdict, in order.",
+    "components": "The total split by where the points came from.",
+    "consequence": "What the step asks to be posted for the unit's leader: `deduction:<kind>` or `removal`; "
+    "null when it asks nothing.",
+    "consequence_posted": "Whether the consequence was posted after the period's end (by `as_of`, as known "
+    "at `known_at`); null when the step asks nothing.",
+    "counted_points": "What the entry counts in this read; `running_total` and `total` add these.",
+    "counts_from": "The valid date from which the entry counts (a reversal counts from its target's date).",
+    "created_at": "When the key was created (RFC 3339, UTC).",
+    "deductions": "Points from deductions (问责扣分) and one-vote vetoes; zero or negative.",
+    "deed": "The deed the award is for: one deed awarded at several levels counts once.",
+    "demo": "A demo key, made by `ledger keys demo`.",
+    "departed_on": "The day the cadre left the scheme; null while active.",
+    "detail": "What was found, in words.",
+    "dissatisfied": "How many ratings said `dissatisfied` (不满意).",
+    "document": "The document number of the decision or notice (文号), such as 仙组发〔2025〕17号.",
+    "drawn_on": "The day the panel was drawn.",
+    "effective_from": "The day the rulebook is in force from.",
+    "effective_on": "The valid date (生效日期): the day the fact takes effect.",
+    "eligible": "Whether the cadre may be promoted: every check passed.",
+    "entries": "The entries of this page, in order.",
+    "escalations": "The escalations of the period, in ladder order.",
+    "evaluation": "Points from evaluations (测评).",
+    "event": "The recorded event, with every field the ledger set.",
+    "event_id": "The event's id, a UUIDv7 the ledger assigns.",
+    "event_types": "The event types the key may post (poster keys).",
+    "events": "The events, in position order.",
+    "field": "The path of the offending value (`source.key`, `events`, a query parameter's name).",
+    "findings": "The side tables' disagreements with the log; `ok` is false if there is any.",
+    "first": "The size of the smaller tree.",
+    "first_bad_position": "The first position that fails verification; null when every position checks out.",
+    "first_root": "The head of the smaller tree, lowercase hex.",
+    "gate_months": "The influence period (影响期) in months: no promotion until it ends (set by the ledger).",
+    "grade": "The grade (职级), the official title (docs/glossary.md#grades-职级).",
+    "grade_since": "The day the cadre took the current grade.",
+    "grade_years": "Years in the current grade counted at the end of the period (set by the ledger).",
+    "hash": "The event's hash in the chain (SHA-256 over the previous hash and its canonical bytes), "
+    "lowercase hex.",
+    "head_hash": "The hash of the last event verified.",
+    "id": "The rater's id in its panel.",
+    "in_bottom": "Whether the unit is in the bottom N of the period.",
+    "instance": "The path of the request that failed.",
+    "item": "The index of the offending event in the batch, from 0.",
+    "key": "The sender's idempotency key: `(system, key)` is unique for ever.",
+    "key_id": "The key's id: 16 lowercase hex digits.",
+    "kind": "The kind, as the policy or the posting system names it.",
+    "known_at": "The moment the read looks from (以…时所知): the log position (an integer) or the RFC 3339 "
+    "instant given, or the head when none was.",
+    "label": "The step's action in the policy's words (调离岗位).",
+    "leader": "The cadre the action names: the unit's principal leader on the period's last day; null when "
+    "none.",
+    "leadership": "Whether the cadre holds a leadership post (领导职务).",
+    "leaf": "The event's canonical bytes (UTF-8 JSON): `leaf_hash` is SHA-256(0x00 ‖ leaf).",
+    "leaf_hash": "The leaf's hash in the Merkle tree, lowercase hex.",
+    "ledger_id": "The id of the ledger whose log this is.",
+    "left_leadership": "Whether the cadre left a leadership post and stayed in the scheme (cohort "
+    "`left_leadership`).",
+    "level": "The level of the decision: `national`, `provincial`, `municipal`, `county` or `unit`.",
+    "merit": "Points from merit awards (实绩加分).",
+    "method": "How the panel was drawn, in words, so that anyone can draw again and compare.",
+    "min_position": "The position the read was asked to reach (`min_position`).",
+    "movement": "`previous_rank` − `rank`: positive moved up; null without a previous rank.",
+    "name": "The name.",
+    "next_after": "The `after` of the next page; null on the last page.",
+    "next_cursor": "The opaque cursor of the next page, to pass back unchanged; null on the last page.",
+    "note": "Free text about the event.",
+    "of": "How many units were ranked in the period.",
+    "ok": "Whether the chain and the side tables verify.",
+    "open_recalls": "The recalls still open at the period's end.",
+    "ordered_on": "The day the recall was ordered.",
+    "outcome": "How the recall ended: `passed` (结业合格) or `failed`.",
+    "override_reason": "Why the points were set by hand (人工核定分值); required with an override.",
+    "panel": "The panel drawn for the period; null when none was.",
+    "parent": "The unit this unit belongs to; null for a top unit.",
+    "passed": "Whether the check passed.",
+    "period": "The period (考核周期): `2025`, `2025Q3`, `2025-07` or `2025-W27`.",
+    "periods": "The unit's standing in each period it was rated in, oldest first.",
+    "points": 'The points the event counts, a decimal string with two places (`"12.50"`), computed by the '
+    "policy.",
+    "policies": "The published rulebooks, in publication order.",
+    "policy_version": "The version of the policy that computed the points (set by the ledger).",
+    "pool_size": "How many cadres the pool held.",
+    "position": "The log position (日志序号) the read reflects: every event up to it counts.",
+    "posted_by": "The principal of the key that posted the event (set by the ledger).",
+    "prev_hash": "The previous event's hash (64 zeros before the first), lowercase hex.",
+    "previous_as_of": "The valid date of the previous ranking that `previous_rank` refers to.",
+    "previous_period": "The period before this one; null for the calendar's first period.",
+    "previous_rank": "The rank in the previous ranking; null if not ranked then.",
+    "principal": "Whether the cadre is the principal leader (主职) of the unit.",
+    "proof": "The inclusion proof against the head of the log now (with `proof=true`); null otherwise.",
+    "public_key": "The Ed25519 public key: its 32 bytes in hex.",
+    "published_at": "When the signing key was published (RFC 3339, UTC).",
+    "published_on": "The day the rulebook was published.",
+    "rank": "The competition rank (1, 2, 2, 4).",
+    "rater": "Who rated: a rater of the period's panel.",
+    "rater_id": "The rater's id.",
+    "rater_kind": "The kind of rater: `enterprise` (市场主体).",
+    "raters": "The ids of the raters drawn.",
+    "ratings": "The unit's ratings.",
+    "ratings_min": "The fewest ratings a unit needs to be ranked.",
+    "read_models_position": "The log position the read models have folded.",
+    "reason": "Why, in words.",
+    "recall": "Points from training recalls (回炉).",
+    "recorded_at": "When the ledger recorded the event (transaction time), RFC 3339 UTC.",
+    "red": "The red board (红榜): the top of the scope, cadres vetoed in the period's year excluded.",
+    "reference": "The investigation's reference (案号).",
+    "registered_on": "The day the cadre entered the scheme.",
+    "replayed": "The event was recorded before (same `source`, same content): nothing new was recorded.",
+    "result": "The annual appraisal result: `excellent` 优秀, `competent` 称职, "
+    "`basically_competent` 基本称职, `incompetent` 不称职 or `ungraded` 不定等次.",
+    "results": "One item per posted event, in the batch's order.",
+    "retired_at": "When the signing key was retired (RFC 3339, UTC).",
+    "reversed_by": "The event that reversed this entry; null if none did.",
+    "reverses": "The event this entry reverses; null if it reverses none.",
+    "revoked_at": "When the key was revoked (RFC 3339, UTC).",
+    "role": "The key's role: `poster`, `reader`, `auditor` or `admin`.",
+    "root_hash": "The Merkle tree head (RFC 9162), lowercase hex.",
+    "row": "The row that disagrees (its key, as text).",
+    "rule": "The rule the refusal protects (`effective_on_must_not_be_in_future`; docs/events.md).",
+    "running_total": "The sum of `counted_points` up to and including this entry.",
+    "scope": "The scope: `all`, `unit:<unit_id>`, `unit:*`, `grade:<grade>`, `cohort:principal` or "
+    "`cohort:left_leadership`.",
+    "score": "The score 0–100 with two places.",
+    "scores": "The scores by dimension.",
+    "second": "The size of the larger tree.",
+    "second_root": "The head of the larger tree, lowercase hex.",
+    "secret_sha256": "The SHA-256 of the key's secret, lowercase hex; the secret itself is never recorded.",
+    "section": "The section's evaluation (科室评价), 0–100.",
+    "seed": "The seed of the draw, so that anyone can draw again and compare.",
+    "self": "The self-evaluation (自评), 0–100.",
+    "service_started_on": "The day the cadre's service began.",
+    "service_years": "Years of service counted at the end of the period (set by the ledger).",
+    "signature": "The Ed25519 signature of the checkpoint, base64; null when unsigned.",
+    "since": "The first valid date counted with basis `period`; null with basis `total`.",
+    "size": "How many raters the panel holds.",
+    "source": "Who sent the event, and the sender's idempotency key.",
+    "status": "The status.",
+    "step": "The escalation ladder's step reached.",
+    "streak": "Consecutive periods in the bottom, up to this one.",
+    "system": "The source system that sent the event (`hr`, `discipline`, …).",
+    "table": "The side table that disagrees with the log.",
+    "target_effective_on": "The reversed event's valid date, from which the reversal counts (set by the "
+    "ledger).",
+    "target_event_id": "The id of the event this reverses, an earlier event of the same cadre.",
+    "target_position": "The reversed event's log position (set by the ledger).",
+    "target_type": "The reversed event's type (set by the ledger).",
+    "tenure": "Base points for tenure (基础分).",
+    "title": "The kind of problem, in words; the same for every problem of this `type`.",
+    "total": "The cadre's total points, a decimal string with two places.",
+    "tree_size": "The number of leaves (events) in the tree.",
+    "trimmed": "Ratings dropped from each end before the mean (`trimmed_mean`).",
+    "type": "The event type (`merit.awarded`, …; docs/events.md).",
+    "unit_id": "The unit's id (单位).",
+    "verdict": "The rating's verdict: `satisfied` 满意, `basically_satisfied` 基本满意 or "
+    "`dissatisfied` 不满意.",
+    "verified_through": "The last position verified.",
+    "version": "The rulebook's version.",
+    "weighted_score": "The evaluation score weighted by the policy (set by the ledger).",
+    "year": "The year.",
+}
+
+# Where a name means something else in one schema.
+SCHEMA_PROPERTY_DESCRIPTIONS: Final[Mapping[str, Mapping[str, str]]] = {
+    "AppraisalRecorded": {"year": "The year the appraisal is of."},
+    "BoardEntry": {"total": "The points ranked (the policy's `boards.basis`)."},
+    "CadreDeparted": {
+        "reason": "Why the cadre left: `retired`, `resigned`, `dismissed`, `deceased` or `transferred_out`."
+    },
+    "CadreRegistered": {"name": "The cadre's name."},
+    "CadreTransferred": {
+        "unit_id": "The unit the cadre moves to.",
+        "principal": "True: as the new unit's principal leader; false: not as one; absent: unchanged.",
+    },
+    "CadreGradeChanged": {"grade": "The new grade, counting from `effective_on`."},
+    "CadreView": {
+        "name": "The cadre's name.",
+        "status": "`active`, or `departed` once the cadre left the scheme.",
+        "total": "The cadre's total points as of `as_of`: the sum of `components`.",
+    },
+    "Check": {"detail": "What the check found, in words."},
+    "Checkpoint": {
+        "recorded_at": "When the checkpoint was taken (RFC 3339, UTC).",
+        "key_id": "The signing key's id; null when unsigned.",
+    },
+    "ConsistencyProof": {"proof": "The consistency proof's hashes (RFC 9162 §2.1.4), lowercase hex."},
+    "DeductionApplied": {
+        "kind": "The deduction's kind (`criticism` 通报批评, `demerit` 记过, …; docs/glossary.md)."
+    },
+    "EntryReversed": {"reason": "Why the entry is taken back (复核、申诉 or a correction)."},
+    "Escalation": {"name": "The cadre's name.", "unit_id": "The cadre's unit."},
+    "EventDocument": {"position": "The event's position in the log."},
+    "EventsBody": {"events": "The events to record: 1 to 1,000, all or none."},
+    "EventsPage": {"position": "The log's head when the page was read."},
+    "Health": {
+        "status": "`live` (the process answers) or `ready` (route traffic here).",
+        "position": "The log's head; null from the liveness probe.",
+        "read_models_position": "The log position the read models have folded; null from the liveness probe.",
+    },
+    "HistoryEntry": {
+        "points": "The points as recorded, a decimal string with two places.",
+        "position": "The event's position in the log.",
+        "recorded_at": "When the ledger recorded the event (transaction time), RFC 3339 UTC.",
+        "type": "The event's type.",
+    },
+    "HistoryPage": {"total": "The cadre's total as of `as_of`: the sum of every entry's `counted_points`."},
+    "InclusionProof": {
+        "position": "The event's position: leaf `position − 1` of the tree.",
+        "root_hash": "The head of the tree of `tree_size` leaves, lowercase hex.",
+    },
+    "KeyCreated": {
+        "principal": "Who holds the key; posted events carry it as `posted_by`.",
+        "system": "The only source system a poster key posts as; null for other roles.",
+    },
+    "Leader": {"name": "The cadre's name."},
+    "OpenRecall": {"period": "The period the recall was ordered for.", "reason": "Why it was ordered."},
+    "Panel": {"position": "The log position of the `rating.panel_drawn` event."},
+    "PolicyBody": {"body": "The rulebook's TOML text (docs/policy.md), at most 200,000 characters."},
+    "PolicyDocument": {"posted_by": "The principal that published the rulebook."},
+    "PolicyPublished": {"version": "The rulebook's version, unique in the log."},
+    "PolicySummary": {"posted_by": "The principal that published the rulebook."},
+    "PostResult": {"position": "The log's head after the batch."},
+    "PostedItem": {
+        "position": "The event's position in the log.",
+        "points": "The points the event counts, a decimal string with two places.",
+        "event_id": "The recorded event's id (of the earlier post when `replayed`).",
+    },
+    "Problem": {
+        "type": "The kind of problem, a URN to switch on (`urn:cadre-ledger:problem:invalid-input`).",
+        "status": "The HTTP status code.",
+        "detail": "What went wrong in this request, in words; not for programs to parse.",
+        "system": "The source system of the conflicting event (idempotency conflicts).",
+        "key": "The idempotency key of the conflicting event (idempotency conflicts).",
+        "position": "The log position reached (a read that could not catch up) or at fault (a verification).",
+        "offset": "The byte of the body at fault (a body that is not UTF-8), from 0.",
+    },
+    "RankingEntry": {"total": "The points ranked: the total, or the period's points with basis `period`."},
+    "RatingPanelDrawn": {"period": "The period the panel rates."},
+    "RecallCandidate": {
+        "rank": "The cadre's rank in its pool.",
+        "total": "The points ranked (the policy's `recall.basis`).",
+    },
+    "RecallOrdered": {
+        "period": "The period the cadre is recalled for.",
+        "reason": "Why the cadre is recalled.",
+    },
+    "Rater": {"kind": "The rater's kind: `enterprise` (市场主体)."},
+    "Scores": {"leadership": "The leadership's evaluation (领导评价), 0–100."},
+    "ShortlistEntry": {"rank": "The cadre's rank among the scope's eligible cadres."},
+    "TableFinding": {
+        "reason": "What is wrong, in one word: `index_mismatch`, `missing`, `inserted`, `altered`, "
+        "`duplicate` or `out_of_order`.",
+        "detail": "What differs.",
+    },
+    "TenureAccrued": {"period": "The period up to whose end tenure is counted."},
+    "UnitEscalation": {
+        "name": "The unit's name; null until a `unit.registered` gives it.",
+        "rank": "The unit's rank in the period.",
+        "score": "The unit's aggregated score for the period, two places.",
+    },
+    "UnitPeriod": {
+        "rank": "The unit's rank in the period; null with fewer ratings than the policy's minimum.",
+        "score": "The unit's aggregated score for the period; null without ratings counted.",
+        "ratings": "How many ratings the period counted.",
+        "step": "The ladder step reached; null when not in the bottom.",
+        "action": "The step's action; null when not in the bottom.",
+    },
+    "UnitRankingEntry": {
+        "rank": "The unit's rank (ties shared); null with fewer ratings than `ratings_min`.",
+        "name": "The unit's name; null until a `unit.registered` gives it.",
+        "score": "The aggregated score, two places; null without ratings.",
+        "ratings": "How many ratings the period counted.",
+    },
+    "UnitRankingsView": {"policy_version": "The policy whose `[units]` ranked the period."},
+    "UnitEscalationsView": {"policy_version": "The policy whose `[units]` ranked the period."},
+    "UnitRated": {
+        "score": "The rating's score 0–100, a decimal string with at most two places.",
+        "scores": "The scores by the policy's dimensions, whose weighted mean `score` must be.",
+        "unit_id": "The unit rated.",
+        "period": "The period rated.",
+    },
+    "UnitRating": {"position": "The rating's position in the log.", "score": "The rating's score 0–100."},
+    "UnitRegistered": {
+        "name": "The unit's name.",
+        "kind": "The unit's kind (`department`, `section`, `township`, …).",
+        "unit_id": "The unit's id.",
+    },
+    "UnitView": {
+        "name": "The unit's name; null until a `unit.registered` gives it.",
+        "kind": "The unit's kind; null until a `unit.registered` gives it.",
+        "ratings": "The unit's ratings, in log order.",
+    },
+    "VerifyReport": {
+        "reason": "Why the first bad position fails, in one word (`altered`, `missing`, `reordered`, "
+        "`inserted`, `time_reversed`); null when none does.",
+        "detail": "More about the failure; null when none.",
+        "root_hash": "The Merkle tree head recomputed from the log through `verified_through`.",
+    },
+    "VetoApplied": {"year": "The year the veto bars.", "reason": "Why the veto was applied."},
+    "InvestigationClosed": {"reference": "The reference (案号) of the investigation that closes."},
+}
+
+# The structs without a docstring of their own.
+SCHEMA_DESCRIPTIONS: Final[Mapping[str, str]] = {
+    "BoardEntry": "A cadre on the red or the black board.",
+    "Check": "One check of the promotion verdict.",
+    "EligibilityView": "A cadre's promotion verdict and every check that decided it.",
+    "Escalation": "A cadre in the bottom for `streak` consecutive periods: the ladder step and its action.",
+    "EscalationsView": "The cadres' escalations of a period in a scope.",
+    "HistoryEntry": "One event of a cadre's history, with what it counts in this read.",
+    "HistoryPage": "A page of a cadre's history, in valid-time order (ties by position).",
+    "OpenRecall": "A training recall (回炉) still open.",
+    "RankingEntry": "A cadre in a ranking.",
+    "RecallCandidate": "A cadre at the bottom of a pool: a recall (回炉) candidate.",
+    "ShortlistEntry": "An eligible cadre on the promotion shortlist.",
+    "UnitEscalationsView": "The units' escalations of a period.",
+    "UnitRating": "One rating of a unit.",
+}
+
 
 def _is_ledger_struct(value: Any) -> bool:
     return (
@@ -110,12 +565,85 @@ class StructSchemas(OpenAPISchemaPlugin):
         return schema
 
 
+def static_directory() -> Path:
+    """The package's `static/` directory (a real directory: the wheel installs unzipped)."""
+    return Path(str(files("ledger.api") / "static"))
+
+
+class ApiReference(OpenAPIRenderPlugin):
+    """The browsable reference at `/schema`: Swagger UI from the package's files, started by `docs.js`.
+
+    Not Litestar's Scalar or Swagger plugins: they load their scripts and a favicon from CDNs, and start
+    the UI with an inline script, which a Content-Security-Policy without `'unsafe-inline'` forbids.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(path="/", favicon="", style="")
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        document_url = self.get_openapi_json_route(request)
+        assets = html.escape(document_url.rsplit("/", 1)[0] + ASSETS_PATH)
+        ui = f"{assets}/{SWAGGER_UI_DIRECTORY}"
+        title = html.escape(str(openapi_schema["info"]["title"]))
+        page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{DOCS_CONTENT_SECURITY_POLICY}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} API reference</title>
+<link rel="icon" type="image/png" href="{ui}/favicon-32x32.png">
+<link rel="stylesheet" href="{ui}/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="{html.escape(document_url)}"></div>
+<script src="{ui}/swagger-ui-bundle.js"></script>
+<script src="{assets}/docs.js"></script>
+</body>
+</html>
+"""
+        return page.encode()
+
+    def receive_router(self, router: Router) -> None:
+        """Serve the page's files beside it (`/schema/assets/…`), outside the OpenAPI document."""
+        router.register(
+            create_static_files_router(
+                path=ASSETS_PATH,
+                directories=[static_directory()],
+                name="api-reference-assets",
+                include_in_schema=False,
+                cache_control=CacheControlHeader(max_age=ASSETS_CACHE_SECONDS),
+            )
+        )
+
+
+def docs_headers(prefix: str) -> Callable[[Message, Scope], Awaitable[None]]:
+    """A `before_send` hook: `DOCS_HEADERS` on every answer under `prefix` (the page, its files, the
+    document).
+
+    The header adds to the page's `<meta>` policy what a meta element cannot say (`frame-ancestors`).
+    """
+    encoded = [(name.encode(), value.encode()) for name, value in DOCS_HEADERS.items()]
+
+    async def add(message: Message, scope: Scope) -> None:
+        if message["type"] != "http.response.start":
+            return
+        path = scope.get("path", "")
+        if path != prefix and not path.startswith(prefix + "/"):
+            return
+        names = {name for name, _ in encoded}
+        headers = [(name, value) for name, value in message.get("headers", []) if name.lower() not in names]
+        message["headers"] = [*headers, *encoded]
+
+    return add
+
+
 def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="cadre-ledger",
         version=API_VERSION,
         description=DESCRIPTION,
-        path="/schema",
+        path=DOCUMENT_PATH,
         tags=TAGS,
         components=Components(
             security_schemes={
@@ -127,7 +655,7 @@ def openapi_config() -> OpenAPIConfig:
             }
         ),
         # The JSON document at /schema/openapi.json; the browsable UI at /schema.
-        render_plugins=[ScalarRenderPlugin(path="/")],
+        render_plugins=[ApiReference()],
         create_examples=False,
     )
 
@@ -173,8 +701,199 @@ def _events_body(components: dict[str, Any]) -> None:
     }
 
 
+def _describe(components: dict[str, Any]) -> None:
+    """Give every schema and every property without a description the one of the tables above.
+
+    A property no table names is left without one: the OpenAPI tests name it, so that a new field gets
+    its description where the others are (a missing description is no reason to refuse to serve).
+    """
+    for name, schema in components.items():
+        base = name.removesuffix(INPUT_SUFFIX)
+        if not schema.get("description") and base in SCHEMA_DESCRIPTIONS:
+            schema["description"] = SCHEMA_DESCRIPTIONS[base]
+        overrides = SCHEMA_PROPERTY_DESCRIPTIONS.get(base, {})
+        for property_name, value in schema.get("properties", {}).items():
+            if value.get("description"):
+                continue
+            description = overrides.get(property_name) or PROPERTY_DESCRIPTIONS.get(property_name)
+            if description:
+                value["description"] = description
+
+
+class _Verbatim(BaseSchemaObject):
+    """An example as it is: Litestar's `to_schema` drops every null of a plain dict, the nulls that an
+    example of a nullable field must show."""
+
+    def __init__(self, value: dict[str, Any]) -> None:
+        self.value = value
+
+    def to_schema(self) -> dict[str, Any]:
+        return self.value
+
+
+def _examples() -> dict[str, Any]:
+    """Each operation's examples: `{operation id: {"request": body, "responses": {status: body}}}`."""
+    examples: dict[str, Any] = msgspec.json.decode((files("ledger.api") / EXAMPLES_FILE).read_bytes())
+    return examples
+
+
+def _operations(app: Litestar) -> Iterator[tuple[str, str, Operation]]:
+    for path, item in (app.openapi_schema.paths or {}).items():
+        for method in ("get", "put", "post", "delete", "options", "head", "patch", "trace"):
+            operation = getattr(item, method, None)
+            if isinstance(operation, Operation):
+                yield path, method, operation
+
+
+def _not_found(path: str) -> str:
+    if "{event_id}" in path:
+        return "no event 01a23a8e-d18c-7ca9-8bb5-8476205b3d00"
+    if "{version}" in path:
+        return "no policy xiantao-2030"
+    if "{cadre_id}" in path:
+        return "no cadre C00999 as of 2026-12-03 known at position 22342"
+    return "unit U999 is not known: no cadre serves in it and nothing rates or registers it"
+
+
+def _invalid_parameter(parameters: list[str]) -> tuple[str, str]:
+    """The parameter a 422 example names (the first of `PARAMETER_MESSAGES` the route takes), its message."""
+    for name, message in PARAMETER_MESSAGES.items():
+        if name in parameters:
+            return name, message
+    name = parameters[0] if parameters else "known_at"
+    return name, "expected a log position or an RFC 3339 instant with an offset"
+
+
+def _problem_example(path: str, status: int, *, reads_body: bool, parameters: list[str]) -> dict[str, Any]:
+    """A realistic problem document for `status` on this route, with the words the handlers use."""
+    instance = path
+    for parameter, value in EXAMPLE_PATH_VALUES.items():
+        instance = instance.replace(parameter, value)
+    problem: Problem
+    if status == 400:
+        problem = problem_for(
+            "malformed-body",
+            "the body is not well-formed JSON: JSON is malformed: trailing characters (byte 17)",
+            rule="json_malformed",
+        )
+    elif status == 401:
+        problem = problem_for("not-authenticated", "the API key is unknown, wrong or revoked")
+    elif status == 403:
+        problem = problem_for(
+            "not-allowed",
+            "a reader key may not call this route (it needs an auditor key or above)",
+            rule="role_not_allowed",
+        )
+    elif status == 404:
+        problem = problem_for("not-found", _not_found(path))
+    elif status == 409 and reads_body:
+        problem = problem_for(
+            "conflict",
+            "item 0: source hr/hr-award-2025-0917 was recorded before with other content",
+            rule="exists_with_different_content",
+            item=0,
+            field="source.key",
+            system="hr",
+            key="hr-award-2025-0917",
+        )
+    elif status == 409:
+        problem = problem_for(
+            "integrity-failure",
+            "the log fails verification at position 1187: altered",
+            rule="altered",
+            position=1187,
+        )
+    elif status == 413:
+        problem = problem_for("body-too-large", "the body is larger than this route accepts (1 MiB)")
+    elif status == 422 and reads_body:
+        problem = problem_for(
+            "invalid-input",
+            'points are a decimal string with at most two places, such as "12.50" (numbers and floats are '
+            "refused)",
+            rule="points_must_be_decimal_string",
+            item=0,
+            field="points",
+        )
+    elif status == 422:
+        field, message = _invalid_parameter(parameters)
+        problem = problem_for("invalid-input", f"{field}: {message}", rule="parameter_invalid", field=field)
+    elif status == 503:
+        problem = problem_for(
+            "not-caught-up",
+            "the read models reached position 22338, not yet min_position 22341",
+            position=22338,
+            min_position=22341,
+        )
+    else:
+        problem = problem_for("internal-error", "the server failed to answer; the error is logged")
+    example: dict[str, Any] = msgspec.to_builtins(msgspec.structs.replace(problem, instance=instance))
+    return example
+
+
+def _header(description: str, schema: Schema) -> OpenAPIHeader:
+    return OpenAPIHeader(schema=schema, description=description, required=True, name="", param_in="header")
+
+
+def _responses(path: str, operation: Operation, *, reads_body: bool) -> None:
+    """Document what the route really answers: problem documents for every error, 503 with Retry-After.
+
+    Litestar adds a 400 `ValidationException` body to every route with parameters, but the ledger answers
+    parameters that do not convert with a 422 problem (`ledger.api.problems`); it answers 400 only for a
+    body that is not JSON, so only where a body is read.
+    """
+    responses = dict(operation.responses or {})
+    if not reads_body:
+        responses.pop("400", None)
+    if path != LIVENESS_PATH and "503" not in responses:
+        responses["503"] = OpenAPIResponse(description=UNAVAILABLE_DESCRIPTION)
+    problem = Reference(ref=REF_TEMPLATE.format(name=Problem.__name__))
+    parameters = [
+        parameter.name for parameter in operation.parameters or [] if isinstance(parameter, Parameter)
+    ]
+    for status, response in responses.items():
+        code = int(status)
+        if code < 400 or not isinstance(response, OpenAPIResponse):
+            continue
+        response.content = {
+            PROBLEM_MEDIA_TYPE: OpenAPIMediaType(
+                schema=problem,
+                example=_Verbatim(_problem_example(path, code, reads_body=reads_body, parameters=parameters)),
+            )
+        }
+        headers = dict(response.headers or {})
+        if code == 503:
+            response.description = UNAVAILABLE_DESCRIPTION
+            headers[RETRY_AFTER_HEADER] = _header(
+                "Seconds to wait before trying again.", Schema(type=OpenAPIType.INTEGER, minimum=1)
+            )
+        if code == 401:
+            headers["WWW-Authenticate"] = _header(
+                'The scheme to authenticate with: `Bearer realm="cadre-ledger"`.',
+                Schema(type=OpenAPIType.STRING),
+            )
+        response.headers = headers or None
+    operation.responses = dict(sorted(responses.items()))
+
+
+def _apply_examples(operation: Operation, examples: Mapping[str, Any]) -> None:
+    """The examples of `openapi_examples.json` on the request body and the success responses."""
+    if operation.operation_id is None or operation.operation_id not in examples:
+        return
+    entry = examples[operation.operation_id]
+    body = operation.request_body
+    if "request" in entry and isinstance(body, RequestBody):
+        for media in body.content.values():
+            media.example = _Verbatim(entry["request"])
+    for status, example in entry.get("responses", {}).items():
+        response = (operation.responses or {}).get(status)
+        if isinstance(response, OpenAPIResponse):
+            for media in (response.content or {}).values():
+                media.example = _Verbatim(example)
+
+
 def finish(app: Litestar, plugin: StructSchemas) -> None:
-    """Complete Litestar's document: msgspec's components, the hand-decoded request bodies."""
+    """Complete Litestar's document: msgspec's components, the hand-decoded request bodies, operation
+    names, the real error responses, descriptions and examples."""
     document = app.openapi_schema
     for (path, method), (body_type, description) in REQUEST_BODIES.items():
         operation = getattr(document.paths[path], method) if document.paths else None
@@ -190,11 +909,13 @@ def finish(app: Litestar, plugin: StructSchemas) -> None:
             description=description,
             required=True,
         )
+    plugin.types.add(Problem)
     _, components = msgspec.json.schema_components(
         sorted(plugin.types, key=lambda cls: cls.__name__), ref_template=REF_TEMPLATE
     )
     components.update(_input_components(components))
     _events_body(components)
+    _describe(components)
     missing = {cls.__name__ for cls in plugin.types} - set(components)
     if missing:  # two structs with one name: msgspec would have qualified them
         raise RuntimeError(f"OpenAPI components missing for {sorted(missing)}")
@@ -204,3 +925,9 @@ def finish(app: Litestar, plugin: StructSchemas) -> None:
     # Litestar's own schemas (none expected) yield to msgspec's, which match the wire exactly.
     existing.update(components)
     document.components.schemas = dict(sorted(existing.items()))
+    examples = _examples()
+    for path, method, operation in _operations(app):
+        # A route missing from OPERATION_IDS keeps Litestar's generated id; the OpenAPI tests name it.
+        operation.operation_id = OPERATION_IDS.get((path, method), operation.operation_id)
+        _responses(path, operation, reads_body=(path, method) in REQUEST_BODIES)
+        _apply_examples(operation, examples)
