@@ -23,13 +23,13 @@ from ledger.access import ApiKey, Role
 from ledger.api.auth import check_may_post, key_of, requires
 from ledger.api.openapi import SECURITY
 from ledger.api.params import DEFAULT_LIMIT, AfterQuery, LimitQuery
-from ledger.api.problems import MalformedBody
+from ledger.api.problems import MalformedBody, NotAllowed, problem_for
 from ledger.api.responses import errors, success
-from ledger.api.schemas import EventDocument, EventsPage
+from ledger.api.schemas import DryRunDocument, DryRunItem, EventDocument, EventsPage
 from ledger.api.services import Services
 from ledger.domain.errors import InvalidInput
 from ledger.domain.events import EventBase
-from ledger.ledger import BATCH_SIZE_MAX, LoggedEvent
+from ledger.ledger import BATCH_SIZE_MAX, CheckedItem, LoggedEvent
 from ledger.results import PostResult
 from ledger.wire import NotUtf8, check_utf8, decode_event_json, invalid_from
 
@@ -56,8 +56,8 @@ def check_body(body: bytes, expected: str) -> None:
         raise MalformedBody("the body starts with a byte order mark (EF BB BF): send JSON without one")
 
 
-def decode_batch(body: bytes) -> list[EventBase]:
-    """The events of a posted body; MalformedBody (400) or InvalidInput (422) naming the item and field."""
+def _items(body: bytes) -> list[msgspec.Raw]:
+    """The raw items of a posted body; MalformedBody (400) or InvalidInput (422) for its shape."""
     check_body(body, '{"events": [...]}')
     try:
         batch = _batch_decoder.decode(body)
@@ -75,7 +75,12 @@ def decode_batch(body: bytes) -> list[EventBase]:
             field="events",
             rule="batch_too_large",
         )
-    return [decode_event_json(bytes(raw), item=index) for index, raw in enumerate(batch.events)]
+    return batch.events
+
+
+def decode_batch(body: bytes) -> list[EventBase]:
+    """The events of a posted body; MalformedBody (400) or InvalidInput (422) naming the item and field."""
+    return [decode_event_json(bytes(raw), item=index) for index, raw in enumerate(_items(body))]
 
 
 def _post(services: Services, key: ApiKey, body: bytes) -> PostResult:
@@ -83,6 +88,66 @@ def _post(services: Services, key: ApiKey, body: bytes) -> PostResult:
     check_may_post(key, events)
     result = services.ledger.post(events, posted_by=key.principal)
     return result
+
+
+def _dry_run(services: Services, key: ApiKey, body: bytes) -> DryRunDocument:
+    """Every item decided as a post would decide it, none recorded. The body's shape is refused as in a
+    post (400, 422); an item that does not decode is reported with the others, not refused alone; what the
+    key may not post is refused (403) as in a post."""
+    decoded: list[tuple[int, EventBase]] = []
+    refused: dict[int, InvalidInput] = {}
+    raws = _items(body)
+    for index, raw in enumerate(raws):
+        try:
+            decoded.append((index, decode_event_json(bytes(raw), item=index)))
+        except InvalidInput as error:
+            refused[index] = error
+    for index, event in decoded:
+        try:
+            check_may_post(key, [event])
+        except NotAllowed as error:
+            detail = error.detail.removeprefix("item 0: ")
+            raise NotAllowed(
+                f"item {index}: {detail}", rule=error.rule, item=index, field=error.field
+            ) from None
+    position = services.ledger.head()
+    checked: dict[int, CheckedItem] = {}
+    if decoded:
+        result = services.ledger.check([event for _, event in decoded], posted_by=key.principal)
+        position = result.position
+        checked = {decoded[item.item][0]: item for item in result.items}
+    items = [_dry_run_item(index, checked.get(index), refused.get(index)) for index in range(len(raws))]
+    return DryRunDocument(valid=all(item.error is None for item in items), position=position, items=items)
+
+
+def _dry_run_item(index: int, checked: CheckedItem | None, refused: InvalidInput | None) -> DryRunItem:
+    if refused is not None:
+        problem = problem_for(
+            "invalid-input", refused.message, rule=refused.rule, item=index, field=refused.field
+        )
+        return DryRunItem(item=index, outcome="invalid", error=problem)
+    assert checked is not None
+    if checked.outcome == "conflict":
+        event_error = problem_for(
+            "conflict",
+            checked.message or "",
+            rule=checked.rule,
+            item=index,
+            field=checked.field,
+        )
+        return DryRunItem(item=index, outcome="conflict", error=event_error)
+    if checked.outcome == "invalid":
+        event_error = problem_for(
+            "invalid-input", checked.message or "", rule=checked.rule, item=index, field=checked.field
+        )
+        return DryRunItem(item=index, outcome="invalid", error=event_error)
+    return DryRunItem(
+        item=index,
+        outcome=checked.outcome,
+        points=checked.points,
+        event_id=checked.event_id,
+        position=checked.position,
+    )
 
 
 def _document(logged: LoggedEvent) -> EventDocument:
@@ -110,19 +175,40 @@ class EventsController(Controller):
             "`points`, `hash` and `replayed`. 201 when anything is new, 200 when every item replays an "
             "earlier post (same `source.system` and `source.key`, same content). The same key with other "
             "content is a 409; invalid content a 422 naming the item and field; either way nothing is "
-            "recorded. A poster key posts only as its own `source.system`, only its event types (else 403)."
+            "recorded. A poster key posts only as its own `source.system`, only its event types (else 403). "
+            "With `dry_run=true` nothing is recorded and the answer (200) is a dry-run document: every "
+            "item's would-be result or error."
         ),
         security=SECURITY,
         status_code=HTTP_201_CREATED,
         responses={
-            HTTP_200_OK: success(PostResult, "Every item replays an earlier post; nothing new was recorded.")
+            HTTP_200_OK: success(
+                PostResult | DryRunDocument,  # type: ignore[arg-type]
+                "Every item replays an earlier post, nothing new was recorded; or, with `dry_run=true`, "
+                "the dry run (a DryRunDocument).",
+            )
         }
         | errors(400, 401, 403, 409, 413, 422),
     )
     async def post_events(
-        self, request: Request[Any, Any, Any], services: NamedDependency[Services]
-    ) -> Response[PostResult]:
+        self,
+        request: Request[Any, Any, Any],
+        services: NamedDependency[Services],
+        dry_run: Annotated[
+            bool,
+            QueryParameter(
+                description=(
+                    "Check the batch and record nothing: 200 with every item's would-be result "
+                    "(`outcome` new or replay, with its `points`) or its error (a problem with `rule`, "
+                    "`field` and `detail`), all items decided in one answer; `valid` when none is refused."
+                )
+            ),
+        ] = False,
+    ) -> Response[PostResult | DryRunDocument]:
         body = await request.body()
+        if dry_run:
+            checked = await sync_to_thread(_dry_run, services, key_of(request), body)
+            return Response(checked, status_code=HTTP_200_OK)
         result = await sync_to_thread(_post, services, key_of(request), body)
         status = HTTP_200_OK if all(item.replayed for item in result.results) else HTTP_201_CREATED
         return Response(result, status_code=status)

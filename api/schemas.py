@@ -6,17 +6,22 @@ them for the OpenAPI document, with unknown fields forbidden.
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
+from ledger.api.problems import Problem
 from ledger.domain.events import POLICY_BODY_LENGTH_MAX, Event
 from ledger.ledger import BATCH_SIZE_MAX
 from ledger.results import InclusionProof
 
 __all__ = [
+    "DryRunDocument",
+    "DryRunItem",
     "EventDocument",
     "EventsBody",
     "EventsPage",
@@ -32,6 +37,44 @@ class EventsBody(msgspec.Struct, forbid_unknown_fields=True):
     """A batch of events to post, recorded atomically (all or nothing)."""
 
     events: Annotated[list[Event], Meta(min_length=1, max_length=BATCH_SIZE_MAX)]
+
+
+class DryRunItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One item of a dry run (`POST /v1/events?dry_run=true`): what posting it would do, or its error."""
+
+    item: Annotated[int, Meta(description="The item's index in the batch, from 0.")]
+    outcome: Annotated[
+        Literal["new", "replay", "invalid", "conflict"],
+        Meta(
+            description="`new`: it would be recorded; `replay`: its source is already recorded (or earlier "
+            "in the batch) with the same content; `invalid`, `conflict`: it would be refused (see `error`)."
+        ),
+    ]
+    points: Annotated[
+        Decimal | None,
+        Meta(description="What it would count (new) or counts (replay); null when refused."),
+    ] = None
+    event_id: Annotated[
+        uuid.UUID | None,
+        Meta(description="The recorded event a replay answers with; null otherwise (nothing is recorded)."),
+    ] = None
+    position: Annotated[
+        int | None, Meta(description="The log position of the recorded event a replay answers with.")
+    ] = None
+    error: Annotated[
+        Problem | None,
+        Meta(
+            description="Why it would be refused: a problem (422 or 409) with `rule`, `field` and `detail`."
+        ),
+    ] = None
+
+
+class DryRunDocument(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to a dry run: every item decided as posting the batch would, none recorded."""
+
+    valid: Annotated[bool, Meta(description="True when no item would be refused: posting it would succeed.")]
+    position: Annotated[int, Meta(description="The log head the items were decided against.")]
+    items: Annotated[list[DryRunItem], Meta(description="One entry per item of the batch, in order.")]
 
 
 class PolicyBody(msgspec.Struct, forbid_unknown_fields=True):

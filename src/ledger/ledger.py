@@ -42,10 +42,19 @@ from ledger.results import (
 from ledger.signing import Signer, SigningKeys
 from ledger.store.application import DEFAULT_DATABASE_URL, LedgerApplication, environment_for
 from ledger.store.faults import store_fault
-from ledger.writer import BATCH_SIZE_MAX, POSTS_WAITING_MAX, Writer
+from ledger.writer import BATCH_SIZE_MAX, CHECK_SIZE_MAX, POSTS_WAITING_MAX, CheckedItem, DryRun, Writer
 from ledger_verify.checkpoint import CheckpointDocument
 
-__all__ = ["BATCH_SIZE_MAX", "POSTS_WAITING_MAX", "ExportHeader", "Ledger", "LoggedEvent"]
+__all__ = [
+    "BATCH_SIZE_MAX",
+    "CHECK_SIZE_MAX",
+    "POSTS_WAITING_MAX",
+    "CheckedItem",
+    "DryRun",
+    "ExportHeader",
+    "Ledger",
+    "LoggedEvent",
+]
 
 DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
 ACCRUAL_SYSTEM: Final = "ledger.accrue"
@@ -198,6 +207,14 @@ class Ledger:
         Raises InvalidInput (naming the item and field) or Conflict; then nothing is recorded.
         """
         return self._writer.post(events, posted_by=posted_by)
+
+    def check(self, events: Sequence[EventBase], *, posted_by: str = "library") -> DryRun:
+        """A dry run: what posting `events` in order would do, item by item — what each would count, a
+        replay of an already recorded source, a conflict, or the refusal (field, rule, message) — with
+        every item decided, past the ones refused. Records nothing. Up to CHECK_SIZE_MAX events, decided
+        as one sequence: what posting them in batches, in order, would do; see `Writer.check`.
+        """
+        return self._writer.check(events, posted_by=posted_by)
 
     def record_own(self, events: Sequence[EventBase], *, posted_by: str) -> PostResult:
         """Record events of the ledger's own streams (`$keys`); see `Writer.record_own`."""

@@ -20,7 +20,8 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date
-from typing import Any, Final
+from decimal import Decimal
+from typing import Any, Final, Literal
 
 import msgspec
 from eventsourcing.persistence import IntegrityError, PersistenceError
@@ -55,9 +56,21 @@ from ledger.store.batch import AppendOutcome, BatchWrite, StaleHead
 from ledger.store.faults import store_fault
 from ledger.store.mapper import decode_event
 
-__all__ = ["APPEND_ATTEMPTS_MAX", "BATCH_SIZE_MAX", "LOST_RACES_MAX", "POSTS_WAITING_MAX", "Writer"]
+__all__ = [
+    "APPEND_ATTEMPTS_MAX",
+    "BATCH_SIZE_MAX",
+    "CHECK_SIZE_MAX",
+    "LOST_RACES_MAX",
+    "POSTS_WAITING_MAX",
+    "CheckedItem",
+    "DryRun",
+    "Writer",
+]
 
 BATCH_SIZE_MAX: Final = 1_000
+# A dry run decides a whole file as one draft (a file is posted in batches that each see the ones before);
+# this bounds the memory of that draft, not the size of a transaction.
+CHECK_SIZE_MAX: Final = 100_000
 APPEND_ATTEMPTS_MAX: Final = 50
 # Lost races in a row before a post takes the append lock before deciding (and so wins the next one).
 LOST_RACES_MAX: Final = 2
@@ -74,6 +87,37 @@ logger = logging.getLogger("ledger")
 
 # Where each item's result comes from: ("new", index into the plan) or ("old", position).
 _Origin = tuple[str, int]
+Outcome = Literal["new", "replay", "invalid", "conflict"]
+
+
+class CheckedItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One item of a dry run: what posting it would do (`new`, `replay`), or why it would be refused
+    (`invalid`, `conflict`: `field`, `rule` and `message` say what to change).
+
+    `points` is what a new item would count, or what the recorded event it replays counts; `event_id`
+    and `position` are the recorded event's (a replay of the log), `replay_of` the index of the earlier
+    item of the same run it repeats. A new item has no id or position: nothing was recorded.
+    """
+
+    item: int
+    type: str
+    outcome: Outcome
+    points: Decimal | None = None
+    event_id: uuid.UUID | None = None
+    position: int | None = None
+    replay_of: int | None = None
+    field: str | None = None
+    rule: str | None = None
+    message: str | None = None
+
+
+class DryRun(msgspec.Struct, frozen=True):
+    """What posting `items` would do, decided against the log at `position`; `valid` when no item would
+    be refused. Nothing was recorded."""
+
+    valid: bool
+    position: int
+    items: list[CheckedItem]
 
 
 class Writer:
@@ -159,6 +203,115 @@ class Writer:
                     self.knowledge.persist()
                 return result
             raise LedgerError(f"the log kept moving: could not append after {APPEND_ATTEMPTS_MAX} attempts")
+
+    def check(self, events: Sequence[EventBase], *, posted_by: str) -> DryRun:
+        """Decide every item as `post` would, on one draft, and record nothing: a dry run.
+
+        Unlike `post`, a refused item does not stop the run: it is reported, left out of the draft, and
+        the next item is decided. So every item's refusal is found in one run, and an item that depends
+        on an earlier one (a merit for a cadre registered above it) is decided as posting the whole
+        sequence would decide it. Held under the writer's lock, after catching up, like a post.
+        """
+        if not events:
+            raise InvalidInput(
+                "a batch holds at least one event", field="events", rule="batch_must_not_be_empty"
+            )
+        if len(events) > CHECK_SIZE_MAX:
+            raise InvalidInput(
+                f"a dry run holds at most {CHECK_SIZE_MAX} events", field="events", rule="batch_too_large"
+            )
+        refused: dict[int, InvalidInput] = {}
+        fingerprints: list[bytes] = []
+        for index, event in enumerate(events):
+            try:
+                check_client_fields(event)
+                fingerprints.append(client_fingerprint(event, item=index))
+            except InvalidInput as error:
+                refused[index] = error
+                fingerprints.append(b"")
+        with self.writing():
+            try:
+                self.knowledge.catch_up()
+                return self._check_once(events, fingerprints, refused, posted_by)
+            except PersistenceError as error:
+                fault = store_fault(error)
+                if fault is None:
+                    raise
+                raise fault from error
+
+    def _check_once(
+        self,
+        events: Sequence[EventBase],
+        fingerprints: list[bytes],
+        refused: dict[int, InvalidInput],
+        posted_by: str,
+    ) -> DryRun:
+        """`_post_once` without the append, going on past a refused item."""
+        knowledge = self.knowledge
+        keys = [(event.source.system, event.source.key) for event in events]
+        recorded_sources = self._recorder.sources([key for i, key in enumerate(keys) if i not in refused])
+        draft = _Planned(knowledge)
+        in_batch: dict[tuple[str, str], tuple[bytes, int, Decimal]] = {}
+        pending: dict[uuid.UUID, tuple[int, EventBase]] = {}
+        planned = 0
+        today = self._today()
+        items: list[CheckedItem] = []
+        for index, (event, key, print_) in enumerate(zip(events, keys, fingerprints, strict=True)):
+            kind = type_of(event)
+            problem = refused.get(index)
+            if problem is not None:
+                items.append(_refused(index, kind, problem))
+                continue
+            earlier = recorded_sources.get(key)
+            if earlier is not None:
+                if _recorded_fingerprint(earlier[1], key) != print_:
+                    items.append(
+                        _conflict(index, kind, f"source {key[0]}/{key[1]} was recorded with other content")
+                    )
+                    continue
+                logged = decode_event(earlier[1])
+                items.append(
+                    CheckedItem(
+                        item=index,
+                        type=kind,
+                        outcome="replay",
+                        points=points_of(logged),
+                        event_id=recorded_id(logged),
+                        position=earlier[0],
+                    )
+                )
+                continue
+            if key in in_batch:
+                first_print, first, points = in_batch[key]
+                if first_print != print_:
+                    items.append(
+                        _conflict(
+                            index,
+                            kind,
+                            f"source {key[0]}/{key[1]} appears twice with other content "
+                            f"(first as item {first})",
+                        )
+                    )
+                else:
+                    items.append(
+                        CheckedItem(item=index, type=kind, outcome="replay", points=points, replay_of=first)
+                    )
+                continue
+            try:
+                recorded = self._decide(event, draft, posted_by, today, pending)
+            except InvalidInput as error:
+                items.append(_refused(index, kind, error))
+                continue
+            stream = stream_of(recorded)
+            draft.next_version(stream)
+            planned += 1
+            position = knowledge.head + planned
+            draft.fold(stream, recorded, position)
+            pending[recorded_id(recorded)] = (position, recorded)
+            in_batch[key] = (print_, index, points_of(recorded))
+            items.append(CheckedItem(item=index, type=kind, outcome="new", points=points_of(recorded)))
+        valid = all(item.outcome in ("new", "replay") for item in items)
+        return DryRun(valid, knowledge.head, items)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
@@ -418,6 +571,23 @@ class _Planned(Draft):
     def __init__(self, knowledge: Knowledge) -> None:
         super().__init__(knowledge)
         self.appended: list[Recorded] = []
+
+
+def _refused(index: int, kind: str, error: InvalidInput) -> CheckedItem:
+    return CheckedItem(
+        item=index, type=kind, outcome="invalid", field=error.field, rule=error.rule, message=error.message
+    )
+
+
+def _conflict(index: int, kind: str, message: str) -> CheckedItem:
+    return CheckedItem(
+        item=index,
+        type=kind,
+        outcome="conflict",
+        field="source.key",
+        rule="exists_with_different_content",
+        message=message,
+    )
 
 
 def _recorded_fingerprint(state: bytes, key: tuple[str, str]) -> bytes:
