@@ -28,13 +28,16 @@ $(STAMP_DEV): pyproject.toml $(PACKAGE_DIRS) | $(BIN)/python
 venv: $(STAMP_RUN)
 dev: $(STAMP_DEV)
 
-# Seed the demo city if the ledger is empty, issue DEMO keys (printed with example curl lines), serve.
+# Seed the demo city if the ledger is empty, issue DEMO keys (printed with example curl lines), serve on
+# PORT (default 8000; `serve` refuses a port another server holds before it says it is serving).
 DEMO_SCALE ?= small
+
+PORT ?= 8000
 
 run: $(STAMP_RUN)
 	$(BIN)/ledger demo --if-empty --scale $(DEMO_SCALE)
-	$(BIN)/ledger keys demo --base-url http://127.0.0.1:8000
-	$(BIN)/ledger serve --host 127.0.0.1 --port 8000
+	$(BIN)/ledger keys demo --base-url http://127.0.0.1:$(PORT)
+	$(BIN)/ledger serve --host 127.0.0.1 --port $(PORT)
 
 # Two test processes (pytest-xdist): on a 2-core machine pytest took 905 s in one process, over CI's
 # 15 minutes with lint and the wheel, and 649-713 s in two (docs/decisions.md).

@@ -322,6 +322,8 @@ def serve(
         KeyStore.open(url).close()
     except LedgerError as error:
         fail(EXIT_INVALID, f"cannot open the ledger at {url}: {error}")
+    if port:
+        _require_free_port(host, port)
     # Workers are separate processes: they read their configuration from the environment.
     os.environ["LEDGER_DATABASE_URL"] = url
     if cors_origin:
@@ -344,6 +346,28 @@ def serve(
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """Say that the port is taken before saying "serving" (uvicorn would print its own error after ours).
+    The socket is set up as uvicorn sets up its own, so a port in TIME_WAIT counts as free."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        fail(EXIT_INVALID, f"--host: cannot listen on {host!r}: {error.strerror}")
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            fail(
+                EXIT_INVALID,
+                f"--port: cannot listen on {host}:{port} ({error.strerror}); another server holds it? "
+                "Choose another port (`--port 8001`, or `PORT=8001 make run`)",
+            )
 
 
 def _standalone() -> typer.Typer:

@@ -21,7 +21,17 @@ from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 
 from ledger.access import key_findings
-from ledger.cli_common import EXIT_FAILED, EXIT_INVALID, Database, err, fail, out, print_json, print_table
+from ledger.cli_common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    Database,
+    err,
+    fail,
+    out,
+    print_json,
+    print_table,
+    progress_bar,
+)
 from ledger.domain.errors import (
     Conflict,
     IntegrityFailure,
@@ -117,7 +127,11 @@ def verify(
     --read-models, the first difference between the read models and the log)."""
     checkpoint_ = None if against is None else _read_checkpoint(against, "--against")
     with opened(database, create=False) as ledger:
-        report = ledger.verify(checkpoint_).with_findings(key_findings(ledger))
+        total = ledger.head()
+        with progress_bar("verifying", total) as progress:
+            task = progress.add_task("verifying", total=total)
+            report = ledger.verify(checkpoint_, progress=lambda n: progress.advance(task, n))
+        report = report.with_findings(key_findings(ledger))
         if read_models:
             from ledger.projections.integrity import persisted_index_findings, read_model_findings
             from ledger.projections.store import FactStore

@@ -362,10 +362,16 @@ class Ledger:
 
     # Audit (`ledger.audit`).
 
-    def verify(self, against: Checkpoint | CheckpointDocument | None = None) -> VerifyReport:
+    def verify(
+        self,
+        against: Checkpoint | CheckpointDocument | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> VerifyReport:
         """Recompute the whole chain and the Merkle tree; with a checkpoint (as `checkpoint` gives it, or
         as `ledger_verify.checkpoint.parse_checkpoint` reads either shape), also prove the log still
-        extends it, and that a signed one is signed by a key this log publishes."""
+        extends it, and that a signed one is signed by a key this log publishes. `progress` is told how
+        many events each page verified."""
         if isinstance(against, Checkpoint):
             against = CheckpointDocument(
                 against.ledger_id,
@@ -387,7 +393,7 @@ class Ledger:
                 return None
             return SigningKeyRecord(bytes.fromhex(key.public_key), key.position, key.retired_position)
 
-        return self._audit.verify(against, signing_key_of)
+        return self._audit.verify(against, signing_key_of, progress=progress)
 
     def checkpoint(self, signer: Signer | None = None) -> Checkpoint:
         """The head of the log as a checkpoint, signed by `signer` when given (a key the log publishes and

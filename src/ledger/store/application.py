@@ -20,6 +20,7 @@ from ledger.store.recorders import WRITE_LOCK_WAIT_SECONDS, LedgerRecorder
 __all__ = ["DEFAULT_DATABASE_URL", "LedgerApplication", "environment_for"]
 
 DEFAULT_DATABASE_URL = "sqlite:///ledger.db"
+POSTGRES_EXTRA_HINT = "pip install 'cadre-ledger[postgres]'"
 SQLITE_SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 
 
@@ -54,6 +55,7 @@ def environment_for(url: str) -> dict[str, str]:
             "APPLICATION_RECORDER_TOPIC": "ledger.store.recorders:LedgerSQLiteRecorder",
         }
     if parts.scheme in ("postgresql", "postgres"):
+        _require_postgres_driver()
         query = parse_qs(parts.query)
         return common | {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -122,3 +124,17 @@ class LedgerApplication(Application[Any]):
 
     def close(self) -> None:
         self.factory.close()
+
+
+def _require_postgres_driver() -> None:
+    """A PostgreSQL URL on the plain install: say which extra to install, not a traceback from deep inside
+    eventsourcing's import of psycopg."""
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        raise InvalidInput(
+            f"a PostgreSQL ledger needs the postgres extra: {POSTGRES_EXTRA_HINT}",
+            field="LEDGER_DATABASE_URL",
+            rule="postgres_extra_missing",
+        ) from None
