@@ -9,9 +9,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
+import msgspec
 import typer
 
 from ledger.cli_access import keys_app, serve
@@ -19,6 +22,7 @@ from ledger.cli_audit import checkpoint, proof_app, signing_app, verify
 from ledger.cli_audit import opened as _opened
 from ledger.cli_common import (
     EXIT_INVALID,
+    EXIT_OK,
     Database,
     err,
     fail,
@@ -27,20 +31,30 @@ from ledger.cli_common import (
     print_json,
     progress_bar,
 )
-from ledger.cli_posting import post
+from ledger.cli_posting import post, template
 from ledger.cli_reading import (
     AsOf,
+    ColumnsOption,
+    ExcelOption,
     Format,
     FormatOption,
     KnownAt,
+    LangOption,
+    OutputOption,
     PeriodOption,
+    ReadFormat,
+    ReadFormatOption,
+    WideOption,
     as_of_date,
+    column,
     known_at_value,
     movement_text,
+    output_of,
     print_rows,
     projections_of,
 )
 from ledger.cli_units import units_app
+from ledger.sheets import Kind, Lang, Sheet
 
 __all__ = ["app", "main"]
 
@@ -54,6 +68,26 @@ app = typer.Typer(
 )
 policy_app = typer.Typer(help="Show or publish the rulebook (policy).", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        out.print(f"cadre-ledger {version('cadre-ledger')}", highlight=False)
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit"),
+    ] = False,
+) -> None:
+    """cadre-ledger: an event-sourced points ledger for cadre management."""
+
+
 app.add_typer(keys_app, name="keys")
 app.add_typer(proof_app, name="proof")
 keys_app.add_typer(signing_app, name="signing")
@@ -62,6 +96,7 @@ app.command()(verify)
 app.command()(checkpoint)
 app.command()(serve)
 app.command()(post)
+app.command()(template)
 
 
 @app.command()
@@ -71,59 +106,80 @@ def init(database: Database = None) -> None:
         out.print(f"ledger {ledger.ledger_id} at position {ledger.head()}", highlight=False)
 
 
+HISTORY_COLUMNS = (
+    column("effective_on", Kind.date),
+    column("position", Kind.int),
+    column("event", essential=False),
+    column("type"),
+    column("points", Kind.points),
+    column("counted", Kind.points),
+    column("running_total", Kind.points),
+    column("posted_by", essential=False),
+    column("source", essential=False, wrap=True),
+    column("link", wrap=True),
+    column("adjustment", essential=False, wrap=True),
+)
+
+
 @app.command()
 def history(
     cadre_id: Annotated[str, typer.Argument(help="The cadre's personnel number")],
     database: Database = None,
     as_of: AsOf = None,
     known_at: KnownAt = None,
-    fmt: FormatOption = Format.table,
+    fmt: ReadFormatOption = ReadFormat.table,
+    columns: ColumnsOption = None,
+    wide: WideOption = False,
+    excel: ExcelOption = False,
+    lang: LangOption = Lang.en,
+    output: OutputOption = None,
 ) -> None:
     """A cadre's entries with running totals, as of a date, as known at a moment."""
+    how = output_of(fmt, columns=columns, wide=wide, excel=excel, lang=lang, file=output)
     with _opened(database, create=False) as ledger:
         page = ledger.history(cadre_id, as_of=as_of_date(as_of), known_at=known_at_value(known_at))
+    positions = {entry.event_id: entry.position for entry in page.entries}
+    # `counted` earns its table space only where it differs from `points` (a reversal, an expired gate).
+    adjusted = any(entry.counted_points != entry.points for entry in page.entries)
     print_rows(
-        fmt,
+        how,
         page,
         f"{page.cadre_id}: total {page.total} as of {page.as_of}, known at position {page.position}",
-        [
-            "effective_on",
-            "position",
-            "event",
-            "type",
-            "points",
-            "counted",
-            "running_total",
-            "posted_by",
-            "source",
-            "link",
-            "adjustment",
-        ],
+        [replace(c, essential=adjusted) if c.name == "counted" else c for c in HISTORY_COLUMNS],
         [
             [
                 entry.effective_on,
                 entry.position,
-                str(entry.event_id)[:8],
+                _short_id(entry.event_id),
                 entry.type,
                 entry.points,
                 entry.counted_points,
                 entry.running_total,
                 entry.posted_by,
                 f"{entry.source.system}/{entry.source.key}",
-                _link(entry.reverses, entry.reversed_by),
+                _link(entry.reverses, entry.reversed_by, positions),
                 entry.adjustment or "",
             ]
             for entry in page.entries
         ],
+        title_zh=f"{page.cadre_id}：截至 {page.as_of} 积分 {page.total}，以日志序号 {page.position} 时所知",
+        name=f"history {page.cadre_id}",
     )
 
 
-def _link(reverses: object, reversed_by: object) -> str:
-    """A reversal link in a few characters: the short id of the other event."""
-    if reverses is not None:
-        return f"reverses {str(reverses)[:8]}"
-    if reversed_by is not None:
-        return f"reversed by {str(reversed_by)[:8]}"
+def _short_id(event_id: object) -> str:
+    """The last 8 hex digits of an event id: a UUIDv7 starts with its millisecond time stamp, so the first
+    8 are the same for every event of a batch; the end is random."""
+    return str(event_id).replace("-", "")[-8:]
+
+
+def _link(reverses: object, reversed_by: object, positions: dict[Any, int]) -> str:
+    """A reversal link in a few characters: the other event's position (`#12`, as the position column
+    shows it) when this page lists it, else the end of its id."""
+    for words, other in (("reverses", reverses), ("reversed by", reversed_by)):
+        if other is not None:
+            position = positions.get(other)
+            return f"{words} #{position}" if position is not None else f"{words} {_short_id(other)}"
     return ""
 
 
@@ -151,15 +207,28 @@ def import_(
     database: Database = None,
 ) -> None:
     """Import an export into an empty ledger, re-verifying every hash of its chain."""
+    total = _export_size(file)
     with (
         _opened(database, publish_illustrative=False) as ledger,
         file.open("rb") as stream,
-        progress_bar("importing", None) as progress,
+        progress_bar("importing", total) as progress,
     ):
-        task = progress.add_task("importing", total=None)
+        task = progress.add_task("importing", total=total)
         imported = ledger.import_(stream, progress=lambda n: progress.advance(task, n))
         head = ledger.head()
     err.print(f"imported {imported} events; log at position {head}")
+
+
+def _export_size(file: Path) -> int | None:
+    """The number of events an export holds, from its header line (the bar's total); None when the header
+    cannot be read — the import itself then says what is wrong with the file."""
+    try:
+        with file.open("rb") as stream:
+            header = msgspec.json.decode(stream.readline())
+    except (OSError, msgspec.DecodeError):
+        return None
+    position = header.get("position") if isinstance(header, dict) else None
+    return position if isinstance(position, int) and position >= 0 else None
 
 
 @app.command()
@@ -247,29 +316,50 @@ def demo(
     database: Database = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic city")] = 7,
     scale: Annotated[str, typer.Option(help="small (~200 cadres) or city (3,900 cadres)")] = "small",
+    today: Annotated[
+        str | None,
+        typer.Option(
+            "--today",
+            help="The city's last day, YYYY-MM-DD (default today): the same day, seed and scale make the "
+            "same city",
+        ),
+    ] = None,
     if_empty: Annotated[
         bool, typer.Option("--if-empty", help="Do nothing if the ledger holds cadres already")
     ] = False,
 ) -> None:
     """Seed a deterministic synthetic city: units, cadres and three years of events."""
-    from ledger.demo import run_demo
+    from ledger.demo import Scale, generate_city, run_demo
 
     if scale not in ("small", "city"):
         fail(EXIT_INVALID, f"--scale: {scale!r} is not small or city")
+    last_day = None
+    if today is not None:
+        try:
+            last_day = date.fromisoformat(today)
+        except ValueError:
+            fail(EXIT_INVALID, f"--today: {today!r} is not a date YYYY-MM-DD")
     with _opened(database) as ledger:
+        if last_day is not None and last_day > ledger.today():
+            # Its last events would be dated after today, which the ledger refuses to record.
+            fail(EXIT_INVALID, f"--today: {last_day} is after today ({ledger.today()})")
         if if_empty and ledger.head() > len(ledger.policies()):
             out.print(f"the ledger holds {ledger.head()} events; not seeding", highlight=False)
             return
+        day = last_day or ledger.today()
         started = time.perf_counter()
-        with progress_bar("demo", None) as progress:
-            task = progress.add_task(f"seeding the {scale} city", total=None)
-            advance: Callable[[int], None] = lambda n: progress.advance(task, n)  # noqa: E731
-            summary = run_demo(ledger, seed=seed, scale=scale, today=ledger.today(), progress=advance)
+        # The bar counts batches (a month's registrations, awards, accruals…): their number is known
+        # beforehand, the number of accruals only once they are posted.
+        batches = sum(1 for _ in generate_city(seed=seed, scale=cast(Scale, scale), today=day))
+        with progress_bar("demo", batches) as progress:
+            task = progress.add_task(f"seeding the {scale} demo (batches)", total=batches)
+            advance: Callable[[int], None] = lambda _n: progress.advance(task, 1)  # noqa: E731
+            summary = run_demo(ledger, seed=seed, scale=scale, today=day, progress=advance)
         ledger.analyze()
         seconds = time.perf_counter() - started
         out.print(
             f"seeded {summary.events_posted} events for {summary.cadres} cadres in "
-            f"{summary.units} units in {seconds:.1f} s; log at {ledger.head()}",
+            f"{summary.units} units up to {day} in {seconds:.1f} s; log at {ledger.head()}",
             highlight=False,
         )
 
@@ -292,6 +382,24 @@ EachScope = Annotated[
 ]
 
 
+RANKING_COLUMNS = (
+    column("rank", Kind.int),
+    column("cadre_id"),
+    column("name", wrap=True),
+    column("unit_id"),
+    column("grade", wrap=True),
+    column("total", Kind.points),
+    column("tenure", Kind.points, essential=False),
+    column("merit", Kind.points, essential=False),
+    column("deductions", Kind.points, essential=False),
+    column("appraisal", Kind.points, essential=False),
+    column("evaluation", Kind.points, essential=False),
+    column("recall", Kind.points, essential=False),
+    column("previous_rank", Kind.int, essential=False),
+    column("movement"),  # text: `+1`, `-2`, `=`, `new`, never a number or a formula in a spreadsheet
+)
+
+
 @app.command()
 def rankings(
     database: Database = None,
@@ -312,35 +420,27 @@ def rankings(
         ),
     ] = "total",
     known_at: KnownAt = None,
-    fmt: FormatOption = Format.table,
+    fmt: ReadFormatOption = ReadFormat.table,
+    columns: ColumnsOption = None,
+    wide: WideOption = False,
+    excel: ExcelOption = False,
+    lang: LangOption = Lang.en,
+    output: OutputOption = None,
 ) -> None:
     """Rank a scope: competition ranks, the policy's tie-breakers, the previous period's rank and movement."""
+    how = output_of(fmt, columns=columns, wide=wide, excel=excel, lang=lang, file=output)
     with projections_of(database) as projections:
         view = projections.rankings(
             scope, period=period, as_of=as_of_date(as_of), basis=basis, known_at=known_at_value(known_at)
         )
     gained = f"points since {view.since}" if view.since else "total"
+    gained_zh = f"{view.since} 以来的积分" if view.since else "总积分"
     print_rows(
-        fmt,
+        how,
         view,
         f"{view.scope} as of {view.as_of} (previous {view.previous_as_of}), known at {view.position}, "
         f"by {gained}",
-        [
-            "rank",
-            "cadre_id",
-            "name",
-            "unit_id",
-            "grade",
-            "total",
-            "tenure",
-            "merit",
-            "deductions",
-            "appraisal",
-            "evaluation",
-            "recall",
-            "previous_rank",
-            "movement",
-        ],
+        RANKING_COLUMNS,
         [
             [
                 e.rank,
@@ -360,7 +460,21 @@ def rankings(
             ]
             for e in view.entries
         ],
+        title_zh=f"{view.scope} 排名：截至 {view.as_of}（上期 {view.previous_as_of}），"
+        f"以日志序号 {view.position} 时所知，按{gained_zh}",
+        name=f"rankings {view.as_of}",
     )
+
+
+SHORTLIST_COLUMNS = (
+    column("rank", Kind.int),
+    column("cadre_id"),
+    column("name", wrap=True),
+    column("unit_id"),
+    column("grade", wrap=True),
+    column("total", Kind.points),
+)
+CHECK_COLUMNS = (column("check"), column("passed"), column("detail", wrap=True))
 
 
 @app.command()
@@ -372,34 +486,62 @@ def eligibility(
     scope: Scope = "all",
     as_of: AsOf = None,
     known_at: KnownAt = None,
-    fmt: FormatOption = Format.table,
+    fmt: ReadFormatOption = ReadFormat.table,
+    columns: ColumnsOption = None,
+    wide: WideOption = False,
+    excel: ExcelOption = False,
+    lang: LangOption = Lang.en,
+    output: OutputOption = None,
 ) -> None:
     """Whether a cadre may be promoted, with every check; or the promotion shortlist of a scope."""
+    how = output_of(fmt, columns=columns, wide=wide, excel=excel, lang=lang, file=output)
     with projections_of(database) as projections:
         if cadre_id is None:
             shortlist = projections.shortlist(
                 scope, as_of=as_of_date(as_of), known_at=known_at_value(known_at)
             )
             print_rows(
-                fmt,
+                how,
                 shortlist,
                 f"shortlist of {shortlist.scope} as of {shortlist.as_of}, known at position "
                 f"{shortlist.position}: {len(shortlist.entries)} eligible",
-                ["rank", "cadre_id", "name", "unit_id", "grade", "total"],
+                SHORTLIST_COLUMNS,
                 [[e.rank, e.cadre_id, e.name, e.unit_id, e.grade, e.total] for e in shortlist.entries],
+                title_zh=f"{shortlist.scope} 提拔人选名单：截至 {shortlist.as_of}，以日志序号 "
+                f"{shortlist.position} 时所知，符合条件 {len(shortlist.entries)} 人",
+                name=f"shortlist {shortlist.as_of}",
             )
             return
         view = projections.eligibility(
             cadre_id, as_of=as_of_date(as_of), known_at=known_at_value(known_at), scope=scope
         )
     verdict = "eligible" if view.eligible else "not eligible"
+    verdict_zh = "符合提拔条件" if view.eligible else "不符合提拔条件"
     print_rows(
-        fmt,
+        how,
         view,
         f"{view.cadre_id}: {verdict} as of {view.as_of}, known at position {view.position}",
-        ["check", "passed", "detail"],
+        CHECK_COLUMNS,
         [[check.check, "yes" if check.passed else "NO", check.detail] for check in view.checks],
+        title_zh=f"{view.cadre_id}：截至 {view.as_of} {verdict_zh}，以日志序号 {view.position} 时所知",
+        name=f"eligibility {view.cadre_id}",
     )
+
+
+OPEN_RECALL_COLUMNS = (
+    column("cadre_id"),
+    column("ordered_on", Kind.date),
+    column("period"),
+    column("reason", wrap=True),
+)
+RECALL_COLUMNS = (
+    column("cadre_id"),
+    column("name", wrap=True),
+    column("unit_id"),
+    column("rank", Kind.int),
+    column("pool_size", Kind.int),
+    column("total", Kind.points),
+)
 
 
 @app.command()
@@ -408,27 +550,47 @@ def recalls(
     database: Database = None,
     scope: EachScope = "unit:*",
     known_at: KnownAt = None,
-    fmt: FormatOption = Format.table,
+    fmt: ReadFormatOption = ReadFormat.table,
+    columns: ColumnsOption = None,
+    wide: WideOption = False,
+    excel: ExcelOption = False,
+    lang: LangOption = Lang.en,
+    output: OutputOption = None,
 ) -> None:
     """The 回炉 list of a period: the bottom of each pool with enough cadres, and the recalls still open."""
+    how = output_of(fmt, columns=columns, wide=wide, excel=excel, lang=lang, file=output)
     with projections_of(database) as projections:
         view = projections.recalls(period, scope, known_at=known_at_value(known_at))
-    if fmt is Format.table and view.open_recalls:
-        print_rows(
-            fmt,
-            view,
-            f"open recalls as of {view.as_of}",
-            ["cadre_id", "ordered_on", "period", "reason"],
-            [[r.cadre_id, r.ordered_on, r.period, r.reason] for r in view.open_recalls],
-        )
-    print_rows(
-        fmt,
-        view,
-        f"recall candidates for {view.period} ({view.scope}, basis {view.basis}), "
-        f"known at position {view.position}",
-        ["cadre_id", "name", "unit_id", "rank", "pool_size", "total"],
-        [[c.cadre_id, c.name, c.unit_id, c.rank, c.pool_size, c.total] for c in view.candidates],
+    # The open recalls are a table above the candidates and a second worksheet; CSV has room for one.
+    open_recalls = Sheet(
+        "open recalls",
+        f"open recalls as of {view.as_of}",
+        OPEN_RECALL_COLUMNS,
+        [[r.cadre_id, r.ordered_on, r.period, r.reason] for r in view.open_recalls],
+        f"截至 {view.as_of} 尚未结业的回炉",
     )
+    print_rows(
+        how,
+        view,
+        f"recall candidates for {view.period} as of {view.as_of} ({view.scope}, basis {view.basis}), "
+        f"known at position {view.position}",
+        RECALL_COLUMNS,
+        [[c.cadre_id, c.name, c.unit_id, c.rank, c.pool_size, c.total] for c in view.candidates],
+        title_zh=f"{view.period} 回炉人选：截至 {view.as_of}（{view.scope}，{view.basis}），"
+        f"以日志序号 {view.position} 时所知",
+        name=f"recalls {view.period}",
+        before=[open_recalls] if view.open_recalls else [],
+    )
+
+
+BOARD_COLUMNS = (
+    column("board"),
+    column("rank", Kind.int),
+    column("cadre_id"),
+    column("name", wrap=True),
+    column("unit_id"),
+    column("total", Kind.points),
+)
 
 
 @app.command()
@@ -437,21 +599,42 @@ def boards(
     database: Database = None,
     scope: Scope = "all",
     known_at: KnownAt = None,
-    fmt: FormatOption = Format.table,
+    fmt: ReadFormatOption = ReadFormat.table,
+    columns: ColumnsOption = None,
+    wide: WideOption = False,
+    excel: ExcelOption = False,
+    lang: LangOption = Lang.en,
+    output: OutputOption = None,
 ) -> None:
     """红黑榜 of a period: the red board (top, no vetoed cadres) and the black board (bottom)."""
+    how = output_of(fmt, columns=columns, wide=wide, excel=excel, lang=lang, file=output)
     with projections_of(database) as projections:
         view = projections.boards(period, scope, known_at=known_at_value(known_at))
     rows = [["red", e.rank, e.cadre_id, e.name, e.unit_id, e.total] for e in view.red] + [
         ["black", e.rank, e.cadre_id, e.name, e.unit_id, e.total] for e in view.black
     ]
     print_rows(
-        fmt,
+        how,
         view,
-        f"boards of {view.period} ({view.scope}, basis {view.basis}), known at position {view.position}",
-        ["board", "rank", "cadre_id", "name", "unit_id", "total"],
+        f"boards of {view.period} as of {view.as_of} ({view.scope}, basis {view.basis}), "
+        f"known at position {view.position}",
+        BOARD_COLUMNS,
         rows,
+        title_zh=f"{view.period} 红黑榜：截至 {view.as_of}（{view.scope}，{view.basis}），"
+        f"以日志序号 {view.position} 时所知",
+        name=f"boards {view.period}",
     )
+
+
+ESCALATION_COLUMNS = (
+    column("cadre_id"),
+    column("name", wrap=True),
+    column("unit_id"),
+    column("streak", Kind.int),
+    column("step", Kind.int),
+    column("action", essential=False),
+    column("label", wrap=True),
+)
 
 
 @app.command()
@@ -460,17 +643,27 @@ def escalations(
     database: Database = None,
     scope: EachScope = "unit:*",
     known_at: KnownAt = None,
-    fmt: FormatOption = Format.table,
+    fmt: ReadFormatOption = ReadFormat.table,
+    columns: ColumnsOption = None,
+    wide: WideOption = False,
+    excel: ExcelOption = False,
+    lang: LangOption = Lang.en,
+    output: OutputOption = None,
 ) -> None:
     """Cadres in the bottom for consecutive periods, with the ladder step and its action."""
+    how = output_of(fmt, columns=columns, wide=wide, excel=excel, lang=lang, file=output)
     with projections_of(database) as projections:
         view = projections.escalations(period, scope, known_at=known_at_value(known_at))
     print_rows(
-        fmt,
+        how,
         view,
-        f"escalations at {view.period} ({view.scope}, basis {view.basis}), known at position {view.position}",
-        ["cadre_id", "name", "unit_id", "streak", "step", "action", "label"],
+        f"escalations at {view.period} as of {view.as_of} ({view.scope}, basis {view.basis}), "
+        f"known at position {view.position}",
+        ESCALATION_COLUMNS,
         [[e.cadre_id, e.name, e.unit_id, e.streak, e.step, e.action, e.label] for e in view.escalations],
+        title_zh=f"{view.period} 连续末位处理：截至 {view.as_of}（{view.scope}，{view.basis}），"
+        f"以日志序号 {view.position} 时所知",
+        name=f"escalations {view.period}",
     )
 
 

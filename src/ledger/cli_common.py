@@ -4,12 +4,13 @@ option, and the ways a document is printed."""
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 from typing import Annotated, Any, Final, NoReturn
 
 import msgspec
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -20,7 +21,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 __all__ = [
     "EXIT_FAILED",
@@ -34,6 +34,7 @@ __all__ = [
     "print_json",
     "print_table",
     "progress_bar",
+    "table_width",
 ]
 
 EXIT_OK: Final = 0
@@ -66,10 +67,24 @@ def print_json(document: Any) -> None:
     sys.stdout.flush()
 
 
-def print_table(table: Table) -> None:
-    # Off a terminal (a pipe, a file) rich assumes 80 columns; a table for people deserves more.
-    console = out if out.is_terminal else Console(soft_wrap=True, width=TABLE_WIDTH_OFF_TERMINAL)
-    console.print(table)
+def table_width() -> int:
+    """The width a table may take: the terminal's; off a terminal `COLUMNS` if set, else 160 (rich would
+    assume 80 for a pipe or a file, and a table for people deserves more)."""
+    if out.is_terminal:
+        return out.width
+    columns = os.environ.get("COLUMNS", "")
+    return (
+        int(columns)
+        if columns.isascii() and columns.isdigit() and int(columns) > 0
+        else TABLE_WIDTH_OFF_TERMINAL
+    )
+
+
+def print_table(table: RenderableType) -> None:
+    """Print a table at `table_width()`, its title and caption wrapped to it (`soft_wrap` would let them run
+    past the edge)."""
+    console = out if out.is_terminal else Console(width=table_width())
+    console.print(table, soft_wrap=False)
 
 
 class RateColumn(TextColumn):
@@ -108,3 +123,19 @@ def principal() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+def _flags_without_a_type() -> None:
+    """typer 0.29 with click 8.5 prints `<bool>` beside every plain flag (`--if-empty <bool>`), as if it
+    took a value; a flag takes none, so its type column stays empty, as click's own help shows it."""
+    import typer.core
+
+    shown = typer.core.TyperOption.display_type_rich
+
+    def display_type_rich(self: typer.core.TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag and not self.count else shown(self, ctx)
+
+    typer.core.TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_a_type()

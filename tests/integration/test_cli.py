@@ -67,6 +67,7 @@ def test_every_command_has_help() -> None:
     for command in (
         "init",
         "post",
+        "template",
         "history",
         "verify",
         "checkpoint",
