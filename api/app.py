@@ -21,7 +21,7 @@ from litestar.di import Provide
 from litestar.routes import HTTPRoute
 from litestar.types import ControllerRouterHandler, Message, Scope
 
-from ledger.api import audit, cadres, events, health, policies, units, views
+from ledger.api import audit, cadres, events, exports, health, policies, units, views
 from ledger.api.auth import KEY_STORE_STATE, authorize
 from ledger.api.logs import AccessLog
 from ledger.api.openapi import DOCUMENT_PATH, StructSchemas, docs_headers, finish, openapi_config
@@ -48,6 +48,16 @@ ROUTES: Final[list[ControllerRouterHandler]] = [
     units.get_unit_rankings,
     units.get_unit_escalations,
     units.get_unit,
+    exports.download_rankings,
+    exports.download_shortlist,
+    exports.download_recalls,
+    exports.download_boards,
+    exports.download_escalations,
+    exports.download_history,
+    exports.download_eligibility,
+    exports.download_unit_rankings,
+    exports.download_unit_escalations,
+    exports.download_unit,
     audit.verify,
     audit.get_checkpoint,
     audit.inclusion_proof,
@@ -92,7 +102,7 @@ def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
         allow_origins=list(origins),
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type"],
-        expose_headers=["Retry-After", "WWW-Authenticate"],
+        expose_headers=["Retry-After", "WWW-Authenticate", "Content-Disposition"],
         max_age=CORS_MAX_AGE_SECONDS,
     )
 

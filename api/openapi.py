@@ -49,7 +49,7 @@ from litestar.openapi.spec import (
     Tag,
 )
 from litestar.openapi.spec.base import BaseSchemaObject
-from litestar.openapi.spec.enums import OpenAPIType
+from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
@@ -67,6 +67,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BEARER",
     "DOCUMENT_PATH",
+    "DOWNLOAD_MEDIA_TYPES",
+    "DOWNLOAD_TAG",
     "OPERATION_IDS",
     "SECURITY",
     "ApiReference",
@@ -99,6 +101,10 @@ TAGS: Final = [
         description="Units rated by enterprises (市场主体评部门): rankings, the ladder, a unit's history.",
     ),
     Tag(name="audit", description="Verify the hash chain; take a checkpoint."),
+    Tag(
+        name="downloads",
+        description="The reads as files for people: XLSX workbooks, or CSV for Excel (`/v1/exports/…`).",
+    ),
     Tag(name="policies", description="The rulebooks."),
     Tag(name="health", description="Liveness and readiness."),
 ]
@@ -130,6 +136,16 @@ OPERATION_IDS: Final[Mapping[tuple[str, str], str]] = {
     ("/v1/units/rankings", "get"): "listUnitRankings",
     ("/v1/units/escalations", "get"): "listUnitEscalations",
     ("/v1/units/{unit_id}", "get"): "getUnit",
+    ("/v1/exports/rankings", "get"): "downloadRankings",
+    ("/v1/exports/eligibility", "get"): "downloadShortlist",
+    ("/v1/exports/recalls", "get"): "downloadRecalls",
+    ("/v1/exports/boards", "get"): "downloadBoards",
+    ("/v1/exports/escalations", "get"): "downloadEscalations",
+    ("/v1/exports/cadres/{cadre_id}/history", "get"): "downloadCadreHistory",
+    ("/v1/exports/cadres/{cadre_id}/eligibility", "get"): "downloadCadreEligibility",
+    ("/v1/exports/units/rankings", "get"): "downloadUnitRankings",
+    ("/v1/exports/units/escalations", "get"): "downloadUnitEscalations",
+    ("/v1/exports/units/{unit_id}", "get"): "downloadUnit",
     ("/v1/audit/verify", "get"): "verifyLog",
     ("/v1/audit/checkpoint", "get"): "getCheckpoint",
     ("/v1/audit/proofs/inclusion", "get"): "getInclusionProof",
@@ -139,6 +155,20 @@ OPERATION_IDS: Final[Mapping[tuple[str, str], str]] = {
     ("/v1/policies/{version}", "get"): "getPolicy",
     ("/health/live", "get"): "getLiveness",
     ("/health/ready", "get"): "getReadiness",
+}
+# Downloads (`ledger.api.exports`): files, not JSON — a workbook (binary) or a CSV (text), as `format`
+# asks — with the headers of an attachment. The CSV example of each is in `openapi_examples.json` (under
+# `csv`); a workbook's bytes have no place in a JSON document, so it has none.
+DOWNLOAD_PREFIX: Final = "/v1/exports/"
+DOWNLOAD_TAG: Final = "downloads"
+DOWNLOAD_MEDIA_TYPES: Final[Mapping[str, str]] = {
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "csv": "text/csv",
+}
+DOWNLOAD_HEADERS: Final[Mapping[str, str]] = {
+    "Content-Disposition": "`attachment` with the file's name after the view "
+    "(`rankings-unit-U001-2025Q3.xlsx`); with RFC 5987 `filename*` (UTF-8) when the name holds Chinese.",
+    "Cache-Control": "`no-store`: a file of cadres' points is kept by no cache.",
 }
 # The one route that touches neither the database nor the read models, so never answers 503.
 LIVENESS_PATH: Final = "/health/live"
@@ -891,6 +921,30 @@ def _apply_examples(operation: Operation, examples: Mapping[str, Any]) -> None:
                 media.example = _Verbatim(example)
 
 
+def _download(operation: Operation, examples: Mapping[str, Any]) -> None:
+    """A download's success: a workbook (binary) or a CSV (text), with the headers of an attachment."""
+    response = (operation.responses or {}).get("200")
+    if not isinstance(response, OpenAPIResponse):
+        raise RuntimeError(f"{operation.operation_id} answers no 200")
+    csv_example = examples.get(operation.operation_id or "", {}).get("csv")
+    if csv_example is None:
+        raise RuntimeError(f"no CSV example of {operation.operation_id} in {EXAMPLES_FILE}")
+    response.description = "The view as a file, in the `format` asked for."
+    # CSV is text (UTF-8), which a generated client reads as a string; a workbook is bytes.
+    response.content = {
+        DOWNLOAD_MEDIA_TYPES["xlsx"]: OpenAPIMediaType(
+            schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+        ),
+        DOWNLOAD_MEDIA_TYPES["csv"]: OpenAPIMediaType(
+            schema=Schema(type=OpenAPIType.STRING), example=csv_example
+        ),
+    }
+    response.headers = {
+        name: _header(description, Schema(type=OpenAPIType.STRING))
+        for name, description in DOWNLOAD_HEADERS.items()
+    }
+
+
 def finish(app: Litestar, plugin: StructSchemas) -> None:
     """Complete Litestar's document: msgspec's components, the hand-decoded request bodies, operation
     names, the real error responses, descriptions and examples."""
@@ -930,4 +984,6 @@ def finish(app: Litestar, plugin: StructSchemas) -> None:
         # A route missing from OPERATION_IDS keeps Litestar's generated id; the OpenAPI tests name it.
         operation.operation_id = OPERATION_IDS.get((path, method), operation.operation_id)
         _responses(path, operation, reads_body=(path, method) in REQUEST_BODIES)
+        if path.startswith(DOWNLOAD_PREFIX):
+            _download(operation, examples)
         _apply_examples(operation, examples)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 import msgspec
 import typer
@@ -46,15 +45,15 @@ from ledger.cli_reading import (
     ReadFormatOption,
     WideOption,
     as_of_date,
-    column,
     known_at_value,
-    movement_text,
     output_of,
     print_rows,
+    print_view,
     projections_of,
 )
 from ledger.cli_units import units_app
-from ledger.sheets import Kind, Lang, Sheet
+from ledger.projections import tables
+from ledger.sheets import Lang
 
 __all__ = ["app", "main"]
 
@@ -106,21 +105,6 @@ def init(database: Database = None) -> None:
         out.print(f"ledger {ledger.ledger_id} at position {ledger.head()}", highlight=False)
 
 
-HISTORY_COLUMNS = (
-    column("effective_on", Kind.date),
-    column("position", Kind.int),
-    column("event", essential=False),
-    column("type"),
-    column("points", Kind.points),
-    column("counted", Kind.points),
-    column("running_total", Kind.points),
-    column("posted_by", essential=False),
-    column("source", essential=False, wrap=True),
-    column("link", wrap=True),
-    column("adjustment", essential=False, wrap=True),
-)
-
-
 @app.command()
 def history(
     cadre_id: Annotated[str, typer.Argument(help="The cadre's personnel number")],
@@ -138,49 +122,7 @@ def history(
     how = output_of(fmt, columns=columns, wide=wide, excel=excel, lang=lang, file=output)
     with _opened(database, create=False) as ledger:
         page = ledger.history(cadre_id, as_of=as_of_date(as_of), known_at=known_at_value(known_at))
-    positions = {entry.event_id: entry.position for entry in page.entries}
-    # `counted` earns its table space only where it differs from `points` (a reversal, an expired gate).
-    adjusted = any(entry.counted_points != entry.points for entry in page.entries)
-    print_rows(
-        how,
-        page,
-        f"{page.cadre_id}: total {page.total} as of {page.as_of}, known at position {page.position}",
-        [replace(c, essential=adjusted) if c.name == "counted" else c for c in HISTORY_COLUMNS],
-        [
-            [
-                entry.effective_on,
-                entry.position,
-                _short_id(entry.event_id),
-                entry.type,
-                entry.points,
-                entry.counted_points,
-                entry.running_total,
-                entry.posted_by,
-                f"{entry.source.system}/{entry.source.key}",
-                _link(entry.reverses, entry.reversed_by, positions),
-                entry.adjustment or "",
-            ]
-            for entry in page.entries
-        ],
-        title_zh=f"{page.cadre_id}：截至 {page.as_of} 积分 {page.total}，以日志序号 {page.position} 时所知",
-        name=f"history {page.cadre_id}",
-    )
-
-
-def _short_id(event_id: object) -> str:
-    """The last 8 hex digits of an event id: a UUIDv7 starts with its millisecond time stamp, so the first
-    8 are the same for every event of a batch; the end is random."""
-    return str(event_id).replace("-", "")[-8:]
-
-
-def _link(reverses: object, reversed_by: object, positions: dict[Any, int]) -> str:
-    """A reversal link in a few characters: the other event's position (`#12`, as the position column
-    shows it) when this page lists it, else the end of its id."""
-    for words, other in (("reverses", reverses), ("reversed by", reversed_by)):
-        if other is not None:
-            position = positions.get(other)
-            return f"{words} #{position}" if position is not None else f"{words} {_short_id(other)}"
-    return ""
+    print_view(how, page, tables.history_sheets(page))
 
 
 @app.command("export")
@@ -382,24 +324,6 @@ EachScope = Annotated[
 ]
 
 
-RANKING_COLUMNS = (
-    column("rank", Kind.int),
-    column("cadre_id"),
-    column("name", wrap=True),
-    column("unit_id"),
-    column("grade", wrap=True),
-    column("total", Kind.points),
-    column("tenure", Kind.points, essential=False),
-    column("merit", Kind.points, essential=False),
-    column("deductions", Kind.points, essential=False),
-    column("appraisal", Kind.points, essential=False),
-    column("evaluation", Kind.points, essential=False),
-    column("recall", Kind.points, essential=False),
-    column("previous_rank", Kind.int, essential=False),
-    column("movement"),  # text: `+1`, `-2`, `=`, `new`, never a number or a formula in a spreadsheet
-)
-
-
 @app.command()
 def rankings(
     database: Database = None,
@@ -433,48 +357,7 @@ def rankings(
         view = projections.rankings(
             scope, period=period, as_of=as_of_date(as_of), basis=basis, known_at=known_at_value(known_at)
         )
-    gained = f"points since {view.since}" if view.since else "total"
-    gained_zh = f"{view.since} 以来的积分" if view.since else "总积分"
-    print_rows(
-        how,
-        view,
-        f"{view.scope} as of {view.as_of} (previous {view.previous_as_of}), known at {view.position}, "
-        f"by {gained}",
-        RANKING_COLUMNS,
-        [
-            [
-                e.rank,
-                e.cadre_id,
-                e.name,
-                e.unit_id,
-                e.grade,
-                e.total,
-                e.components.tenure,
-                e.components.merit,
-                e.components.deductions,
-                e.components.appraisal,
-                e.components.evaluation,
-                e.components.recall,
-                e.previous_rank,
-                movement_text(e.movement),
-            ]
-            for e in view.entries
-        ],
-        title_zh=f"{view.scope} 排名：截至 {view.as_of}（上期 {view.previous_as_of}），"
-        f"以日志序号 {view.position} 时所知，按{gained_zh}",
-        name=f"rankings {view.as_of}",
-    )
-
-
-SHORTLIST_COLUMNS = (
-    column("rank", Kind.int),
-    column("cadre_id"),
-    column("name", wrap=True),
-    column("unit_id"),
-    column("grade", wrap=True),
-    column("total", Kind.points),
-)
-CHECK_COLUMNS = (column("check"), column("passed"), column("detail", wrap=True))
+    print_view(how, view, tables.rankings_sheets(view, period=period))
 
 
 @app.command()
@@ -500,48 +383,12 @@ def eligibility(
             shortlist = projections.shortlist(
                 scope, as_of=as_of_date(as_of), known_at=known_at_value(known_at)
             )
-            print_rows(
-                how,
-                shortlist,
-                f"shortlist of {shortlist.scope} as of {shortlist.as_of}, known at position "
-                f"{shortlist.position}: {len(shortlist.entries)} eligible",
-                SHORTLIST_COLUMNS,
-                [[e.rank, e.cadre_id, e.name, e.unit_id, e.grade, e.total] for e in shortlist.entries],
-                title_zh=f"{shortlist.scope} 提拔人选名单：截至 {shortlist.as_of}，以日志序号 "
-                f"{shortlist.position} 时所知，符合条件 {len(shortlist.entries)} 人",
-                name=f"shortlist {shortlist.as_of}",
-            )
+            print_view(how, shortlist, tables.shortlist_sheets(shortlist))
             return
         view = projections.eligibility(
             cadre_id, as_of=as_of_date(as_of), known_at=known_at_value(known_at), scope=scope
         )
-    verdict = "eligible" if view.eligible else "not eligible"
-    verdict_zh = "符合提拔条件" if view.eligible else "不符合提拔条件"
-    print_rows(
-        how,
-        view,
-        f"{view.cadre_id}: {verdict} as of {view.as_of}, known at position {view.position}",
-        CHECK_COLUMNS,
-        [[check.check, "yes" if check.passed else "NO", check.detail] for check in view.checks],
-        title_zh=f"{view.cadre_id}：截至 {view.as_of} {verdict_zh}，以日志序号 {view.position} 时所知",
-        name=f"eligibility {view.cadre_id}",
-    )
-
-
-OPEN_RECALL_COLUMNS = (
-    column("cadre_id"),
-    column("ordered_on", Kind.date),
-    column("period"),
-    column("reason", wrap=True),
-)
-RECALL_COLUMNS = (
-    column("cadre_id"),
-    column("name", wrap=True),
-    column("unit_id"),
-    column("rank", Kind.int),
-    column("pool_size", Kind.int),
-    column("total", Kind.points),
-)
+    print_view(how, view, tables.eligibility_sheets(view))
 
 
 @app.command()
@@ -562,35 +409,7 @@ def recalls(
     with projections_of(database) as projections:
         view = projections.recalls(period, scope, known_at=known_at_value(known_at))
     # The open recalls are a table above the candidates and a second worksheet; CSV has room for one.
-    open_recalls = Sheet(
-        "open recalls",
-        f"open recalls as of {view.as_of}",
-        OPEN_RECALL_COLUMNS,
-        [[r.cadre_id, r.ordered_on, r.period, r.reason] for r in view.open_recalls],
-        f"截至 {view.as_of} 尚未结业的回炉",
-    )
-    print_rows(
-        how,
-        view,
-        f"recall candidates for {view.period} as of {view.as_of} ({view.scope}, basis {view.basis}), "
-        f"known at position {view.position}",
-        RECALL_COLUMNS,
-        [[c.cadre_id, c.name, c.unit_id, c.rank, c.pool_size, c.total] for c in view.candidates],
-        title_zh=f"{view.period} 回炉人选：截至 {view.as_of}（{view.scope}，{view.basis}），"
-        f"以日志序号 {view.position} 时所知",
-        name=f"recalls {view.period}",
-        before=[open_recalls] if view.open_recalls else [],
-    )
-
-
-BOARD_COLUMNS = (
-    column("board"),
-    column("rank", Kind.int),
-    column("cadre_id"),
-    column("name", wrap=True),
-    column("unit_id"),
-    column("total", Kind.points),
-)
+    print_view(how, view, tables.recalls_sheets(view))
 
 
 @app.command()
@@ -610,31 +429,7 @@ def boards(
     how = output_of(fmt, columns=columns, wide=wide, excel=excel, lang=lang, file=output)
     with projections_of(database) as projections:
         view = projections.boards(period, scope, known_at=known_at_value(known_at))
-    rows = [["red", e.rank, e.cadre_id, e.name, e.unit_id, e.total] for e in view.red] + [
-        ["black", e.rank, e.cadre_id, e.name, e.unit_id, e.total] for e in view.black
-    ]
-    print_rows(
-        how,
-        view,
-        f"boards of {view.period} as of {view.as_of} ({view.scope}, basis {view.basis}), "
-        f"known at position {view.position}",
-        BOARD_COLUMNS,
-        rows,
-        title_zh=f"{view.period} 红黑榜：截至 {view.as_of}（{view.scope}，{view.basis}），"
-        f"以日志序号 {view.position} 时所知",
-        name=f"boards {view.period}",
-    )
-
-
-ESCALATION_COLUMNS = (
-    column("cadre_id"),
-    column("name", wrap=True),
-    column("unit_id"),
-    column("streak", Kind.int),
-    column("step", Kind.int),
-    column("action", essential=False),
-    column("label", wrap=True),
-)
+    print_view(how, view, tables.boards_sheets(view))
 
 
 @app.command()
@@ -654,17 +449,7 @@ def escalations(
     how = output_of(fmt, columns=columns, wide=wide, excel=excel, lang=lang, file=output)
     with projections_of(database) as projections:
         view = projections.escalations(period, scope, known_at=known_at_value(known_at))
-    print_rows(
-        how,
-        view,
-        f"escalations at {view.period} as of {view.as_of} ({view.scope}, basis {view.basis}), "
-        f"known at position {view.position}",
-        ESCALATION_COLUMNS,
-        [[e.cadre_id, e.name, e.unit_id, e.streak, e.step, e.action, e.label] for e in view.escalations],
-        title_zh=f"{view.period} 连续末位处理：截至 {view.as_of}（{view.scope}，{view.basis}），"
-        f"以日志序号 {view.position} 时所知",
-        name=f"escalations {view.period}",
-    )
+    print_view(how, view, tables.escalations_sheets(view))
 
 
 @app.command()

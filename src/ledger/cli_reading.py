@@ -1,4 +1,8 @@
-"""What the CLI's reads share: output formats, `--as-of` and `--known-at`, the read models of a command."""
+"""What the CLI's reads share: output formats, `--as-of` and `--known-at`, the read models of a command.
+
+Which columns and rows a view shows is `ledger.projections.tables`, shared with the API's downloads;
+`column`, `HEADERS_ZH` and `movement_text` are re-exported from there.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +13,18 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import msgspec
 import typer
 
 from ledger.cli_audit import opened as _opened
 from ledger.cli_common import EXIT_FAILED, EXIT_INVALID, err, fail, print_json, print_table, table_width
-from ledger.sheets import (
-    Column,
-    Kind,
-    Lang,
-    Sheet,
-    UnknownColumns,
-    choose,
-    csv_bytes,
-    infer_columns,
-    rich_table,
-    xlsx_bytes,
-)
+from ledger.projections.tables import HEADERS_ZH, ViewSheets, column, movement_text
+from ledger.sheets import Column, Lang, Sheet, UnknownColumns, choose, infer_columns, rich_table
 
 __all__ = [
+    "HEADERS_ZH",
     "AsOf",
     "ColumnsOption",
     "ExcelOption",
@@ -49,6 +44,7 @@ __all__ = [
     "movement_text",
     "output_of",
     "print_rows",
+    "print_view",
     "projections_of",
 ]
 
@@ -99,68 +95,6 @@ KnownAt = Annotated[
     str | None,
     typer.Option("--known-at", help="As known at: an RFC 3339 instant or a log position (default now)"),
 ]
-
-# The Chinese headers of the reads' columns, in the terms of docs/glossary.md. A column whose name means
-# something else in one command (a unit's `name`) gives its own.
-HEADERS_ZH: Final[dict[str, str]] = {
-    "action": "措施",
-    "adjustment": "计分调整",
-    "appraisal": "年度考核",
-    "board": "红黑榜",
-    "bottom": "末位",
-    "cadre_id": "干部编号",
-    "check": "检查项",
-    "consequence": "拟处理",
-    "counted": "计入分值",
-    "deductions": "问责扣分",
-    "detail": "说明",
-    "dissatisfied": "不满意数",
-    "effective_from": "施行日期",
-    "effective_on": "生效日期",
-    "evaluation": "测评",
-    "event": "事件",
-    "event_id": "事件编号",
-    "grade": "职级",
-    "label": "措施名称",
-    "leader": "主职",
-    "link": "撤销关联",
-    "merit": "实绩加分",
-    "movement": "名次变化",
-    "name": "姓名",
-    "of": "参评单位数",
-    "ordered_on": "回炉决定日期",
-    "passed": "是否通过",
-    "period": "考核周期",
-    "points": "分值",
-    "pool_size": "参评人数",
-    "position": "日志序号",
-    "posted": "已记录",
-    "posted_by": "记录人",
-    "previous_rank": "上期名次",
-    "published_on": "发布日期",
-    "rank": "名次",
-    "ratings": "评分数",
-    "reason": "原因",
-    "recall": "回炉",
-    "replayed": "重复提交",
-    "running_total": "累计积分",
-    "score": "得分",
-    "source": "来源系统/幂等键",
-    "step": "梯次",
-    "streak": "连续期数",
-    "tenure": "基础分",
-    "total": "积分",
-    "type": "事件类型",
-    "unit_id": "单位",
-    "version": "版本",
-}
-
-
-def column(
-    name: str, kind: Kind = Kind.text, *, zh: str | None = None, essential: bool = True, wrap: bool = False
-) -> Column:
-    """A column of a read, its Chinese header from `HEADERS_ZH` unless given."""
-    return Column(name, kind, HEADERS_ZH.get(name, "") if zh is None else zh, essential, wrap)
 
 
 @dataclass(frozen=True)
@@ -236,17 +170,22 @@ def print_rows(
     name: str = "",
     before: Sequence[Sheet] = (),
 ) -> None:
-    """One document, several ways: JSON as is (whatever the other options), CSV of the rows, an XLSX
-    workbook, a table for people that fits the terminal.
+    """`print_view` of one sheet of `rows`. `columns` are `Column`s, or bare names whose kinds are read
+    off the values. `before` are further sheets shown whole: tables above this one, worksheets after it."""
+    sheet = Sheet(name or "sheet", title, _columns_of(columns, rows), rows, title_zh)
+    print_view(how, document, ViewSheets(sheet, tuple(before)))
 
-    `columns` are `Column`s, or bare names whose kinds are read off the values. `before` are further
-    sheets shown whole: tables above this one, worksheets after it (CSV has room for one)."""
+
+def print_view(how: Format | ReadFormat | Output, document: Any, view: ViewSheets) -> None:
+    """One document, several ways: JSON as is (whatever the other options), CSV of the main sheet, an XLSX
+    workbook of all its sheets, tables for people that fit the terminal (`ledger.projections.tables`
+    says which sheets a view is)."""
     output = how if isinstance(how, Output) else Output(ReadFormat(how.value))
-    specs = _columns_of(columns, rows)
-    sheet = Sheet(name or "sheet", title, specs, rows, title_zh)
     try:
         chosen = choose(
-            specs, output.columns, essential_only=output.fmt is ReadFormat.table and not output.wide
+            view.sheet.columns,
+            output.columns,
+            essential_only=output.fmt is ReadFormat.table and not output.wide,
         )
     except UnknownColumns as error:
         fail(EXIT_INVALID, f"--columns: {error}")
@@ -256,21 +195,22 @@ def print_rows(
         else:  # the bytes print_json writes
             _write(output.file, msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n", "JSON")
         return
-    sheet = sheet.only(chosen)
+    view = view.only(chosen)
+    rows = f"{len(view.sheet.rows)} rows"
     if output.fmt is ReadFormat.csv:
-        data = csv_bytes(sheet, output.lang, excel=output.excel)
+        data = view.csv(output.lang, excel=output.excel)
         if output.file is None:
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
         else:
-            _write(output.file, data, f"{len(sheet.rows)} rows")
+            _write(output.file, data, rows)
         return
     if output.fmt is ReadFormat.xlsx:
         assert output.file is not None, "output_of refuses xlsx without a file"
-        _write(output.file, xlsx_bytes([sheet, *before], output.lang), f"{len(sheet.rows)} rows")
+        _write(output.file, view.xlsx(output.lang), rows)
         return
     width = table_width()
-    for shown in [*before, sheet]:
+    for shown in [*view.before, view.sheet]:
         print_table(rich_table(shown, output.lang, width))
 
 
@@ -310,9 +250,3 @@ def projections_of(database: str | None) -> Iterator[Any]:
             fail(EXIT_FAILED, str(error))
         finally:
             projections.close()
-
-
-def movement_text(movement: int | None) -> str:
-    if movement is None:
-        return "new"
-    return f"+{movement}" if movement > 0 else str(movement) if movement < 0 else "="
