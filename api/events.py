@@ -90,6 +90,22 @@ def _post(services: Services, key: ApiKey, body: bytes) -> PostResult:
     return result
 
 
+def _check_post_query(request: Request[Any, Any, Any]) -> None:
+    """A post takes one query parameter, `dry_run`, once: a misspelt `dryrun=true` or a repeated
+    `dry_run=true&dry_run=false` would otherwise record the batch the client meant only to check."""
+    for name in request.query_params:
+        if name != "dry_run":
+            raise InvalidInput(
+                f"a post takes no query parameter {name!r}; did you mean dry_run?",
+                field=name,
+                rule="query_parameter_unknown",
+            )
+    if len(request.query_params.getall("dry_run", [])) > 1:
+        raise InvalidInput(
+            "dry_run is given more than once: give it once", field="dry_run", rule="query_parameter_repeated"
+        )
+
+
 def _dry_run(services: Services, key: ApiKey, body: bytes) -> DryRunDocument:
     """Every item decided as a post would decide it, none recorded. The body's shape is refused as in a
     post (400, 422); an item that does not decode is reported with the others, not refused alone; what the
@@ -205,6 +221,7 @@ class EventsController(Controller):
             ),
         ] = False,
     ) -> Response[PostResult | DryRunDocument]:
+        _check_post_query(request)
         body = await request.body()
         if dry_run:
             checked = await sync_to_thread(_dry_run, services, key_of(request), body)

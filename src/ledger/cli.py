@@ -20,6 +20,7 @@ from ledger.cli_access import keys_app, serve
 from ledger.cli_audit import checkpoint, proof_app, signing_app, verify
 from ledger.cli_audit import opened as _opened
 from ledger.cli_common import (
+    EXIT_FAILED,
     EXIT_INVALID,
     EXIT_OK,
     Database,
@@ -52,6 +53,7 @@ from ledger.cli_reading import (
     projections_of,
 )
 from ledger.cli_units import units_app
+from ledger.domain.errors import Conflict
 from ledger.projections import tables
 from ledger.sheets import Lang
 
@@ -292,15 +294,27 @@ def demo(
         started = time.perf_counter()
         # The bar counts batches (a month's registrations, awards, accruals…): their number is known
         # beforehand, the number of accruals only once they are posted.
-        batches = sum(1 for _ in generate_city(seed=seed, scale=cast(Scale, scale), today=day))
+        try:
+            batches = sum(1 for _ in generate_city(seed=seed, scale=cast(Scale, scale), today=day))
+        except ValueError as error:  # a day before the demo's calendar begins
+            fail(EXIT_INVALID, f"--today: {error}")
         with progress_bar("demo", batches) as progress:
             task = progress.add_task(f"seeding the {scale} demo (batches)", total=batches)
             advance: Callable[[int], None] = lambda _n: progress.advance(task, 1)  # noqa: E731
-            summary = run_demo(ledger, seed=seed, scale=scale, today=day, progress=advance)
+            try:
+                summary = run_demo(ledger, seed=seed, scale=scale, today=day, progress=advance)
+            except Conflict as error:
+                fail(
+                    EXIT_FAILED,
+                    f"{error}: this ledger holds another demo city (another --today, seed or scale); "
+                    "seed a fresh database, or pass --if-empty to leave it as it is",
+                )
         ledger.analyze()
         seconds = time.perf_counter() - started
         out.print(
-            f"seeded {summary.events_posted} events for {summary.cadres} cadres in "
+            f"seeded {summary.events_posted - summary.replayed} events"
+            + (f" ({summary.replayed} were recorded already)" if summary.replayed else "")
+            + f" for {summary.cadres} cadres in "
             f"{summary.units} units up to {day} in {seconds:.1f} s; log at {ledger.head()}",
             highlight=False,
         )
@@ -503,3 +517,13 @@ def main() -> None:
         app(standalone_mode=True)
     except KeyboardInterrupt:  # pragma: no cover - interactive
         raise SystemExit(130) from None
+    except BrokenPipeError:
+        # `ledger history … | head`: the reader left; say nothing more (stdout is gone).
+        sys.stderr.close()
+        raise SystemExit(141) from None
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        # Writing to standard output failed (a full disk behind `> file`): one line, not a traceback.
+        err.print(f"[bold red]error:[/] cannot write the output: {error.strerror}", highlight=False)
+        raise SystemExit(EXIT_FAILED) from None

@@ -350,24 +350,26 @@ def serve(
 
 def _require_free_port(host: str, port: int) -> None:
     """Say that the port is taken before saying "serving" (uvicorn would print its own error after ours).
-    The socket is set up as uvicorn sets up its own, so a port in TIME_WAIT counts as free."""
+    The probe binds as uvicorn binds: IPv6 for a host with a colon, else IPv4, with SO_REUSEADDR, so a
+    port in TIME_WAIT counts as free."""
+    import errno
     import socket
 
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as error:
-        fail(EXIT_INVALID, f"--host: cannot listen on {host!r}: {error.strerror}")
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(address)
+            probe.bind((host, port))
+        except socket.gaierror as error:
+            fail(EXIT_INVALID, f"--host: cannot listen on {host!r}: {error.strerror}")
         except OSError as error:
-            fail(
-                EXIT_INVALID,
-                f"--port: cannot listen on {host}:{port} ({error.strerror}); another server holds it? "
-                "Choose another port (`--port 8001`, or `PORT=8001 make run`)",
-            )
+            if error.errno == errno.EADDRINUSE:
+                fail(
+                    EXIT_INVALID,
+                    f"--port: {host}:{port} is in use by another server; choose another port "
+                    "(`--port 8001`, or `PORT=8001 make run`)",
+                )
+            fail(EXIT_INVALID, f"--host: cannot listen on {host}:{port} ({error.strerror})")
 
 
 def _standalone() -> typer.Typer:

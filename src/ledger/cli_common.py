@@ -58,6 +58,7 @@ Database = Annotated[
 
 def fail(code: int, message: str) -> NoReturn:
     """Print an error (its `[rule]` kept: rich would read it as markup) and exit with `code`."""
+    sys.stdout.flush()  # what was printed before the error comes before it, also when both are captured
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 

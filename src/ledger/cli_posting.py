@@ -16,11 +16,12 @@ import typer
 from ledger.access import PRINCIPAL_PATTERN
 from ledger.cli_audit import opened as _opened
 from ledger.cli_common import EXIT_FAILED, EXIT_INVALID, Database, err, fail, principal, progress_bar
-from ledger.cli_reading import Format, FormatOption, print_rows
+from ledger.cli_reading import Format, FormatOption, column, print_rows
 from ledger.domain.errors import Conflict, InvalidInput
 from ledger.domain.events import POSTABLE_EVENT_TYPES
 from ledger.intake import SPREADSHEET_SUFFIXES, Intake, RowError, read_file, template_csv, write_xlsx_template
 from ledger.ledger import BATCH_SIZE_MAX, DryRun
+from ledger.sheets import Kind
 from ledger.wire import decode_jsonl
 
 __all__ = ["post", "template"]
@@ -142,7 +143,15 @@ def _errors_in_words(errors: list[RowError]) -> str:
 def _print_errors(fmt: Format, errors: list[RowError], document: Any) -> None:
     sheets = any(error.sheet for error in errors)
     ordered = sorted(errors, key=lambda error: (error.sheet or "", error.row))
-    columns = ["sheet", "row", "column", "cell", "rule", "message"]
+    # The message says what to change: it wraps rather than being the column hidden to fit.
+    columns = [
+        column("sheet"),
+        column("row", Kind.int),
+        column("column"),
+        column("cell"),
+        column("rule"),
+        column("message", wrap=True),
+    ]
     rows = [[e.sheet, e.row, e.column, e.cell, e.rule, e.message] for e in ordered]
     if not sheets:
         columns, rows = columns[1:], [row[1:] for row in rows]
@@ -193,7 +202,7 @@ def _dry_run(file: Path, intake: Intake, database: str | None, posted_by: str, f
     print_rows(
         fmt,
         {"valid": True, "position": result.position, "items": items},
-        f"dry run: would record {outcomes['new']} (points {points}), replay {outcomes['replay']}; "
+        f"dry run: would record {outcomes['new']} (points {points:.2f}), replay {outcomes['replay']}; "
         f"nothing was recorded (log at {result.position})",
         ["where", "type", "cadre_id", "outcome", "points"],
         [[i["where"], i["type"], i["cadre_id"], i["outcome"], i["points"]] for i in items],

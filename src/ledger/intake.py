@@ -63,7 +63,13 @@ HEADER_ROW: Final = 1
 OVERRIDE_COLUMNS: Final = ("points", "override_reason")
 # What our own CSV and XLSX exports put in front of text that a spreadsheet would read as a formula
 # (OWASP's rule): `'` before `= + - @`, a tab or a carriage return. Only that prefix is taken off again.
-_NEUTRALISED: Final = re.compile(r"'(?=[=+\-@\t\r])")
+_NEUTRALISED: Final = re.compile(r"^'(?=[=+\-@\t\r])")
+# A workbook is read by the values Excel last computed: a formula no spreadsheet program has calculated
+# (a file written by a script), or a merged cell's other parts, read as empty.
+FORMULA_HINT: Final = (
+    " (if the cell shows a value, it is a formula never calculated or part of a merged cell: open and save "
+    "the file in Excel, or paste the values)"
+)
 _DATE_TEXT: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 _WHOLE_NUMBER: Final = re.compile(r"[+-]?\d{1,9}")
 _LIST_SEPARATORS: Final = re.compile(r"[,;，；、\s]+")
@@ -482,7 +488,8 @@ def _row_event(sheet: _Sheet, row: int, cells: Sequence[Any], errors: list[RowEr
                     row,
                     column.name,
                     "field_invalid",
-                    f"a {document[TYPE_COLUMN]} needs `{column.name}`: fill it",
+                    f"a {document[TYPE_COLUMN]} needs `{column.name}`: fill it"
+                    + (FORMULA_HINT if sheet.name is not None else ""),
                 )
             )
     if len(errors) > found:
@@ -532,6 +539,15 @@ def _read_rows(
             intake.rows.append((sheet, number))
 
 
+def _trimmed(cells: Sequence[Any]) -> Sequence[Any]:
+    """A row without its empty cells at the end: openpyxl pads every row to the sheet's widest, so one
+    stray cell in column XFD would make every row 16,384 cells long."""
+    end = len(cells)
+    while end and _empty(cells[end - 1]):
+        end -= 1
+    return cells[:end] if end < len(cells) else cells
+
+
 def _sheet_words(sheet_name: str | None) -> str:
     return f"sheet {sheet_name}: " if sheet_name else ""
 
@@ -572,8 +588,22 @@ def read_xlsx(source: Path | IO[bytes]) -> Intake:
     try:
         for worksheet in workbook.worksheets:
             title = worksheet.title
+            rows = enumerate(map(_trimmed, worksheet.iter_rows(values_only=True)), start=1)
+            if worksheet.sheet_state != "visible":
+                # What the clerk cannot see is not posted: a hidden sheet with anything in it is refused.
+                if any(not all(_empty(value) for value in cells) for _, cells in rows):
+                    intake.errors.append(
+                        RowError(
+                            row=HEADER_ROW,
+                            column=None,
+                            cell=None,
+                            rule="sheet_hidden",
+                            message=f"sheet {title} is hidden: unhide it to post its rows, or delete it",
+                            sheet=title,
+                        )
+                    )
+                continue
             title_type = title if title in POSTABLE_EVENT_TYPES else None
-            rows = enumerate(worksheet.iter_rows(values_only=True), start=1)
             _read_rows(intake, title, rows, title_type)
     except (zipfile.BadZipFile, KeyError, ValueError) as error:
         raise InvalidInput(f"the workbook cannot be read: {error}", rule="spreadsheet_unreadable") from None

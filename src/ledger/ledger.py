@@ -40,7 +40,12 @@ from ledger.results import (
     VerifyReport,
 )
 from ledger.signing import Signer, SigningKeys
-from ledger.store.application import DEFAULT_DATABASE_URL, LedgerApplication, environment_for
+from ledger.store.application import (
+    DEFAULT_DATABASE_URL,
+    LedgerApplication,
+    environment_for,
+    require_postgres_driver,
+)
 from ledger.store.faults import store_fault
 from ledger.writer import BATCH_SIZE_MAX, CHECK_SIZE_MAX, POSTS_WAITING_MAX, CheckedItem, DryRun, Writer
 from ledger_verify.checkpoint import CheckpointDocument
@@ -469,6 +474,7 @@ def _ensure_postgres_schema(url: str) -> None:
     schema = parse_qs(parts.query).get("schema", [""])[0]
     if not schema:
         return
+    require_postgres_driver()  # before psycopg's import fails with a traceback on the plain install
     import psycopg
     from psycopg import sql
 

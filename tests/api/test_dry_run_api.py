@@ -97,3 +97,19 @@ def test_a_dry_run_of_a_body_that_is_not_json_is_a_400_as_a_post_is(api: Api) ->
 def test_a_dry_run_needs_a_poster_key(api: Api) -> None:
     response = api.post("/v1/events?dry_run=true", "reader", {"events": [merit("C1", "dry-r")]})
     assert response.status_code == 403
+
+
+def test_a_misspelt_or_repeated_dry_run_records_nothing_and_is_refused(api: Api) -> None:
+    head = api.ledger.head()
+    body = {"events": [merit("C1", "typo-1")]}
+    for query, field, rule in [
+        ("dryrun=true", "dryrun", "query_parameter_unknown"),
+        ("dry-run=true", "dry-run", "query_parameter_unknown"),
+        ("DRY_RUN=true", "DRY_RUN", "query_parameter_unknown"),
+        ("dry_run=true&dry_run=false", "dry_run", "query_parameter_repeated"),
+    ]:
+        response = api.post(f"/v1/events?{query}", "poster", body)
+        assert response.status_code == 422, (query, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert (response.json()["field"], response.json()["rule"]) == (field, rule), query
+    assert api.ledger.head() == head

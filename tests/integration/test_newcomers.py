@@ -157,3 +157,65 @@ def test_import_takes_its_total_from_the_export_header(tmp_path: Path) -> None:
     export.write_text("not json\n")
     assert _export_size(export) is None
     assert _export_size(tmp_path / "missing.jsonl") is None
+
+
+def test_the_postgres_extra_is_named_for_a_url_with_a_schema_too(tmp_path: Path) -> None:
+    # `?schema=` made `init` create the schema with psycopg before the driver was checked.
+    script = (
+        "import sys; sys.modules['psycopg'] = None; sys.modules['psycopg_pool'] = None\n"
+        "sys.argv = ['ledger', 'init', '-d', 'postgresql://postgres@127.0.0.1:5432/test?schema=no_driver']\n"
+        "from ledger.cli import main; main()"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=_environment(), check=False
+    )
+    assert ran.returncode == 2, ran.stderr
+    assert "pip install 'cadre-ledger[postgres]'" in ran.stderr
+    assert "Traceback" not in ran.stderr
+
+
+def test_demo_today_before_the_demo_calendar_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "-d", f"sqlite:///{tmp_path / 'a.db'}", "--today", "1999-01-01"])
+    assert result.exit_code == 2, result.output
+    assert "--today:" in result.output and "2020" in result.output
+
+
+def test_a_demo_run_again_says_its_events_were_recorded_already(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    assert runner.invoke(app, ["demo", "-d", url, "--today", "2020-03-01"]).exit_code == 0
+    again = runner.invoke(app, ["demo", "-d", url, "--today", "2020-03-01"])
+    assert again.exit_code == 0, again.output
+    assert re.search(r"seeded 0 events \(\d+ were recorded already\)", again.output), again.output
+
+
+def test_serve_on_an_address_this_machine_does_not_have_names_the_host(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert runner.invoke(app, ["init", "-d", url]).exit_code == 0
+    ran = subprocess.run(
+        [*LEDGER, "serve", "-d", url, "--host", "192.0.2.1", "--port", "8799"],  # TEST-NET-1
+        capture_output=True,
+        text=True,
+        env=_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 2, ran.stderr
+    assert "--host: cannot listen on 192.0.2.1:8799" in ran.stderr
+    assert "serving" not in ran.stderr
+
+
+def test_a_full_disk_behind_standard_output_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert runner.invoke(app, ["init", "-d", url]).exit_code == 0
+    with open("/dev/full", "w") as full:
+        ran = subprocess.run(
+            [*LEDGER, "policy", "show", "-d", url, "--format", "json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_environment(),
+            check=False,
+        )
+    assert ran.returncode == 1
+    assert "Traceback" not in ran.stderr
+    assert "cannot write the output" in ran.stderr

@@ -361,3 +361,23 @@ def _workbook(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     buffer = io.BytesIO()
     workbook.save(buffer)
     path.write_bytes(buffer.getvalue())
+
+
+@pytest.mark.parametrize("width", ["80", "100"])
+def test_the_dry_run_table_shows_what_to_change_at_every_width(
+    sqlite_url: str, tmp_path: Path, width: str
+) -> None:
+    # The message is the column that says what to fix: it wraps, it is never the one hidden to fit.
+    with Ledger.open(sqlite_url, clock=fixed_clock) as ledger:
+        ledger.post([registration("C0001", unit_id="U01", key="reg-C0001")])
+    path = tmp_path / "merits.csv"
+    path.write_text(
+        MERIT_HEADER + "\nmerit.awarded,C0001,2024/03/01,citation,county,,hr,m-2\n", encoding="utf-8"
+    )
+    result = runner.invoke(app, ["post", str(path), "--dry-run", "-d", sqlite_url], env={"COLUMNS": width})
+    assert result.exit_code == 2, result.output
+    assert "hidden to fit" not in result.output
+    assert "message" in result.output
+    table = [line for line in result.output.splitlines() if not line.startswith("error:")]
+    assert max(len(line) for line in table) <= int(width), result.output
+    assert "2024/03/01" in result.output

@@ -185,3 +185,55 @@ def test_every_bad_line_of_jsonl_is_kept_by_its_line_number() -> None:
         (3, "json_malformed"),
         (4, "field_invalid"),
     ]
+
+
+def test_a_quote_inside_the_text_is_kept() -> None:
+    # Only a quote that opens the cell is our exports' neutralising prefix.
+    data = (
+        b"type,cadre_id,effective_on,award,level,deed,note,source_system,source_key\n"
+        b"merit.awarded,C1,2024-03-01,citation,county,Rock'-n'-roll night,O'=1,hr,k1\n"
+    )
+    (event,) = read_csv(data).events
+    assert isinstance(event, MeritAwarded)
+    assert (event.deed, event.note) == ("Rock'-n'-roll night", "O'=1")
+
+
+def test_a_hidden_sheet_with_rows_is_refused_and_an_empty_one_ignored() -> None:
+    header = ["type", "cadre_id", "effective_on", "award", "level", "source_system", "source_key"]
+    workbook = Workbook()
+    shown = workbook.active
+    assert shown is not None
+    shown.title = "merits"
+    for row in [header, ["merit.awarded", "C1", date(2024, 3, 1), "citation", "county", "hr", "k1"]]:
+        shown.append(row)
+    old = workbook.create_sheet("old")
+    for row in [header, ["merit.awarded", "C2", date(2024, 3, 1), "citation", "county", "hr", "k2"]]:
+        old.append(row)
+    old.sheet_state = "hidden"
+    workbook.create_sheet("notes").sheet_state = "veryHidden"
+    stream = io.BytesIO()
+    workbook.save(stream)
+    stream.seek(0)
+    intake = read_xlsx(stream)
+    assert [(error.sheet, error.rule) for error in intake.errors] == [("old", "sheet_hidden")]
+    assert [getattr(event, "cadre_id", None) for event in intake.events] == ["C1"]
+
+
+def test_cells_padded_after_the_last_value_are_not_read() -> None:
+    # openpyxl pads every row to the sheet's widest: a stray value far right must not be found in the
+    # rows that end earlier, only where it is.
+    header = ["type", "cadre_id", "effective_on", "award", "level", "source_system", "source_key"]
+    row = ["merit.awarded", "C1", date(2024, 3, 1), "citation", "county", "hr", "k1"]
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(header)
+    sheet.append(row)
+    sheet.append([*row[:-1], "k2"])
+    sheet.cell(row=3, column=200, value="stray")
+    stream = io.BytesIO()
+    workbook.save(stream)
+    stream.seek(0)
+    intake = read_xlsx(stream)
+    assert [(error.row, error.cell, error.rule) for error in intake.errors] == [(3, "GR3", "column_unknown")]
+    assert len(intake.events) == 1

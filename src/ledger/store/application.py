@@ -17,7 +17,7 @@ from ledger.domain.cadre import Recorded
 from ledger.domain.errors import InvalidInput
 from ledger.store.recorders import WRITE_LOCK_WAIT_SECONDS, LedgerRecorder
 
-__all__ = ["DEFAULT_DATABASE_URL", "LedgerApplication", "environment_for"]
+__all__ = ["DEFAULT_DATABASE_URL", "LedgerApplication", "environment_for", "require_postgres_driver"]
 
 DEFAULT_DATABASE_URL = "sqlite:///ledger.db"
 POSTGRES_EXTRA_HINT = "pip install 'cadre-ledger[postgres]'"
@@ -55,7 +55,7 @@ def environment_for(url: str) -> dict[str, str]:
             "APPLICATION_RECORDER_TOPIC": "ledger.store.recorders:LedgerSQLiteRecorder",
         }
     if parts.scheme in ("postgresql", "postgres"):
-        _require_postgres_driver()
+        require_postgres_driver()
         query = parse_qs(parts.query)
         return common | {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -126,7 +126,7 @@ class LedgerApplication(Application[Any]):
         self.factory.close()
 
 
-def _require_postgres_driver() -> None:
+def require_postgres_driver() -> None:
     """A PostgreSQL URL on the plain install: say which extra to install, not a traceback from deep inside
     eventsourcing's import of psycopg."""
     try:
