@@ -288,7 +288,7 @@ def run_store(
                 tally.reported[table] += bool(findings)
 
         facts_table = "projection_facts_v1"
-        for row in facts:
+        for row in _rows_to_alter(facts, store):
             position = row[0]
             for column, value in fact_alterations(row, head + 1):
                 case(
@@ -377,10 +377,19 @@ def run_store(
     # projection_meta: five current_version values, four facts_format values, two deletions, three
     # upgrade claims and an unknown name; and the facts table dropped.
     assert tally.tried == {
-        "projection_facts_v1": 13 * 11 + 3,
+        "projection_facts_v1": len(_rows_to_alter(facts, store)) * 11 + 3,
         "projection_tracking": 12,
         "projection_meta": 15,
     }
+
+
+def _rows_to_alter(facts: list[tuple[Any, ...]], store: str) -> list[tuple[Any, ...]]:
+    """SQLite alters every fact. PostgreSQL runs the same checks over the same code with other SQL, so it
+    alters one fact of each kind the seed has, and the last (all 13 cost a minute of CI)."""
+    if store == "sqlite":
+        return facts
+    first_of_kind = {row[1]: row for row in reversed(facts)}
+    return sorted({*first_of_kind.values(), facts[-1]}, key=lambda row: row[0])
 
 
 def read_ddl(database: Database) -> str:
