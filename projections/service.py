@@ -317,6 +317,12 @@ class Projections(Reads):
                 f"{tracking.position} it tracks",
             )
 
+    def save_index(self) -> None:
+        """Write the index file now, whatever the tail (after seeding or an import: the next open then maps
+        it instead of loading every fact from the table)."""
+        with self._lock:
+            self._persist()
+
     def _persist_if_due(self) -> None:
         """Write the index again once the facts folded since its file are many (`PERSIST_TAIL_MIN`,
         `PERSIST_TAIL_SHARE`): the next open then folds few from the table."""

@@ -310,6 +310,15 @@ def demo(
                     "seed a fresh database, or pass --if-empty to leave it as it is",
                 )
         ledger.analyze()
+        # Fold the city into the read models and write their index file now, so that the first read
+        # answers at once instead of building them (and saying so).
+        from ledger.projections.service import Projections
+
+        projections = Projections.open(ledger)
+        try:
+            projections.save_index()
+        finally:
+            projections.close()
         seconds = time.perf_counter() - started
         out.print(
             f"seeded {summary.events_posted - summary.replayed} events"
