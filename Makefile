@@ -7,7 +7,7 @@ STAMP_DEV := $(VENV)/.installed-dev
 STAMP_BENCH := $(VENV)/.installed-bench
 export LEDGER_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint bench soak venv dev clean
+.PHONY: run test lint bench soak venv dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,31 @@ run: $(STAMP_RUN)
 # 15 minutes with lint and the wheel, and 649-713 s in two (docs/decisions.md).
 TEST_WORKERS ?= 2
 
-test: $(STAMP_DEV)
+# The console's browser tests (tests/browser/) drive Debian's chromium through its chromedriver. `browser`
+# installs both with apt-get when they are missing and we are root; otherwise it says what is missing.
+# With LEDGER_REQUIRE_BROWSER=1 (CI) a browser that cannot be had fails the target, and the tests fail
+# rather than skip; without it the target is best-effort and the tests skip, saying why.
+# BROWSER_FONTS=1 adds a CJK font (fonts-wqy-microhei) for the screenshots of docs/console.md.
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
+BROWSER_PACKAGES := chromium chromium-driver $(if $(filter 1,$(BROWSER_FONTS)),fonts-wqy-microhei)
+
+browser:
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ] && [ "$(BROWSER_FONTS)" != 1 ]; then \
+		echo "browser: $(CHROMIUM) and $(CHROMEDRIVER) present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "browser: apt-get install $(BROWSER_PACKAGES)"; \
+		( DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) \
+		  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		       --no-install-recommends $(BROWSER_PACKAGES); } ) >/tmp/ledger-browser-apt.log 2>&1 \
+		|| { echo "browser: apt-get failed (/tmp/ledger-browser-apt.log)"; \
+		     [ "$$LEDGER_REQUIRE_BROWSER" != 1 ] || exit 1; }; \
+	else \
+		echo "browser: no $(CHROMIUM) or $(CHROMEDRIVER), and no root apt-get to install them"; \
+		[ "$$LEDGER_REQUIRE_BROWSER" != 1 ] || exit 1; \
+	fi
+
+test: $(STAMP_DEV) $(if $(filter 1,$(LEDGER_REQUIRE_BROWSER)),browser)
 	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 lint: $(STAMP_DEV)

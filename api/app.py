@@ -21,7 +21,7 @@ from litestar.di import Provide
 from litestar.routes import HTTPRoute
 from litestar.types import ControllerRouterHandler, Message, Scope
 
-from ledger.api import audit, cadres, events, exports, health, policies, units, views
+from ledger.api import audit, cadres, console, events, exports, health, policies, units, views
 from ledger.api.auth import KEY_STORE_STATE, authorize
 from ledger.api.logs import AccessLog
 from ledger.api.openapi import DOCUMENT_PATH, StructSchemas, docs_headers, finish, openapi_config
@@ -65,6 +65,7 @@ ROUTES: Final[list[ControllerRouterHandler]] = [
     policies.PoliciesController,
     health.live,
     health.ready,
+    console.router,
 ]
 
 

@@ -41,6 +41,7 @@ MODULES: Final = {
     "b12": "benchmarks.b12_proofs",
     "b13": "benchmarks.b13_verifier",
     "b15": "benchmarks.b15_units",
+    "b16": "benchmarks.b16_console",
 }
 SIZED: Final = ("b3", "b5")
 ALL: Final = (*MODULES, "growth")
