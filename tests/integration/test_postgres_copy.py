@@ -399,15 +399,31 @@ def test_a_ledger_growing_by_appends_alone_gets_statistics(postgres_url: str) ->
 
 
 def test_notify_is_still_sent_after_an_append_by_copy(postgres_url: str) -> None:
-    """Followers (eventsourcing's LISTEN) learn of an append: the NOTIFY goes in the append's transaction."""
+    """Followers (eventsourcing's LISTEN) learn of an append: the NOTIFY goes in the append's transaction.
+
+    A channel is the database's, not a schema's, and other tests append in their own schemas at the same
+    time: this one gets a database of its own, so that the one notification it hears is its append's."""
+    from urllib.parse import urlsplit
+
+    from psycopg import sql
+
     from tests.conftest import require_postgres
 
     base = require_postgres()
-    with (
-        Ledger.open(postgres_url, clock=fixed_clock) as ledger,
-        psycopg.connect(base, autocommit=True) as listener,
-    ):
-        listener.execute("LISTEN ledger_events")
-        ledger.post([registration("C1", key="reg-C1"), merit("C1", "m-1")])
-        received = list(listener.notifies(timeout=10, stop_after=1))
+    name = f"notify_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    own = urlsplit(base)._replace(path=f"/{name}", query="").geturl()
+    try:
+        with (
+            Ledger.open(own, clock=fixed_clock) as ledger,
+            psycopg.connect(own, autocommit=True) as listener,
+        ):
+            listener.execute("LISTEN ledger_events")
+            ledger.post([registration("C1", key="reg-C1"), merit("C1", "m-1")])
+            received = list(listener.notifies(timeout=10, stop_after=1))
+            assert list(listener.notifies(timeout=0.5)) == []  # one append, one notification
+    finally:
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     assert [note.channel for note in received] == ["ledger_events"]
