@@ -156,9 +156,13 @@ def test_an_auditor_reads_the_console_from_sign_in_to_sign_out(
     # The same view as XLSX, fetched with the Bearer header and saved from a Blob: C01 first in it too.
     page.css('#ranking button.download[data-format="xlsx"]').click()
     workbook_path = page.downloaded(downloads, ".xlsx")
-    sheet = load_workbook(workbook_path, read_only=True).active
-    assert sheet is not None
-    cells = [[cell for cell in row] for row in sheet.iter_rows(values_only=True)]
+    workbook = load_workbook(workbook_path, read_only=True)
+    try:
+        sheet = workbook.active
+        assert sheet is not None
+        cells = [list(row) for row in sheet.iter_rows(values_only=True)]
+    finally:
+        workbook.close()  # a read-only workbook holds its file open until closed
     ids = [row[1] for row in cells if len(row) > 1 and isinstance(row[1], str) and row[1].startswith("C")]
     assert ids[:3] == ["C01", "C02", "C03"], cells[:6]
     page.wait(
