@@ -131,7 +131,13 @@ def _dry_run(services: Services, key: ApiKey, body: bytes) -> DryRunDocument:
     if decoded:
         result = services.ledger.check([event for _, event in decoded], posted_by=key.principal)
         position = result.position
-        checked = {decoded[item.item][0]: item for item in result.items}
+        # The check numbers the decoded items; the answer numbers the body's, those that failed included.
+        checked = {
+            decoded[item.item][0]: item
+            if item.replay_of is None
+            else msgspec.structs.replace(item, replay_of=decoded[item.replay_of][0])
+            for item in result.items
+        }
     items = [_dry_run_item(index, checked.get(index), refused.get(index)) for index in range(len(raws))]
     return DryRunDocument(valid=all(item.error is None for item in items), position=position, items=items)
 
@@ -144,9 +150,10 @@ def _dry_run_item(index: int, checked: CheckedItem | None, refused: InvalidInput
         return DryRunItem(item=index, outcome="invalid", error=problem)
     assert checked is not None
     if checked.outcome == "conflict":
+        first = "" if checked.replay_of is None else f" (first as item {checked.replay_of})"
         event_error = problem_for(
             "conflict",
-            checked.message or "",
+            (checked.message or "") + first,
             rule=checked.rule,
             item=index,
             field=checked.field,

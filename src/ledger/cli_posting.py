@@ -173,7 +173,10 @@ def _dry_run(file: Path, intake: Intake, database: str | None, posted_by: str, f
         for item in result.items:
             if item.outcome in ("invalid", "conflict"):
                 assert item.rule is not None and item.message is not None
-                errors.append(intake.error_at(item.item, item.field, item.rule, item.message))
+                message = item.message
+                if item.outcome == "conflict" and item.replay_of is not None:
+                    message += f" (first at {intake.where(item.replay_of)})"
+                errors.append(intake.error_at(item.item, item.field, item.rule, message))
     elif not errors:
         fail(EXIT_INVALID, f"{file}: no events")
     if errors:

@@ -209,6 +209,10 @@ def columns_of(event_type: str) -> tuple[Column, ...]:
 
 
 def _column_of_header(header: str) -> Column | None:
+    # Field names are lower case: `Cadre_ID` typed by a clerk is `cadre_id` (a map's keys, after the dot,
+    # keep their case).
+    prefix, dot, rest = header.partition(".")
+    header = prefix.lower() + dot + (rest if prefix.lower() in _MAPS else rest.lower())
     if header == TYPE_COLUMN:
         return Column(TYPE_COLUMN, (TYPE_COLUMN,), "text", True)
     known = _KNOWN.get(header)
@@ -400,7 +404,8 @@ def _read_header(
             continue
         header = _text(value).strip()
         cell = f"{column_letter(index)}{HEADER_ROW}"
-        if _column_of_header(header) is None:
+        column = _column_of_header(header)
+        if column is None:
             sheet.refused.add(index)
             errors.append(
                 RowError(
@@ -413,7 +418,7 @@ def _read_header(
                     sheet=sheet_name,
                 )
             )
-        elif header in sheet.columns:
+        elif column.name in sheet.columns:  # `cadre_id` and `Cadre_ID` are one column
             sheet.refused.add(index)
             errors.append(
                 RowError(
@@ -422,12 +427,12 @@ def _read_header(
                     cell=cell,
                     rule="column_duplicated",
                     message=f"the column {header!r} appears twice (also column "
-                    f"{column_letter(sheet.columns[header])}): keep one",
+                    f"{column_letter(sheet.columns[column.name])}): keep one",
                     sheet=sheet_name,
                 )
             )
         else:
-            sheet.columns[header] = index
+            sheet.columns[column.name] = index
     return sheet
 
 
@@ -564,11 +569,23 @@ def read_csv(data: bytes) -> Intake:
     text = data.decode("utf-8-sig")
     intake = Intake()
     try:
-        records = list(csv.reader(io.StringIO(text, newline="")))
+        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)))
     except csv.Error as error:
         raise InvalidInput(f"the CSV cannot be read: {error}", rule="spreadsheet_unreadable") from None
     _read_rows(intake, None, enumerate(records, start=1), None)
     return intake
+
+
+def _delimiter(text: str) -> str:
+    """The CSV's separator: a comma, unless the header row holds none and semicolons or tabs instead (what
+    Excel writes where the decimal mark is a comma, and what "Unicode text" writes)."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    if "," in header:
+        return ","
+    for candidate in (";", "\t"):
+        if candidate in header:
+            return candidate
+    return ","
 
 
 def read_xlsx(source: Path | IO[bytes]) -> Intake:

@@ -96,7 +96,8 @@ class CheckedItem(msgspec.Struct, frozen=True, kw_only=True):
 
     `points` is what a new item would count, or what the recorded event it replays counts; `event_id`
     and `position` are the recorded event's (a replay of the log), `replay_of` the index of the earlier
-    item of the same run it repeats. A new item has no id or position: nothing was recorded.
+    item of the same run it repeats (or, for a conflict, whose source key it reuses). A new item has no
+    id or position: nothing was recorded.
     """
 
     item: int
@@ -288,8 +289,8 @@ class Writer:
                         _conflict(
                             index,
                             kind,
-                            f"source {key[0]}/{key[1]} appears twice with other content "
-                            f"(first as item {first})",
+                            f"source {key[0]}/{key[1]} appears twice with other content",
+                            first=first,
                         )
                     )
                 else:
@@ -579,11 +580,14 @@ def _refused(index: int, kind: str, error: InvalidInput) -> CheckedItem:
     )
 
 
-def _conflict(index: int, kind: str, message: str) -> CheckedItem:
+def _conflict(index: int, kind: str, message: str, *, first: int | None = None) -> CheckedItem:
+    """A refused reuse of a source key; `first`, the earlier item of the run that holds it (each face
+    names it its own way: a row of a sheet, an item of a body)."""
     return CheckedItem(
         item=index,
         type=kind,
         outcome="conflict",
+        replay_of=first,
         field="source.key",
         rule="exists_with_different_content",
         message=message,

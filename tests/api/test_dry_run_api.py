@@ -113,3 +113,16 @@ def test_a_misspelt_or_repeated_dry_run_records_nothing_and_is_refused(api: Api)
         assert response.headers["content-type"].startswith("application/problem+json")
         assert (response.json()["field"], response.json()["rule"]) == (field, rule), query
     assert api.ledger.head() == head
+
+
+def test_a_source_key_twice_in_a_body_names_the_body_item_that_has_it_first(api: Api) -> None:
+    # Item 0 does not decode: items 1 and 2 are the check's 0th and 1st; the answer numbers the body.
+    events = [
+        merit("C1", "twice-0", effective_on="2025-02-30"),
+        merit("C1", "twice-1"),
+        merit("C1", "twice-1", award="citation"),
+    ]
+    document = api.post("/v1/events?dry_run=true", "poster", {"events": events}).json()
+    conflict = document["items"][2]
+    assert conflict["outcome"] == "conflict"
+    assert conflict["error"]["detail"].endswith("(first as item 1)"), conflict

@@ -318,7 +318,7 @@ def test_check_decides_every_item_past_the_refused_ones_and_the_log_and_knowledg
         ("invalid", "cadre_must_be_registered", None, None),
         ("new", None, Decimal("0.00"), None),
         ("new", None, Decimal("1.00"), None),
-        ("conflict", "exists_with_different_content", None, None),
+        ("conflict", "exists_with_different_content", None, 2),  # reuses item 2's source
         ("replay", None, Decimal("1.00"), 2),
     ]
     assert ledger.head() == head
@@ -381,3 +381,26 @@ def test_the_dry_run_table_shows_what_to_change_at_every_width(
     table = [line for line in result.output.splitlines() if not line.startswith("error:")]
     assert max(len(line) for line in table) <= int(width), result.output
     assert "2024/03/01" in result.output
+
+
+def test_a_source_key_twice_in_a_file_names_the_row_that_has_it_first(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # Row 2 does not decode, so the events of rows 3 and 4 are the 1st and 2nd decoded: the message must
+    # name rows, as the clerk sees them, not the order of the decoded events.
+    with Ledger.open(sqlite_url, clock=fixed_clock) as ledger:
+        ledger.post([registration("C0001", unit_id="U01", key="reg-C0001")])
+    path = tmp_path / "merits.csv"
+    path.write_text(
+        MERIT_HEADER + "\n"
+        "merit.awarded,C0001,2024/03/01,citation,county,,hr,m-0\n"
+        "merit.awarded,C0001,2024-03-01,citation,county,,hr,m-1\n"
+        "merit.awarded,C0001,2024-03-02,citation,county,,hr,m-1\n",
+        encoding="utf-8",
+    )
+    code, output = run("post", str(path), "--dry-run", "-d", sqlite_url, "-f", "json")
+    assert code == 2, output
+    document = msgspec.json.decode(output[: output.rindex("}") + 1])
+    (conflict,) = [e for e in document["errors"] if e["rule"] == "exists_with_different_content"]
+    assert conflict["row"] == 4
+    assert conflict["message"].endswith("(first at row 3)"), conflict

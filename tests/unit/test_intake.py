@@ -237,3 +237,27 @@ def test_cells_padded_after_the_last_value_are_not_read() -> None:
     intake = read_xlsx(stream)
     assert [(error.row, error.cell, error.rule) for error in intake.errors] == [(3, "GR3", "column_unknown")]
     assert len(intake.events) == 1
+
+
+def test_headers_are_read_whatever_their_case_and_a_column_twice_in_two_cases_is_one_duplicated() -> None:
+    data = (
+        b"Type,Cadre_ID,EFFECTIVE_ON,Award,Level,Source_System,Source_Key,cadre_id\n"
+        b"merit.awarded,C1,2024-03-01,citation,county,hr,k1,C1\n"
+    )
+    intake = read_csv(data)
+    assert [(error.cell, error.rule) for error in intake.errors] == [("H1", "column_duplicated")]
+    (event,) = intake.events
+    assert isinstance(event, MeritAwarded) and event.cadre_id == "C1"
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_a_csv_separated_by_semicolons_or_tabs_is_read(separator: str) -> None:
+    rows = [
+        ["type", "cadre_id", "effective_on", "award", "level", "deed", "source_system", "source_key"],
+        ["merit.awarded", "C1", "2024-03-01", "citation", "county", "救灾, 抢险", "hr", "k1"],
+    ]
+    data = "\n".join(separator.join(row) for row in rows).encode()
+    intake = read_csv(data)
+    assert intake.errors == []
+    (event,) = intake.events
+    assert isinstance(event, MeritAwarded) and event.deed == "救灾, 抢险"
