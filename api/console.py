@@ -78,7 +78,7 @@ _cache: dict[str, _File] = {}
 def _load(name: str) -> _File:
     """The file `name` of the console's directory (nothing else: no path, no hidden file), from memory."""
     suffix = Path(name).suffix
-    if "/" in name or "\\" in name or name.startswith(".") or suffix not in MEDIA_TYPES:
+    if "/" in name or "\\" in name or "\x00" in name or name.startswith(".") or suffix not in MEDIA_TYPES:
         raise NotFoundException(f"no console file {name!r}")
     path = console_directory() / name
     try:

@@ -7,8 +7,9 @@ preflights are logged too. Errors are logged where they are mapped (`ledger.api.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["AccessLog"]
 
@@ -47,8 +48,17 @@ class AccessLog:
                     '%s "%s %s" %d %.1fms %s',
                     client[0],
                     scope["method"],
-                    scope["path"],
+                    _printable(scope["path"]),
                     status,
                     (time.perf_counter() - started) * 1000,
                     principal,
                 )
+
+
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f\\\"]")
+
+
+def _printable(path: str) -> str:
+    """The path as one line of the log: a control character (a CR/LF would start a forged line, a NUL
+    makes the file binary to grep), a quote or a backslash is written as its percent escape."""
+    return _CONTROL.sub(lambda found: f"%{ord(found.group()):02X}", path)

@@ -94,7 +94,12 @@ export async function getText(path, params) {
 }
 
 // Sign-in: the key is good when a reader route answers; the log answering too makes it an auditor's.
+// A key is printable ASCII (`cl_…`): anything else (a zero-width space pasted with it) cannot go in a
+// header, and fetch would throw its own message; it is a key that is not valid, said as such.
+const KEY_SHAPE = /^[\x21-\x7e]+$/;
+
 export async function checkKey(key) {
+  if (!KEY_SHAPE.test(key)) return { ok: false, reason: "bad_key" };
   const policies = await call("/v1/policies", null, key);
   if (policies.status === 401) return { ok: false, reason: "bad_key" };
   if (policies.status === 403) return { ok: false, reason: "poster" };

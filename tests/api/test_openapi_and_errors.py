@@ -138,6 +138,20 @@ def test_each_request_is_logged_with_its_status_and_principal(
     assert any('"GET /v1/nowhere" 404' in line for line in lines), lines
 
 
+def test_a_path_with_a_line_break_cannot_forge_a_line_of_the_access_log(
+    shared_api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = '/nothing\n2026-12-03 08:09:00,000 INFO ledger.api.access: 10.9.9.9 "GET /v1/events" 200'
+    with caplog.at_level(logging.INFO, logger="ledger.api.access"):
+        shared_api.client.get(forged.replace("\n", "%0a").replace(" ", "%20").replace('"', "%22"))
+        shared_api.client.get("/nothing%00")
+    lines = [record.getMessage() for record in caplog.records if record.name == "ledger.api.access"]
+    assert len(lines) == 2, lines
+    assert all("\n" not in line and "\x00" not in line for line in lines), lines
+    assert '"GET /nothing%0A2026-12-03' in lines[0] and "%22GET%20" not in lines[0], lines
+    assert '"GET /nothing%00" 404' in lines[1], lines
+
+
 @pytest.fixture(scope="module")
 def cors_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     with open_api(Path(tmp_path_factory.mktemp("cors")), cors_origins=("https://audit.example",)) as api:

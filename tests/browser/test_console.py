@@ -116,6 +116,12 @@ def test_an_auditor_reads_the_console_from_sign_in_to_sign_out(
     page.css("#signin-submit").click()
     page.wait(lambda d: "poster" in d.find_element(By.ID, "signin-message").text, "the poster key refused")
     assert page.storage() is None
+    # A key pasted with a zero-width space cannot go in a header: refused as a bad key, in the app's words.
+    page.fill("#signin-key", seed.tokens["auditor"] + "\u200b")
+    page.css("#signin-submit").click()
+    page.wait(lambda d: "密钥无效" in d.find_element(By.ID, "signin-message").text, "the pasted key refused")
+    assert "fetch" not in page.css("#signin-message").text
+    assert page.storage() is None
     before = page.render()
     page.fill("#signin-key", seed.tokens["auditor"] + Keys.ENTER)
     page.ready("rankings", before)

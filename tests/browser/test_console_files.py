@@ -133,3 +133,9 @@ def test_the_files_ship_in_the_package() -> None:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "console/*" in data["ledger.api"]
     assert {"index.html", "app.js", "style.css"} <= set(_files())
+
+
+@pytest.mark.parametrize("name", ["app.js%00.js", "%00.css", "app.js%00"])
+def test_a_file_name_with_a_nul_is_not_found_not_a_500(console_server: Server, name: str) -> None:
+    response = httpx.get(f"{console_server.base_url}/console/{name}")
+    assert response.status_code == 404, response.text
