@@ -135,7 +135,7 @@ def export_(
     """Export the log as JSONL with positions, recording times and hashes."""
     with _opened(database, create=False) as ledger:
         total = ledger.head()
-        with progress_bar("exporting", total) as progress:
+        with progress_bar() as progress:
             task = progress.add_task("exporting", total=total)
             if str(file) == "-":
                 written = ledger.export(sys.stdout.buffer, progress=lambda n: progress.advance(task, n))
@@ -155,7 +155,7 @@ def import_(
     with (
         _opened(database, publish_illustrative=False) as ledger,
         file.open("rb") as stream,
-        progress_bar("importing", total) as progress,
+        progress_bar() as progress,
     ):
         task = progress.add_task("importing", total=total)
         imported = ledger.import_(stream, progress=lambda n: progress.advance(task, n))
@@ -182,7 +182,7 @@ def accrue(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Post base points for tenure for every active cadre (idempotent per cadre and period)."""
-    with _opened(database) as ledger, progress_bar("accruing", None) as progress:
+    with _opened(database) as ledger, progress_bar() as progress:
         task = progress.add_task(f"accruing {period}", total=None)
         result = ledger.accrue(period, posted_by=principal(), progress=lambda n: progress.advance(task, n))
     new = [item for item in result.results if not item.replayed]
@@ -298,7 +298,7 @@ def demo(
             batches = sum(1 for _ in generate_city(seed=seed, scale=cast(Scale, scale), today=day))
         except ValueError as error:  # a day before the demo's calendar begins
             fail(EXIT_INVALID, f"--today: {error}")
-        with progress_bar("demo", batches) as progress:
+        with progress_bar() as progress:
             task = progress.add_task(f"seeding the {scale} demo (batches)", total=batches)
             advance: Callable[[int], None] = lambda _n: progress.advance(task, 1)  # noqa: E731
             try:
@@ -506,7 +506,7 @@ def rebuild(
         try:
             total = ledger.head()
             started = time.perf_counter()
-            with progress_bar("rebuilding", total) as progress:
+            with progress_bar() as progress:
                 task = progress.add_task("rebuilding", total=total)
                 position = projections.rebuild(progress=lambda n: progress.advance(task, n))
             seconds = time.perf_counter() - started

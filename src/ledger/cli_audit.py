@@ -128,7 +128,7 @@ def verify(
     checkpoint_ = None if against is None else _read_checkpoint(against, "--against")
     with opened(database, create=False) as ledger:
         total = ledger.head()
-        with progress_bar("verifying", total) as progress:
+        with progress_bar() as progress:
             task = progress.add_task("verifying", total=total)
             report = ledger.verify(checkpoint_, progress=lambda n: progress.advance(task, n))
         report = report.with_findings(key_findings(ledger))

@@ -101,9 +101,9 @@ class RateColumn(TextColumn):
         return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
 
 
-def progress_bar(description: str, total: int | None) -> Progress:
-    """A bar on stderr with the count, its total, the rate and the time: off a terminal it stays silent."""
-    del description, total  # each task names itself and its total
+def progress_bar() -> Progress:
+    """A bar on stderr with the count, its total, the rate and the time (each task added to it names itself
+    and its total); off a terminal it stays silent."""
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

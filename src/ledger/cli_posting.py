@@ -85,7 +85,7 @@ def post(
         fail(EXIT_INVALID, f"{file}: no events")
     results = []
     position = 0
-    with _opened(database) as ledger, progress_bar("posting", len(events)) as progress:
+    with _opened(database) as ledger, progress_bar() as progress:
         task = progress.add_task("posting", total=len(events))
         for start in range(0, len(events), BATCH_SIZE_MAX):
             chunk = events[start : start + BATCH_SIZE_MAX]

@@ -28,16 +28,20 @@ def _environment(**extra: str) -> dict[str, str]:
     return kept | {"COLUMNS": "120"} | extra
 
 
-def test_a_postgresql_url_without_the_extra_says_which_extra_to_install_and_exits_2() -> None:
-    # The plain install lacks psycopg: hide it from the import system, as an install without it would.
+def _without_psycopg(*argv: str) -> subprocess.CompletedProcess[str]:
+    """`ledger ARGV` as on the plain install: psycopg hidden from the import system, as if not installed."""
     script = (
         "import sys; sys.modules['psycopg'] = None; sys.modules['psycopg_pool'] = None\n"
-        "sys.argv = ['ledger', 'history', 'C1', '-d', 'postgresql://postgres@127.0.0.1:5432/test']\n"
+        f"sys.argv = ['ledger', *{list(argv)!r}]\n"
         "from ledger.cli import main; main()"
     )
-    ran = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=_environment(), check=False
     )
+
+
+def test_a_postgresql_url_without_the_extra_says_which_extra_to_install_and_exits_2() -> None:
+    ran = _without_psycopg("history", "C1", "-d", "postgresql://postgres@127.0.0.1:5432/test")
     assert ran.returncode == 2, ran.stderr
     assert "pip install 'cadre-ledger[postgres]'" in ran.stderr
     assert "Traceback" not in ran.stderr
@@ -159,16 +163,9 @@ def test_import_takes_its_total_from_the_export_header(tmp_path: Path) -> None:
     assert _export_size(tmp_path / "missing.jsonl") is None
 
 
-def test_the_postgres_extra_is_named_for_a_url_with_a_schema_too(tmp_path: Path) -> None:
+def test_the_postgres_extra_is_named_for_a_url_with_a_schema_too() -> None:
     # `?schema=` made `init` create the schema with psycopg before the driver was checked.
-    script = (
-        "import sys; sys.modules['psycopg'] = None; sys.modules['psycopg_pool'] = None\n"
-        "sys.argv = ['ledger', 'init', '-d', 'postgresql://postgres@127.0.0.1:5432/test?schema=no_driver']\n"
-        "from ledger.cli import main; main()"
-    )
-    ran = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=_environment(), check=False
-    )
+    ran = _without_psycopg("init", "-d", "postgresql://postgres@127.0.0.1:5432/test?schema=no_driver")
     assert ran.returncode == 2, ran.stderr
     assert "pip install 'cadre-ledger[postgres]'" in ran.stderr
     assert "Traceback" not in ran.stderr
