@@ -4,9 +4,9 @@ Each writer is a process of its own (multiprocessing's spawn: no state inherited
 the ledger, folds it (`load_all`), posts one small warm-up batch, reports ready, waits for the common start
 and posts its batches, reporting each one (size, start, seconds, attempts, error) on a queue as it ends,
 so that what a writer did is known even if it has to be terminated. Lost races are counted where the code
-shows them: calls of the writer's `_post_once` (one per attempt) with the exception of each failed one, the
-writer's own `lost_races` counter where it keeps one, and every record of the `ledger` logger at INFO or
-above, by message.
+shows them: calls of the writer's `_plan` (one per decision; `_post_once`, one per attempt, in the
+writer before it) with the exception of each failed one, the writer's own `lost_races` counter where it
+keeps one, and every record of the `ledger` logger at INFO or above, by message.
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ class _Records(logging.Handler):
 
 
 def _count_attempts() -> Counter[str] | None:
-    """Wrap the writer's `_post_once` (one call per attempt: in `ledger.writer.Writer`, or in `Ledger`
-    before the writer had its own module) to count attempts and why they failed; None when there is no
-    such method (then attempts are not observable here)."""
+    """Wrap the writer's `_plan` or `_post_once` (in `ledger.writer.Writer`, or in `Ledger` before the
+    writer had its own module) to count decisions and why they failed; None when there is no such method
+    (then they are not observable here)."""
     import importlib
 
     owner: Any = None
@@ -90,12 +90,15 @@ def _count_attempts() -> Counter[str] | None:
             candidate = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError):
             continue
-        if "_post_once" in vars(candidate):
+        # `_plan` decides a batch (once per decision; a decision that still holds after a lost append is
+        # not made again); `_post_once` decided and appended in one call (the writer before that).
+        method = next((m for m in ("_plan", "_post_once") if m in vars(candidate)), None)
+        if method is not None:
             owner = candidate
             break
-    if owner is None:
+    if owner is None or method is None:
         return None
-    original = owner._post_once
+    original = getattr(owner, method)
     counts: Counter[str] = Counter()
 
     def counting(self: Any, *arguments: Any, **keywords: Any) -> Any:
@@ -106,7 +109,7 @@ def _count_attempts() -> Counter[str] | None:
             counts[f"failed: {type(error).__name__}"] += 1
             raise
 
-    owner._post_once = counting
+    setattr(owner, method, counting)
     return counts
 
 

@@ -7,8 +7,10 @@ the position and hash folded last: a log restored in place, or a standby promote
 commits, reuses positions for other events, and then the knowledge is folded again from the log as it is.
 
 A batch is decided on a `Draft`: copies of the states it changes, installed only once the batch is
-appended. A lost race (another writer appended first) throws the draft away; the next attempt folds what
-was appended meanwhile and decides again. Nothing is reloaded from the streams.
+appended. The draft notes the streams it read; the writer, holding the append lock, folds what other
+writers appended since the decision (`Moved` says what that touched), and the draft still holds when
+none of it touched what the draft read. Otherwise it is thrown away and the batch decided again against
+the knowledge as it now is. Nothing is reloaded from the streams.
 
 The knowledge is always complete (every cadre of the log). Folding a whole log takes seconds at a million
 events, so it is persisted (table `ledger_writer_state`): the states' MessagePack bytes bound to a position,
@@ -46,7 +48,7 @@ from ledger.results import TableFinding
 from ledger.store.mapper import decode_event
 from ledger.store.recorders import LedgerRecorder
 
-__all__ = ["STATE_FORMAT", "Draft", "Knowledge"]
+__all__ = ["STATE_FORMAT", "Draft", "Knowledge", "Moved"]
 
 CATCH_UP_PAGE: Final = 10_000
 # The stored shape of the persisted knowledge: its version and the fields of a state, so that a state of
@@ -78,6 +80,29 @@ _ENCODER: Final = msgspec.msgpack.Encoder(uuid_format="bytes")
 _DECODER: Final = msgspec.msgpack.Decoder(_Persisted)
 
 
+class Moved:
+    """What one catch-up folded, as far as a drafted batch could have read it: the streams whose state or
+    version changed, the source keys recorded, and whether the rulebook changed. `everything` when the
+    knowledge was dropped and folded again (the log was rewound)."""
+
+    __slots__ = ("book", "everything", "sources", "streams")
+
+    def __init__(self) -> None:
+        self.streams: set[str] = set()
+        self.sources: set[tuple[str, str]] = set()
+        self.book = False
+        self.everything = False
+
+    def __bool__(self) -> bool:
+        return self.everything or bool(self.streams)
+
+    def note(self, stream: str, event: EventBase) -> None:
+        self.streams.add(stream)
+        self.sources.add((event.source.system, event.source.key))
+        if isinstance(event, PolicyPublished):
+            self.book = True
+
+
 class Knowledge:
     """The writer's knowledge of one log; not thread-safe (the writer holds its lock around it)."""
 
@@ -95,9 +120,10 @@ class Knowledge:
 
     # Keeping in step with the log.
 
-    def catch_up(self, cursor: Any = None) -> None:
-        """Fold every event appended since the last look (inside the append session `cursor` if given);
-        on first use, restore the persisted knowledge first (or fold the log from its start)."""
+    def catch_up(self, cursor: Any = None, moved: Moved | None = None) -> None:
+        """Fold every event appended since the last look (inside the append session `cursor` if given),
+        noting in `moved` what it touched; on first use, restore the persisted knowledge first (or fold
+        the log from its start)."""
         if not self._started:
             self._started = True
             if self._use_kept:
@@ -107,6 +133,8 @@ class Knowledge:
             if self.head > 0:
                 if not rows or rows[0][0] != self.head or rows[0][4] != self.head_hash:
                     self._rewound(rows[0] if rows and rows[0][0] == self.head else None)
+                    if moved is not None:
+                        moved.everything = True
                     continue
                 rows = rows[1:]
             if not rows:
@@ -118,7 +146,10 @@ class Knowledge:
                         position=self.head + 1,
                         reason="missing",
                     )
-                self._fold(stream, version, decode_event(state), position)
+                event = decode_event(state)
+                self._fold(stream, version, event, position)
+                if moved is not None:
+                    moved.note(stream, event)
                 self.head, self.head_hash = position, hash_
 
     def _fold(self, stream: str, version: int, event: EventBase, position: int) -> None:
@@ -334,12 +365,14 @@ def _digest(position: int, hash_: bytes, format_: str, blob: bytes) -> bytes:
 
 
 class Draft:
-    """A batch being decided: copies of the states and the book it changes, over the knowledge."""
+    """A batch being decided: copies of the states and the book it changes, over the knowledge, and the
+    streams it read (`read`: a state asked for, present or not, or a version taken)."""
 
-    __slots__ = ("_copied", "book", "cadres", "knowledge", "units", "versions")
+    __slots__ = ("_copied", "book", "cadres", "knowledge", "read", "units", "versions")
 
     def __init__(self, knowledge: Knowledge) -> None:
         self.knowledge = knowledge
+        self.read: set[str] = set()
         self.cadres: dict[str, Cadre] = {}
         self._copied: dict[str, set[str]] = {}  # the containers of each drafted state that are its own
         self.versions: dict[str, int] = {}
@@ -347,6 +380,7 @@ class Draft:
         self.units = UnitsDraft(knowledge.units)
 
     def state(self, cadre_id: str) -> CadreState | None:
+        self.read.add(cadre_id)
         cadre = self.cadres.get(cadre_id) or self.knowledge.cadres.get(cadre_id)
         return None if cadre is None else cadre.state
 
@@ -355,6 +389,7 @@ class Draft:
         return self.book if self.book is not None else self.knowledge.book
 
     def next_version(self, stream: str) -> int:
+        self.read.add(stream)
         version = self.versions.get(stream, self.knowledge.versions.get(stream, 0)) + 1
         self.versions[stream] = version
         return version

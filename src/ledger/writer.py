@@ -1,12 +1,14 @@
 """Posting: a batch decided against the writer's knowledge and appended atomically (SPEC §6).
 
-Posting is optimistic. A batch is decided on a draft over the writer's knowledge (`ledger.knowledge`),
-which first folds whatever other processes appended; the append then succeeds only if the log head is still
-the one the batch was decided against (see `ledger.store.recorders`). Otherwise the race is lost: the draft
-is thrown away, the knowledge folds what the winner appended, and the batch is decided again — a lost race
-costs that catch-up and one more decision, never a reload of the streams. After `LOST_RACES_MAX` lost races
-in a row the writer takes the append lock *before* deciding (`BEGIN IMMEDIATE` on SQLite, the events
-table's lock on PostgreSQL), so it wins the next one: no batch starves behind a stream of small ones.
+A batch is decided outside the append lock, on a draft over the writer's knowledge (`ledger.knowledge`),
+which first folds whatever other processes appended. The writer then takes the append lock (`BEGIN
+IMMEDIATE` on SQLite, the events table's lock on PostgreSQL) and, inside that transaction, folds what was
+appended since the decision. When none of it touched what the draft read — its cadres' streams, the
+rulebook, the units, the batch's source keys — the decision stands and is appended as it is, at the
+positions that are now next: another writer's batch of other cadres costs one small read, not a decision.
+Otherwise the race is lost: the draft is thrown away and the batch decided again against the knowledge as
+it now is, never reloading a stream. After `LOST_RACES_MAX` lost races in a row the writer takes the
+append lock *before* deciding, so it wins that attempt: no batch starves behind a stream of small ones.
 
 So every rule — idempotency, lifecycle, annual caps — is checked against the complete log, and appends
 from several processes never lose, duplicate or reorder an acknowledged event.
@@ -24,7 +26,7 @@ from decimal import Decimal
 from typing import Any, Final, Literal
 
 import msgspec
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
 
 from ledger.domain.cadre import Recorded, points_of, stream_of
 from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, StoreUnavailable
@@ -39,7 +41,7 @@ from ledger.domain.events import (
 )
 from ledger.domain.ids import new_event_id
 from ledger.domain.points import ZERO
-from ledger.knowledge import PERSIST_AT_CLOSE_EVENTS, Draft, Knowledge
+from ledger.knowledge import PERSIST_AT_CLOSE_EVENTS, Draft, Knowledge, Moved
 from ledger.posting import (
     check_client_fields,
     client_fingerprint,
@@ -74,10 +76,6 @@ CHECK_SIZE_MAX: Final = 100_000
 APPEND_ATTEMPTS_MAX: Final = 50
 # Lost races in a row before a post takes the append lock before deciding (and so wins the next one).
 LOST_RACES_MAX: Final = 2
-# How long an optimistic append waits for SQLite's write lock before the store answers StaleHead, a lost
-# race (the locked attempt waits the whole WRITE_LOCK_WAIT_SECONDS). PostgreSQL queues lock waiters
-# fairly, and waits the whole time.
-OPTIMISTIC_LOCK_WAIT_SECONDS: Final = 0.1
 # Posts of one process wait for each other (and then for the database's write lock) at most this long;
 # beyond this many waiting, a post is refused at once, so that waiting posts never take every thread of a
 # server and reads keep answering.
@@ -157,18 +155,37 @@ class Writer:
         with self.writing():
             reconnected = refused = False
             lost = 0
+            plan: _Planned | None = None
+            redo: Moved | None = None  # after a lost race: what was folded since `plan` was decided
             for _attempt in range(APPEND_ATTEMPTS_MAX):
                 try:
                     if lost < LOST_RACES_MAX:
-                        self.knowledge.catch_up()
-                        result, draft, outcome = self._post_once(events, fingerprints, posted_by, None)
+                        if plan is None or redo is not None:
+                            self.knowledge.catch_up(None, redo)
+                            plan = self._plan(
+                                events, fingerprints, posted_by, None, previous=plan, moved=redo
+                            )
+                            redo = None
+                        outcome = self._append_if_it_holds(plan)
                     else:
                         with self._recorder.append_session() as session:
-                            self.knowledge.catch_up(session)
-                            result, draft, outcome = self._post_once(events, fingerprints, posted_by, session)
-                except StaleHead:
+                            self.knowledge.catch_up(session, redo)
+                            plan = self._plan(
+                                events, fingerprints, posted_by, session, previous=plan, moved=redo
+                            )
+                            redo = None
+                            outcome = self._append(plan, session)
+                except _LostRace as lost_race:
                     lost += 1
                     self.lost_races += 1
+                    if lost_race.moved is None:
+                        plan = None
+                    redo = lost_race.moved
+                    continue
+                except StaleHead:  # the log moved under an append made outside a session: decide again
+                    lost += 1
+                    self.lost_races += 1
+                    plan, redo = None, None
                     continue
                 except IntegrityError as error:
                     # The head was the expected one, yet a unique key refused the batch: the knowledge
@@ -183,6 +200,7 @@ class Writer:
                     refused = True
                     logger.warning("an append was refused by a unique key (%s); folding the log again", error)
                     self.knowledge.forget(use_kept=False)
+                    plan, redo = None, None
                     continue
                 except PersistenceError as error:
                     fault = store_fault(error)
@@ -196,14 +214,54 @@ class Writer:
                     # and finds the batch's sources recorded if it did (then it answers as a replay).
                     reconnected = True
                     logger.warning("the database connection was lost during a post; retrying once: %s", error)
+                    plan, redo = None, None
                     continue
                 if outcome is not None:
-                    self.knowledge.commit(
-                        draft, outcome.first_position + len(draft.appended) - 1, outcome.hashes[-1]
-                    )
+                    head = outcome.first_position + len(plan.appended) - 1
+                    self.knowledge.commit(plan, head, outcome.hashes[-1])
+                    self._recorder.committed(head)
                     self.knowledge.persist()
-                return result
+                return self._results(plan.origins, plan.appended, outcome, plan.recorded_sources)
             raise LedgerError(f"the log kept moving: could not append after {APPEND_ATTEMPTS_MAX} attempts")
+
+    def _append_if_it_holds(self, plan: _Planned) -> AppendOutcome | None:
+        """Append a batch decided outside the lock if what other writers appended since did not touch
+        what it read (else `_LostRace`). Most of that is folded, and the rows encoded, before taking the
+        lock: inside it, only what was appended in the last moments is folded."""
+        if not plan.appended:
+            return None  # only replays: nothing to append
+        if self.knowledge.head != plan.head:  # this process appended meanwhile (a post inside a post)
+            raise _LostRace(None)
+        moved = Moved()
+        self.knowledge.catch_up(None, moved)
+        if moved and not plan.holds(moved, self._today()):
+            raise _LostRace(moved)
+        stored = self._application.stored(plan.appended)
+
+        def fold_while_waiting() -> None:
+            self.knowledge.catch_up(None, moved)
+            if moved and not plan.holds(moved, self._today()):
+                raise _LostRace(moved)
+
+        with self._recorder.append_session(fold_while_waiting) as session:
+            self.knowledge.catch_up(session, moved)
+            if moved and not plan.holds(moved, self._today()):
+                raise _LostRace(moved)
+            return self._append(plan, session, stored)
+
+    def _append(
+        self, plan: _Planned, session: Any, stored: Sequence[StoredEvent] | None = None
+    ) -> AppendOutcome | None:
+        """Append the planned events (as `stored`, if already encoded) in the append session, after the
+        knowledge's head."""
+        if not plan.appended:
+            return None
+        batch = BatchWrite(self.knowledge.head, [str(r.event.event_id) for r in plan.appended])
+        if stored is None:
+            stored = self._application.stored(plan.appended)
+        self._application.append_stored(stored, batch=batch, cursor=session)
+        assert batch.outcome is not None
+        return batch.outcome
 
     def check(self, events: Sequence[EventBase], *, posted_by: str) -> DryRun:
         """Decide every item as `post` would, on one draft, and record nothing: a dry run.
@@ -251,7 +309,7 @@ class Writer:
         knowledge = self.knowledge
         keys = [(event.source.system, event.source.key) for event in events]
         recorded_sources = self._recorder.sources([key for i, key in enumerate(keys) if i not in refused])
-        draft = _Planned(knowledge)
+        draft = Draft(knowledge)
         in_batch: dict[tuple[str, str], tuple[bytes, int, Decimal]] = {}
         pending: dict[uuid.UUID, tuple[int, EventBase]] = {}
         planned = 0
@@ -340,20 +398,35 @@ class Writer:
         finally:
             self.lock.release()
 
-    def _post_once(
-        self, events: Sequence[EventBase], fingerprints: list[bytes], posted_by: str, session: Any
-    ) -> tuple[PostResult, _Planned, AppendOutcome | None]:
-        """Decide the batch on a draft and append it (in `session` if given). The draft is returned for
-        the caller to install once the append is committed."""
+    def _plan(
+        self,
+        events: Sequence[EventBase],
+        fingerprints: list[bytes],
+        posted_by: str,
+        session: Any,
+        *,
+        previous: _Planned | None = None,
+        moved: Moved | None = None,
+    ) -> _Planned:
+        """Decide the batch on a draft over the knowledge (reading in `session` if given): each item is a
+        replay of the log, a repeat of an earlier item, or a new event to append. Nothing is written.
+
+        After a lost race, `previous` is the decision made before and `moved` what was folded since: the
+        items of cadres nobody else touched keep their decided events (a cadre's items depend on its own
+        stream and the rulebook only), and the others are decided again, in order, against the knowledge
+        as it now is — as deciding the whole batch again would decide them."""
         knowledge = self.knowledge
         keys = [(event.source.system, event.source.key) for event in events]
-        recorded_sources = self._recorder.sources(keys, session)
-        draft = _Planned(knowledge)
-        origins: list[_Origin] = []
+        kept = previous is not None and moved is not None and previous.keeps_part(moved, self._today())
+        if kept:
+            assert previous is not None and moved is not None
+            plan = previous.kept_part(moved.streams)
+        else:
+            plan = _Planned(knowledge, keys, self._recorder.sources(keys, session), self._today())
+        recorded_sources, origins, appended = plan.recorded_sources, plan.origins, plan.appended
+        decided_before = previous.decided if kept and previous is not None else None
         in_batch: dict[tuple[str, str], tuple[bytes, int]] = {}
         pending: dict[uuid.UUID, tuple[int, EventBase]] = {}
-        plan = draft.appended
-        today = self._today()
         for index, (event, key, print_) in enumerate(zip(events, keys, fingerprints, strict=True)):
             earlier = recorded_sources.get(key)
             if earlier is not None:
@@ -377,27 +450,25 @@ class Writer:
                     )
                 origins.append(("new", in_batch[key][1]))
                 continue
-            try:
-                recorded = self._decide(event, draft, posted_by, today, pending)
-            except InvalidInput as error:
-                raise error.at_item(index) from None
-            stream = stream_of(recorded)
-            version = draft.next_version(stream)
-            position = knowledge.head + len(plan) + 1
-            draft.fold(stream, recorded, position)
-            pending[recorded_id(recorded)] = (position, recorded)
-            in_batch[key] = (print_, len(plan))
-            origins.append(("new", len(plan)))
-            plan.append(Recorded(stream, version, recorded))
-        outcome = None
-        if plan:
-            batch = BatchWrite(knowledge.head, [str(r.event.event_id) for r in plan])
-            self._application.append(
-                plan, batch=batch, cursor=session, lock_wait=OPTIMISTIC_LOCK_WAIT_SECONDS
-            )
-            outcome = batch.outcome
-            assert outcome is not None
-        return self._results(origins, plan, outcome, recorded_sources), draft, outcome
+            before = decided_before.get(index) if decided_before is not None else None
+            if before is not None and before.originator_id in plan.cadres_kept:
+                record = before  # its cadre's draft already holds it
+            else:
+                try:
+                    recorded = self._decide(event, plan, posted_by, plan.today, pending)
+                except InvalidInput as error:
+                    raise error.at_item(index) from None
+                stream = stream_of(recorded)
+                version = plan.next_version(stream)
+                position = knowledge.head + len(appended) + 1
+                plan.fold(stream, recorded, position)
+                pending[recorded_id(recorded)] = (position, recorded)
+                record = Recorded(stream, version, recorded)
+            in_batch[key] = (print_, len(appended))
+            origins.append(("new", len(appended)))
+            plan.decided[index] = record
+            appended.append(record)
+        return plan
 
     def _results(
         self,
@@ -454,6 +525,8 @@ class Writer:
         pending: dict[uuid.UUID, tuple[int, EventBase]],
     ) -> EventBase:
         event_id = new_event_id()
+        if isinstance(event, PolicyPublished | UnitEvent) and isinstance(draft, _Planned):
+            draft.reads_all = True  # a policy's position is in the book; unit rules read every unit
         if isinstance(event, PolicyPublished):
             return decide_policy(
                 event, book=draft.policies, today=today, posted_by=posted_by, event_id=event_id
@@ -475,7 +548,12 @@ class Writer:
             )
         target: tuple[int, EventBase] | None = None
         if isinstance(event, EntryReversed):
-            target = pending.get(event.target_event_id) or self._reader.event_by_id(event.target_event_id)
+            target = pending.get(event.target_event_id)
+            if target is not None and isinstance(draft, _Planned):
+                draft.reads_all = (
+                    True  # the reversal records its target's position, which moves with the head
+                )
+            target = target or self._reader.event_by_id(event.target_event_id)
         return decide(
             event,
             state=draft.state(event.cadre_id),
@@ -564,14 +642,80 @@ class Writer:
         return PostResult(self._recorder.head().position, items)
 
 
+class _LostRace(Exception):
+    """Another writer appended, since the decision, something the decided batch read; `moved` is what
+    was folded since (None: the decision cannot be kept in part)."""
+
+    def __init__(self, moved: Moved | None) -> None:
+        super().__init__()
+        self.moved = moved
+
+
 class _Planned(Draft):
-    """A draft and the events it will append, in order."""
+    """A decided batch: its draft, the events it will append in order, and where each item's result
+    comes from; `holds` tells whether the decision still stands after what other writers appended."""
 
-    __slots__ = ("appended",)
+    __slots__ = (
+        "appended",
+        "cadres_kept",
+        "decided",
+        "head",
+        "keys",
+        "origins",
+        "reads_all",
+        "recorded_sources",
+        "today",
+    )
 
-    def __init__(self, knowledge: Knowledge) -> None:
+    def __init__(
+        self,
+        knowledge: Knowledge,
+        keys: list[tuple[str, str]],
+        recorded_sources: dict[tuple[str, str], tuple[int, bytes]],
+        today: date,
+    ) -> None:
         super().__init__(knowledge)
+        self.head = knowledge.head  # what the batch was decided against
+        self.keys = keys
+        self.recorded_sources = recorded_sources
+        self.today = today
         self.appended: list[Recorded] = []
+        self.decided: dict[int, Recorded] = {}  # by item: the event decided for it
+        self.origins: list[_Origin] = []
+        # True when the decision depends on more than its streams: a policy (its position goes into the
+        # book), a unit's event (its rules read every unit), a reversal of an item of the same batch (it
+        # records the target's position).
+        self.reads_all = False
+        self.cadres_kept: frozenset[str] = frozenset()  # streams whose draft a partial decision kept
+
+    def holds(self, moved: Moved, today: date) -> bool:
+        """Whether deciding the batch again after `moved` would decide it the same way: nothing it read
+        changed."""
+        return self.keeps_part(moved, today) and moved.streams.isdisjoint(self.read)
+
+    def keeps_part(self, moved: Moved, today: date) -> bool:
+        """Whether the decisions of the items whose streams `moved` did not touch still stand. The
+        rulebook is read by every decision; a source key of the batch recorded meanwhile turns an item
+        into a replay or a conflict, and moves the items after it."""
+        return not (
+            moved.everything
+            or moved.book
+            or self.reads_all
+            or today != self.today
+            or not moved.sources.isdisjoint(self.keys)
+        )
+
+    def kept_part(self, touched: set[str]) -> _Planned:
+        """A new decision over the current knowledge that keeps this one's drafts of the streams not in
+        `touched` (and the items decided for them); the rest is to be decided again."""
+        plan = _Planned(self.knowledge, self.keys, self.recorded_sources, self.today)
+        plan.cadres = {stream: c for stream, c in self.cadres.items() if stream not in touched}
+        plan._copied = {stream: c for stream, c in self._copied.items() if stream not in touched}
+        plan.versions = {stream: v for stream, v in self.versions.items() if stream not in touched}
+        plan.read = self.read - touched
+        plan.units = self.units
+        plan.cadres_kept = frozenset(plan.read)
+        return plan
 
 
 def _refused(index: int, kind: str, error: InvalidInput) -> CheckedItem:

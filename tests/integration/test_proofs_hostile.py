@@ -455,7 +455,7 @@ from ledger import Ledger
 from ledger.store.tree import MerkleTable
 from tests.conftest import fixed_clock, registration
 
-writer.LOST_RACES_MAX = 0  # decide and append inside the append session, committed at its end
+appended = writer.Writer._append
 
 
 def held(*_args, **_kwargs):  # inside the append's transaction, not committed: say so, wait to be killed
@@ -463,10 +463,15 @@ def held(*_args, **_kwargs):  # inside the append's transaction, not committed: 
     sys.stdin.readline()
 
 
+def appended_then_held(self, *args):
+    appended(self, *args)
+    held()
+
+
 if sys.argv[2] == "before_the_tree_rows":  # the event and chain rows are written, the tree's are not
     MerkleTable.rows_for_append = held
 else:  # every row of the batch is written
-    writer.Writer._results = held
+    writer.Writer._append = appended_then_held
 Ledger.open(sys.argv[1], clock=fixed_clock).post([registration(f"K{n}", key=f"k{n}") for n in range(50)])
 """
 

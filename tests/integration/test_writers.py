@@ -62,18 +62,31 @@ def two(store_url: str) -> Iterator[tuple[Ledger, Ledger]]:
 
 
 def interfere(ledger: Ledger, before_append: Callable[[int], None]) -> list[int]:
-    """Call `before_append(attempt)` each time `ledger` is about to append; the attempts seen."""
-    application: Any = ledger._application
-    original = application.append
-    attempts: list[int] = []
+    """Call `before_append(decision)` each time `ledger` has decided a batch and is about to append it
+    (outside the append lock for the first `LOST_RACES_MAX` decisions, inside it after); the decisions
+    seen. `stop_interfering` takes it away."""
+    writer: Any = ledger._writer
+    original = writer._plan
+    decisions: list[int] = []
 
-    def append(*args: Any, **kwargs: Any) -> Any:
-        attempts.append(len(attempts) + 1)
-        before_append(attempts[-1])
-        return original(*args, **kwargs)
+    def plan(*args: Any, **kwargs: Any) -> Any:
+        planned = original(*args, **kwargs)
+        writer._last_plan = planned
+        decisions.append(len(decisions) + 1)
+        before_append(decisions[-1])
+        return planned
 
-    application.append = append
-    return attempts
+    writer._plan = plan
+    return decisions
+
+
+def writer_plan_appended(ledger: Ledger) -> list[Any]:
+    """The events of the batch `ledger`'s writer decided last (read in an `interfere` hook)."""
+    return list(ledger._writer._last_plan.appended)
+
+
+def stop_interfering(ledger: Ledger) -> None:
+    vars(ledger._writer).pop("_plan", None)
 
 
 def counting_stream_reads(ledger: Ledger) -> list[str]:
@@ -149,13 +162,13 @@ def test_a_batch_that_keeps_losing_takes_the_append_lock_before_deciding(
 
     def another_writer_posts(_attempt: int) -> None:
         try:
-            other.post([merit("C2", "citation")])
+            other.post([merit("C1", "citation")])  # a cadre of the batch: its decision must be made again
             outcomes.append("appended")
         except StoreUnavailable as refused:
             outcomes.append(refused.cause)
 
     attempts = interfere(mine, another_writer_posts)
-    batch = [merit("C1", "citation") for _ in range(5)]  # 5 × 4.00, within the cap
+    batch = [merit("C1", "citation") for _ in range(5)]  # 5 × 4.00, within the cap with the other's 8.00
     result = mine.post(batch)
     # Two lost races; then the lock was held while deciding, so the other writer could not get in.
     assert LOST_RACES_MAX == 2
@@ -166,6 +179,98 @@ def test_a_batch_that_keeps_losing_takes_the_append_lock_before_deciding(
     assert all(item.points == Decimal("4.00") for item in result.results)
     rows = raw_sql(mine.url, "SELECT {pos} FROM {events} ORDER BY {pos}")
     assert [row[0] for row in rows] == list(range(1, 11))
+    assert mine.verify().ok
+
+
+def test_a_batch_of_other_cadres_appended_meanwhile_leaves_the_decision_standing(
+    two: tuple[Ledger, Ledger],
+) -> None:
+    mine, other = two
+    mine.post([registration("C1"), registration("C2"), registration("C3")])
+    mine.post([merit("C1", "honorary_title")])  # 25.00 of C1's 30.00
+    won: list[int] = []
+    decisions = interfere(
+        mine,
+        lambda decision: (
+            won.extend(
+                item.position
+                for item in other.post([merit("C2", "citation"), merit("C3", "citation")]).results
+            )
+            if decision == 1
+            else None
+        ),
+    )
+    streams = counting_stream_reads(mine)
+    result = mine.post([merit("C1", "commendation"), merit("C1", "commendation")])
+    # The other writer took positions 6 and 7; my batch, decided once, follows them, capped as decided.
+    assert won == [6, 7]
+    assert decisions == [1]
+    assert mine._writer.lost_races == 0
+    assert [(item.position, item.points) for item in result.results] == [
+        (8, Decimal("5.00")),
+        (9, Decimal("0.00")),
+    ]
+    assert streams == []
+    assert encoded(mine._writer.knowledge) == encoded(folded_from_the_log(mine.url))
+    assert mine.verify().ok
+
+
+def test_a_lost_race_decides_again_only_the_items_of_the_cadres_the_winner_touched(
+    two: tuple[Ledger, Ledger],
+) -> None:
+    mine, other = two
+    mine.post([registration("C1"), registration("C2")])
+    mine.post([merit("C1", "honorary_title")])  # 25.00 of C1's 30.00
+    writer: Any = mine._writer
+    decide = writer._decide
+    decided: list[str] = []
+
+    def counting(event: Any, *args: Any, **kwargs: Any) -> Any:
+        decided.append(event.cadre_id)
+        return decide(event, *args, **kwargs)
+
+    writer._decide = counting
+    first: list[Any] = []
+    decisions = interfere(
+        mine,
+        lambda decision: (
+            first.extend(r.event for r in writer_plan_appended(mine)),
+            other.post([merit("C1", "commendation")]) if decision == 1 else None,
+        ),
+    )
+    batch = [merit("C2", "citation"), merit("C1", "commendation"), merit("C2", "citation")]
+    result = mine.post(batch)
+    # Decided twice: all three items, then only C1's, against the other writer's commendation (5.00).
+    assert decisions == [1, 2]
+    assert decided == ["C2", "C1", "C2", "C1"]
+    assert [(item.position, item.points) for item in result.results] == [
+        (6, Decimal("4.00")),
+        (7, Decimal("0.00")),
+        (8, Decimal("4.00")),
+    ]
+    # The C2 items kept the events decided first (their ids), C1's was decided anew.
+    assert [item.event_id for item in result.results][0::2] == [first[0].event_id, first[2].event_id]
+    assert result.results[1].event_id != first[1].event_id
+    assert encoded(mine._writer.knowledge) == encoded(folded_from_the_log(mine.url))
+    assert mine.verify().ok
+
+
+def test_a_source_key_of_the_batch_recorded_meanwhile_makes_it_a_replay(two: tuple[Ledger, Ledger]) -> None:
+    mine, other = two
+    mine.post([registration("C1"), registration("C2")])
+    twin = merit("C2", "citation")
+    won: list[int] = []
+    decisions = interfere(
+        mine,
+        lambda decision: (
+            won.extend(i.position for i in other.post([twin]).results) if decision == 1 else None
+        ),
+    )
+    result = mine.post([merit("C1", "citation"), twin])
+    # The other writer recorded the same submission first: mine, decided again, replays it.
+    assert decisions == [1, 2]
+    assert [(item.position, item.replayed) for item in result.results] == [(5, False), (won[0], True)]
+    assert won == [4]
     assert mine.verify().ok
 
 
@@ -430,13 +535,16 @@ def test_interleaved_writers_lose_duplicate_and_reorder_nothing_and_cap_as_the_l
 
     awards = st.sampled_from(sorted(VALUES))
     item = st.tuples(st.sampled_from(["C1", "C2"]), awards, st.sampled_from([2024, 2025]), st.integers(0, 5))
-    post = st.tuples(st.integers(0, 2), st.lists(item, min_size=1, max_size=4), st.lists(st.integers(0, 2)))
+    # Each overtaker (a writer, a cadre) posts after the batch was decided and before it is appended: to a
+    # cadre of the batch (the decision must be made again) or to another (it stands, at later positions).
+    overtaker = st.tuples(st.integers(0, 2), st.sampled_from(["C1", "C2"]))
+    post = st.tuples(st.integers(0, 2), st.lists(item, min_size=1, max_size=4), st.lists(overtaker))
     examples = 12 if store_url.startswith("sqlite") else 4
     counter = iter(range(10**9))
 
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(post, min_size=1, max_size=6))
-    def run(schedule: list[tuple[int, list[tuple[str, str, int, int]], list[int]]]) -> None:
+    def run(schedule: list[tuple[int, list[tuple[str, str, int, int]], list[tuple[int, str]]]]) -> None:
         run_id = next(counter)
         writers = [Ledger.open(store_url, clock=fixed_clock) for _ in range(3)]
         try:
@@ -460,20 +568,20 @@ def test_interleaved_writers_lose_duplicate_and_reorder_nothing_and_cap_as_the_l
             for step, (who, items, overtakers) in enumerate(schedule):
                 pending = list(overtakers)
 
-                def overtake(_attempt: int, pending: list[int] = pending, step: int = step) -> None:
+                def overtake(
+                    _attempt: int, pending: list[tuple[int, str]] = pending, step: int = step
+                ) -> None:
                     while pending:
-                        other = pending.pop(0)
-                        result = writers[other].post(batch([("C1", "citation", 2025, step)], f"o{other}"))
+                        other, cadre = pending.pop(0)
+                        result = writers[other].post(batch([(cadre, "citation", 2025, step)], f"o{other}"))
                         for ack in result.results:
                             acknowledged.setdefault(str(ack.event_id), ack.position)
 
-                application: Any = writers[who]._application
-                original = application.append
                 interfere(writers[who], overtake)
                 try:
                     result = writers[who].post(batch(items, f"w{who}"))
                 finally:
-                    application.append = original
+                    stop_interfering(writers[who])
                 for ack in result.results:
                     assert acknowledged.setdefault(str(ack.event_id), ack.position) == ack.position
             positions, expected, recorded = naive_points(store_url)

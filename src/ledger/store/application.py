@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from eventsourcing.application import Application
+from eventsourcing.persistence import StoredEvent
 
 from ledger.domain.cadre import Recorded
 from ledger.domain.errors import InvalidInput
@@ -119,7 +120,14 @@ class LedgerApplication(Application[Any]):
         `Application.save` would first collect events from aggregates, checking each against a runtime
         protocol — a third of the cost of a batch; the ledger hands over its events ready-made.
         """
-        stored = [self.mapper.to_stored_event(event) for event in events]
+        return self.append_stored(self.stored(events), **kwargs)
+
+    def stored(self, events: Sequence[Recorded]) -> list[StoredEvent]:
+        """The rows `events` are stored as (their bytes do not depend on where they land in the log)."""
+        return [self.mapper.to_stored_event(event) for event in events]
+
+    def append_stored(self, stored: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
+        """Store rows made by `stored` in one transaction, in the given order."""
         return self.recorder.insert_events(stored, **kwargs) or []
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ import functools
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -63,6 +64,8 @@ SOURCE_KEYS_PER_QUERY = 1_000  # 2,000 parameters: within SQLite's and PostgreSQ
 WAL_CHECKPOINT_PAGES = 16_384  # 64 MiB of 4 KiB pages
 # How long an append waits for another process's write lock before answering "busy, try again".
 WRITE_LOCK_WAIT_SECONDS: Final = 5
+# How often a SQLite writer waiting for the write lock tries again (see `_begin_immediate`).
+SQLITE_LOCK_POLL_SECONDS: Final = 0.001
 # How far the clocks that stamp the log (the writer's, the database's, the head's) may disagree.
 CLOCK_SKEW_MAX_SECONDS: Final = int(os.environ.get("LEDGER_CLOCK_SKEW_MAX_SECONDS", "300"))
 SOURCE_INDEX: Final = "ledger_events_source"
@@ -110,8 +113,12 @@ class LedgerRecorder:
     # The writer's clock, compared with the database's; a seam for tests of a clock that runs ahead.
     wall_clock: Callable[[], datetime] = staticmethod(_wall_clock)
 
-    def _cursor(self, *, write: bool) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _cursor(self, *, write: bool, while_waiting: Callable[[], None] | None = None) -> Any:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def committed(self, head: int) -> None:
+        """Told after an append made in an append session committed, the log's head now `head`: upkeep
+        that must not run inside the append's transaction (PostgreSQL refreshes its statistics)."""
 
     def _sql(self, text: str) -> str:
         return (
@@ -285,12 +292,14 @@ class LedgerRecorder:
     # The append session: the write lock taken before deciding.
 
     @contextlib.contextmanager
-    def append_session(self) -> Iterator[Any]:
+    def append_session(self, while_waiting: Callable[[], None] | None = None) -> Iterator[Any]:
         """A transaction holding the write lock (waiting at most `WRITE_LOCK_WAIT_SECONDS`), committed when
-        the block ends without error: a writer that lost races catches up, decides and appends inside it,
-        so that nobody can append in between. Pass the cursor to `catch_up_rows`, `sources` and the
-        append (`insert_events(..., cursor=)`)."""
-        with self._cursor(write=True) as cursor:
+        the block ends without error: a writer catches up and appends inside it (after lost races it
+        decides inside it too), so that nobody can append in between. Pass the cursor to `catch_up_rows`,
+        `sources` and the append (`insert_events(..., cursor=)`). Where the store waits by trying again
+        (SQLite), `while_waiting` is called between tries: the writer folds what the lock's holders
+        append meanwhile, so that little is left to fold once it holds the lock."""
+        with self._cursor(write=True, while_waiting=while_waiting) as cursor:
             self._lock_for_append(cursor)
             yield cursor
 
@@ -604,11 +613,17 @@ class LedgerRecorder:
 
 class _SQLiteCursorContext:
     def __init__(
-        self, recorder: LedgerSQLiteRecorder, *, write: bool, lock_wait: float | None = None
+        self,
+        recorder: LedgerSQLiteRecorder,
+        *,
+        write: bool,
+        lock_wait: float | None = None,
+        while_waiting: Callable[[], None] | None = None,
     ) -> None:
         self.recorder = recorder
         self.write = write
         self.lock_wait = WRITE_LOCK_WAIT_SECONDS if lock_wait is None else lock_wait
+        self.while_waiting = while_waiting
 
     def __enter__(self) -> Any:
         self._manager = self.recorder.datastore.get_connection(commit=self.write)
@@ -621,8 +636,9 @@ class _SQLiteCursorContext:
                 # interval (1,000 pages): checkpoint, and sync the file, every few batches instead.
                 self.cursor.execute(f"PRAGMA synchronous = {self.recorder.synchronous}")
                 self.cursor.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
-                self.cursor.execute(f"PRAGMA busy_timeout = {int(self.lock_wait * 1000)}")
-            self.cursor.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
+                _begin_immediate(self.cursor, self.lock_wait, self.while_waiting)
+            else:
+                self.cursor.execute("BEGIN")
         except BaseException as error:
             self._manager.__exit__(type(error), error, error.__traceback__)
             raise _persistence_error(error) from error
@@ -640,6 +656,32 @@ class _SQLiteCursorContext:
             self._manager.__exit__(exc_type, exc, traceback)
         if isinstance(exc, sqlite3.Error):
             raise _persistence_error(exc) from exc
+
+
+def _begin_immediate(cursor: Any, wait_seconds: float, while_waiting: Callable[[], None] | None) -> None:
+    """Begin a write transaction, waiting at most `wait_seconds` for SQLite's write lock, calling
+    `while_waiting` (if given) between tries.
+
+    SQLite's own busy handler sleeps longer after each failed try (up to 100 ms), so the writer that has
+    waited longest sleeps longest and writers arriving later take the lock first: with four processes
+    posting, one batch waited thirty times its time alone. Trying again every millisecond gives every
+    waiter the same chance at each release. Statements inside the transaction keep the usual busy wait.
+    """
+    deadline = time.monotonic() + wait_seconds
+    cursor.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+            if while_waiting is not None:
+                while_waiting()
+            time.sleep(SQLITE_LOCK_POLL_SECONDS)
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout = {WRITE_LOCK_WAIT_SECONDS * 1000}")
 
 
 def _persistence_error(error: BaseException) -> BaseException:
@@ -725,8 +767,8 @@ class LedgerSQLiteRecorder(LedgerRecorder, SQLiteApplicationRecorder):
                 logger.critical("the unique source index had been altered; rebuilt it")
         super().create_table()
 
-    def _cursor(self, *, write: bool) -> Any:
-        return _SQLiteCursorContext(self, write=write)
+    def _cursor(self, *, write: bool, while_waiting: Callable[[], None] | None = None) -> Any:
+        return _SQLiteCursorContext(self, write=write, while_waiting=while_waiting)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         batch: BatchWrite | None = kwargs.get("batch")
