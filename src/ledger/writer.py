@@ -17,6 +17,7 @@ from several processes never lose, duplicate or reorder an acknowledged event.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import threading
 import uuid
@@ -394,7 +395,8 @@ class Writer:
                 cause="lock_busy",
             )
         try:
-            yield
+            with collector_paused():
+                yield
         finally:
             self.lock.release()
 
@@ -567,7 +569,7 @@ class Writer:
 
     def load_all(self) -> None:
         """Bring the knowledge up to the head of the log (for operations over every cadre)."""
-        with self.lock:
+        with self.lock, collector_paused():
             self.knowledge.catch_up()
 
     def close(self) -> None:
@@ -640,6 +642,25 @@ class Writer:
                 hash_ = outcome.hashes[value].hex()
                 items.append(PostedItem(recorded_id(plan[value].event), position, ZERO, hash_, False))
         return PostResult(self._recorder.head().position, items)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while the writer works (its lock held: never nested).
+
+    A batch allocates hundreds of thousands of short-lived objects (drafts, events, rows), and each
+    collection they set off walked the writer's long-lived knowledge too: with the collector running,
+    B1 ingested 7.6k events/s, paused 9.6–10.6k, on the same machine in alternated runs. Reference
+    counting frees nearly all of a batch's objects as it goes; what is cyclic is collected once the
+    collector runs again after the post.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _LostRace(Exception):

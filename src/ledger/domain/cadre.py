@@ -298,7 +298,20 @@ def apply(state: CadreState, event: EventBase) -> CadreState:
     """`state` after `event` (a recorded event of this cadre, server fields set)."""
     event_id = event.event_id
     assert isinstance(event_id, uuid.UUID), "recorded events carry their id"
-    if isinstance(event, EntryReversed):
+    # The commonest types first (a city's log is four fifths merits): the types are disjoint, so the
+    # order of the tests changes nothing but their number.
+    if isinstance(event, MeritAwarded):
+        points = points_of(event)
+        year = event.effective_on.year
+        state.merits_by_year[year] = state.merits_by_year.get(year, ZERO) + points
+        if event.deed is not None:
+            state.deeds[event.deed] = state.deeds.get(event.deed, ZERO) + points
+            state.merit_deeds[event_id] = event.deed
+    elif isinstance(event, EvaluationRecorded):
+        state.evaluations[event.period] = event_id
+    elif isinstance(event, TenureAccrued):
+        state.accruals[event_id] = event.effective_on
+    elif isinstance(event, EntryReversed):
         _undo(state, event)
     elif isinstance(event, CadreTransferred):
         state.units[event_id] = (event.effective_on, event.unit_id)
@@ -308,19 +321,8 @@ def apply(state: CadreState, event: EventBase) -> CadreState:
         state.left_leadership.add(event_id)
     elif isinstance(event, CadreDeparted):
         state.departures[event_id] = event.effective_on
-    elif isinstance(event, TenureAccrued):
-        state.accruals[event_id] = event.effective_on
-    elif isinstance(event, MeritAwarded):
-        points = points_of(event)
-        year = event.effective_on.year
-        state.merits_by_year[year] = state.merits_by_year.get(year, ZERO) + points
-        if event.deed is not None:
-            state.deeds[event.deed] = state.deeds.get(event.deed, ZERO) + points
-            state.merit_deeds[event_id] = event.deed
     elif isinstance(event, AppraisalRecorded):
         state.appraisal_years[event.year] = event_id
-    elif isinstance(event, EvaluationRecorded):
-        state.evaluations[event.period] = event_id
     elif isinstance(event, RecallOrdered):
         state.open_recalls[event_id] = event.effective_on
     elif isinstance(event, RecallCompleted):
@@ -441,6 +443,8 @@ def check_lifecycle(state: CadreState | None, event: CadreEvent, today: date) ->
 
 def _check_sequence(state: CadreState, event: CadreEvent) -> None:
     """Rules that depend on what the cadre's stream already holds."""
+    if not isinstance(event, _SEQUENCE_RULED):  # merits, accruals, deductions: one test, not ten
+        return
     if isinstance(event, CadreDeparted) and state.departures:
         raise InvalidInput("the cadre has already departed", field="type", rule="cadre_must_not_depart_twice")
     if (
@@ -517,6 +521,20 @@ def _check_sequence(state: CadreState, event: CadreEvent) -> None:
                 field="effective_on",
                 rule="investigation_close_must_not_precede_opening",
             )
+
+
+# The types `_check_sequence` has a rule for.
+_SEQUENCE_RULED: Final = (
+    CadreDeparted,
+    CadreTransferred,
+    CadreGradeChanged,
+    CadreLeftLeadership,
+    AppraisalRecorded,
+    EvaluationRecorded,
+    RecallCompleted,
+    InvestigationOpened,
+    InvestigationClosed,
+)
 
 
 def check_reversal(state: CadreState, event: EntryReversed, target: EventBase | None) -> EventBase:
