@@ -25,6 +25,7 @@ from ledger.domain.errors import IntegrityFailure, InvalidInput, NotFound, Store
 from ledger.domain.events import EventBase, PolicyPublished, Source, TenureAccrued, recorded_id
 from ledger.domain.periods import parse_period
 from ledger.domain.points import ZERO
+from ledger.dry_run import CHECK_SIZE_MAX, CheckedItem, DryRun
 from ledger.integrity.chain import GENESIS_HASH
 from ledger.integrity.verify import Checkpoint, SigningKeyRecord
 from ledger.policy.load import illustrative_policy_text, load_policy
@@ -47,7 +48,7 @@ from ledger.store.application import (
     require_postgres_driver,
 )
 from ledger.store.faults import store_fault
-from ledger.writer import BATCH_SIZE_MAX, CHECK_SIZE_MAX, POSTS_WAITING_MAX, CheckedItem, DryRun, Writer
+from ledger.writer import BATCH_SIZE_MAX, POSTS_WAITING_MAX, Writer
 from ledger_verify.checkpoint import CheckpointDocument
 
 __all__ = [

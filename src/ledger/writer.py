@@ -20,37 +20,30 @@ import contextlib
 import gc
 import logging
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date
-from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
 
 from ledger.domain.cadre import Recorded, points_of, stream_of
 from ledger.domain.errors import Conflict, IntegrityFailure, InvalidInput, LedgerError, StoreUnavailable
-from ledger.domain.events import (
-    CadreEvent,
-    EntryReversed,
-    EventBase,
-    PolicyPublished,
-    UnitEvent,
-    recorded_id,
-    type_of,
-)
+from ledger.domain.events import EventBase, recorded_id
 from ledger.domain.ids import new_event_id
 from ledger.domain.points import ZERO
-from ledger.knowledge import PERSIST_AT_CLOSE_EVENTS, Draft, Knowledge, Moved
-from ledger.posting import (
-    check_client_fields,
-    client_fingerprint,
-    decide,
-    decide_policy,
-    decide_unit,
-    fingerprint,
+from ledger.dry_run import CHECK_SIZE_MAX, DryRun, check_items
+from ledger.knowledge import PERSIST_AT_CLOSE_EVENTS, Knowledge, Moved
+from ledger.planning import (
+    DecideOne,
+    LostRace,
+    Origin,
+    Plan,
+    decide_event,
+    decide_items,
+    recorded_fingerprint,
 )
+from ledger.posting import check_client_fields, client_fingerprint, fingerprint
 from ledger.reader import Reader
 from ledger.results import PostedItem, PostResult
 from ledger.store import recorders
@@ -62,18 +55,12 @@ from ledger.store.mapper import decode_event
 __all__ = [
     "APPEND_ATTEMPTS_MAX",
     "BATCH_SIZE_MAX",
-    "CHECK_SIZE_MAX",
     "LOST_RACES_MAX",
     "POSTS_WAITING_MAX",
-    "CheckedItem",
-    "DryRun",
     "Writer",
 ]
 
 BATCH_SIZE_MAX: Final = 1_000
-# A dry run decides a whole file as one draft (a file is posted in batches that each see the ones before);
-# this bounds the memory of that draft, not the size of a transaction.
-CHECK_SIZE_MAX: Final = 100_000
 APPEND_ATTEMPTS_MAX: Final = 50
 # Lost races in a row before a post takes the append lock before deciding (and so wins the next one).
 LOST_RACES_MAX: Final = 2
@@ -83,41 +70,6 @@ LOST_RACES_MAX: Final = 2
 POSTS_WAITING_MAX: Final = 8
 
 logger = logging.getLogger("ledger")
-
-# Where each item's result comes from: ("new", index into the plan) or ("old", position).
-_Origin = tuple[str, int]
-Outcome = Literal["new", "replay", "invalid", "conflict"]
-
-
-class CheckedItem(msgspec.Struct, frozen=True, kw_only=True):
-    """One item of a dry run: what posting it would do (`new`, `replay`), or why it would be refused
-    (`invalid`, `conflict`: `field`, `rule` and `message` say what to change).
-
-    `points` is what a new item would count, or what the recorded event it replays counts; `event_id`
-    and `position` are the recorded event's (a replay of the log), `replay_of` the index of the earlier
-    item of the same run it repeats (or, for a conflict, whose source key it reuses). A new item has no
-    id or position: nothing was recorded.
-    """
-
-    item: int
-    type: str
-    outcome: Outcome
-    points: Decimal | None = None
-    event_id: uuid.UUID | None = None
-    position: int | None = None
-    replay_of: int | None = None
-    field: str | None = None
-    rule: str | None = None
-    message: str | None = None
-
-
-class DryRun(msgspec.Struct, frozen=True):
-    """What posting `items` would do, decided against the log at `position`; `valid` when no item would
-    be refused. Nothing was recorded."""
-
-    valid: bool
-    position: int
-    items: list[CheckedItem]
 
 
 class Writer:
@@ -156,7 +108,7 @@ class Writer:
         with self.writing():
             reconnected = refused = False
             lost = 0
-            plan: _Planned | None = None
+            plan: Plan | None = None
             redo: Moved | None = None  # after a lost race: what was folded since `plan` was decided
             for _attempt in range(APPEND_ATTEMPTS_MAX):
                 try:
@@ -176,7 +128,7 @@ class Writer:
                             )
                             redo = None
                             outcome = self._append(plan, session)
-                except _LostRace as lost_race:
+                except LostRace as lost_race:
                     lost += 1
                     self.lost_races += 1
                     if lost_race.moved is None:
@@ -225,33 +177,33 @@ class Writer:
                 return self._results(plan.origins, plan.appended, outcome, plan.recorded_sources)
             raise LedgerError(f"the log kept moving: could not append after {APPEND_ATTEMPTS_MAX} attempts")
 
-    def _append_if_it_holds(self, plan: _Planned) -> AppendOutcome | None:
+    def _append_if_it_holds(self, plan: Plan) -> AppendOutcome | None:
         """Append a batch decided outside the lock if what other writers appended since did not touch
-        what it read (else `_LostRace`). Most of that is folded, and the rows encoded, before taking the
+        what it read (else `LostRace`). Most of that is folded, and the rows encoded, before taking the
         lock: inside it, only what was appended in the last moments is folded."""
         if not plan.appended:
             return None  # only replays: nothing to append
         if self.knowledge.head != plan.head:  # this process appended meanwhile (a post inside a post)
-            raise _LostRace(None)
+            raise LostRace(None)
         moved = Moved()
         self.knowledge.catch_up(None, moved)
         if moved and not plan.holds(moved, self._today()):
-            raise _LostRace(moved)
+            raise LostRace(moved)
         stored = self._application.stored(plan.appended)
 
         def fold_while_waiting() -> None:
             self.knowledge.catch_up(None, moved)
             if moved and not plan.holds(moved, self._today()):
-                raise _LostRace(moved)
+                raise LostRace(moved)
 
         with self._recorder.append_session(fold_while_waiting) as session:
             self.knowledge.catch_up(session, moved)
             if moved and not plan.holds(moved, self._today()):
-                raise _LostRace(moved)
+                raise LostRace(moved)
             return self._append(plan, session, stored)
 
     def _append(
-        self, plan: _Planned, session: Any, stored: Sequence[StoredEvent] | None = None
+        self, plan: Plan, session: Any, stored: Sequence[StoredEvent] | None = None
     ) -> AppendOutcome | None:
         """Append the planned events (as `stored`, if already encoded) in the append session, after the
         knowledge's head."""
@@ -292,86 +244,15 @@ class Writer:
         with self.writing():
             try:
                 self.knowledge.catch_up()
-                return self._check_once(events, fingerprints, refused, posted_by)
+                keys = [(event.source.system, event.source.key) for event in events]
+                sources = self._recorder.sources([key for i, key in enumerate(keys) if i not in refused])
+                plan = Plan(self.knowledge, keys, sources, self._today())
+                return check_items(plan, events, fingerprints, refused, self._decider(posted_by))
             except PersistenceError as error:
                 fault = store_fault(error)
                 if fault is None:
                     raise
                 raise fault from error
-
-    def _check_once(
-        self,
-        events: Sequence[EventBase],
-        fingerprints: list[bytes],
-        refused: dict[int, InvalidInput],
-        posted_by: str,
-    ) -> DryRun:
-        """`_post_once` without the append, going on past a refused item."""
-        knowledge = self.knowledge
-        keys = [(event.source.system, event.source.key) for event in events]
-        recorded_sources = self._recorder.sources([key for i, key in enumerate(keys) if i not in refused])
-        draft = Draft(knowledge)
-        in_batch: dict[tuple[str, str], tuple[bytes, int, Decimal]] = {}
-        pending: dict[uuid.UUID, tuple[int, EventBase]] = {}
-        planned = 0
-        today = self._today()
-        items: list[CheckedItem] = []
-        for index, (event, key, print_) in enumerate(zip(events, keys, fingerprints, strict=True)):
-            kind = type_of(event)
-            problem = refused.get(index)
-            if problem is not None:
-                items.append(_refused(index, kind, problem))
-                continue
-            earlier = recorded_sources.get(key)
-            if earlier is not None:
-                if _recorded_fingerprint(earlier[1], key) != print_:
-                    items.append(
-                        _conflict(index, kind, f"source {key[0]}/{key[1]} was recorded with other content")
-                    )
-                    continue
-                logged = decode_event(earlier[1])
-                items.append(
-                    CheckedItem(
-                        item=index,
-                        type=kind,
-                        outcome="replay",
-                        points=points_of(logged),
-                        event_id=recorded_id(logged),
-                        position=earlier[0],
-                    )
-                )
-                continue
-            if key in in_batch:
-                first_print, first, points = in_batch[key]
-                if first_print != print_:
-                    items.append(
-                        _conflict(
-                            index,
-                            kind,
-                            f"source {key[0]}/{key[1]} appears twice with other content",
-                            first=first,
-                        )
-                    )
-                else:
-                    items.append(
-                        CheckedItem(item=index, type=kind, outcome="replay", points=points, replay_of=first)
-                    )
-                continue
-            try:
-                recorded = self._decide(event, draft, posted_by, today, pending)
-            except InvalidInput as error:
-                items.append(_refused(index, kind, error))
-                continue
-            stream = stream_of(recorded)
-            draft.next_version(stream)
-            planned += 1
-            position = knowledge.head + planned
-            draft.fold(stream, recorded, position)
-            pending[recorded_id(recorded)] = (position, recorded)
-            in_batch[key] = (print_, index, points_of(recorded))
-            items.append(CheckedItem(item=index, type=kind, outcome="new", points=points_of(recorded)))
-        valid = all(item.outcome in ("new", "replay") for item in items)
-        return DryRun(valid, knowledge.head, items)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
@@ -407,9 +288,9 @@ class Writer:
         posted_by: str,
         session: Any,
         *,
-        previous: _Planned | None = None,
+        previous: Plan | None = None,
         moved: Moved | None = None,
-    ) -> _Planned:
+    ) -> Plan:
         """Decide the batch on a draft over the knowledge (reading in `session` if given): each item is a
         replay of the log, a repeat of an earlier item, or a new event to append. Nothing is written.
 
@@ -417,64 +298,48 @@ class Writer:
         items of cadres nobody else touched keep their decided events (a cadre's items depend on its own
         stream and the rulebook only), and the others are decided again, in order, against the knowledge
         as it now is — as deciding the whole batch again would decide them."""
-        knowledge = self.knowledge
         keys = [(event.source.system, event.source.key) for event in events]
         kept = previous is not None and moved is not None and previous.keeps_part(moved, self._today())
         if kept:
             assert previous is not None and moved is not None
             plan = previous.kept_part(moved.streams)
         else:
-            plan = _Planned(knowledge, keys, self._recorder.sources(keys, session), self._today())
-        recorded_sources, origins, appended = plan.recorded_sources, plan.origins, plan.appended
+            plan = Plan(self.knowledge, keys, self._recorder.sources(keys, session), self._today())
         decided_before = previous.decided if kept and previous is not None else None
-        in_batch: dict[tuple[str, str], tuple[bytes, int]] = {}
-        pending: dict[uuid.UUID, tuple[int, EventBase]] = {}
-        for index, (event, key, print_) in enumerate(zip(events, keys, fingerprints, strict=True)):
-            earlier = recorded_sources.get(key)
-            if earlier is not None:
-                if _recorded_fingerprint(earlier[1], key) != print_:
-                    raise Conflict(
-                        f"item {index}: source {key[0]}/{key[1]} was recorded with other content",
-                        item=index,
-                        system=key[0],
-                        key=key[1],
-                    )
-                origins.append(("old", earlier[0]))
-                continue
-            if key in in_batch:
-                if in_batch[key][0] != print_:
-                    raise Conflict(
-                        f"item {index}: source {key[0]}/{key[1]} appears twice in the batch "
-                        "with other content",
-                        item=index,
-                        system=key[0],
-                        key=key[1],
-                    )
-                origins.append(("new", in_batch[key][1]))
-                continue
-            before = decided_before.get(index) if decided_before is not None else None
-            if before is not None and before.originator_id in plan.cadres_kept:
-                record = before  # its cadre's draft already holds it
+        origins = plan.origins
+        items = decide_items(
+            plan, events, fingerprints, self._decider(posted_by), decided_before=decided_before
+        )
+        for kind, index, detail in items:
+            if kind == "new":
+                origins.append(("new", detail))
+            elif kind == "old":
+                origins.append(("old", detail[0]))
+            elif kind == "repeat":
+                origins.append(("new", detail[1]))
+            elif kind == "invalid":
+                raise detail.at_item(index) from None
             else:
-                try:
-                    recorded = self._decide(event, plan, posted_by, plan.today, pending)
-                except InvalidInput as error:
-                    raise error.at_item(index) from None
-                stream = stream_of(recorded)
-                version = plan.next_version(stream)
-                position = knowledge.head + len(appended) + 1
-                plan.fold(stream, recorded, position)
-                pending[recorded_id(recorded)] = (position, recorded)
-                record = Recorded(stream, version, recorded)
-            in_batch[key] = (print_, len(appended))
-            origins.append(("new", len(appended)))
-            plan.decided[index] = record
-            appended.append(record)
+                system, key = keys[index]
+                how = "was recorded" if kind == "old_conflict" else "appears twice in the batch"
+                raise Conflict(
+                    f"item {index}: source {system}/{key} {how} with other content",
+                    item=index,
+                    system=system,
+                    key=key,
+                )
         return plan
+
+    def _decider(self, posted_by: str) -> DecideOne:
+        """Decide one item for `posted_by` (see `planning.decide_event`)."""
+        event_by_id = self._reader.event_by_id
+        return lambda event, plan, pending: decide_event(
+            event, plan, pending, posted_by=posted_by, event_by_id=event_by_id
+        )
 
     def _results(
         self,
-        origins: list[_Origin],
+        origins: list[Origin],
         plan: list[Recorded],
         outcome: AppendOutcome | None,
         recorded_sources: dict[tuple[str, str], tuple[int, bytes]],
@@ -517,55 +382,6 @@ class Writer:
             outcome.first_position + len(plan) - 1 if outcome is not None else self._recorder.head().position
         )
         return PostResult(head, items)
-
-    def _decide(
-        self,
-        event: EventBase,
-        draft: Draft,
-        posted_by: str,
-        today: date,
-        pending: dict[uuid.UUID, tuple[int, EventBase]],
-    ) -> EventBase:
-        event_id = new_event_id()
-        if isinstance(event, PolicyPublished | UnitEvent) and isinstance(draft, _Planned):
-            draft.reads_all = True  # a policy's position is in the book; unit rules read every unit
-        if isinstance(event, PolicyPublished):
-            return decide_policy(
-                event, book=draft.policies, today=today, posted_by=posted_by, event_id=event_id
-            )
-        if isinstance(event, UnitEvent):
-            return decide_unit(
-                event,
-                units=draft.units,
-                book=draft.policies,
-                today=today,
-                posted_by=posted_by,
-                event_id=event_id,
-            )
-        if not isinstance(event, CadreEvent):  # key events are recorded by the key store only
-            raise InvalidInput(
-                f"{type_of(event)} is recorded by `ledger keys`, not posted",
-                field="type",
-                rule="event_type_not_postable",
-            )
-        target: tuple[int, EventBase] | None = None
-        if isinstance(event, EntryReversed):
-            target = pending.get(event.target_event_id)
-            if target is not None and isinstance(draft, _Planned):
-                draft.reads_all = (
-                    True  # the reversal records its target's position, which moves with the head
-                )
-            target = target or self._reader.event_by_id(event.target_event_id)
-        return decide(
-            event,
-            state=draft.state(event.cadre_id),
-            book=draft.policies,
-            today=today,
-            posted_by=posted_by,
-            event_id=event_id,
-            target=target[1] if target else None,
-            target_position=target[0] if target else None,
-        )
 
     def load_all(self) -> None:
         """Bring the knowledge up to the head of the log (for operations over every cadre)."""
@@ -615,7 +431,7 @@ class Writer:
         for event, stream, key, print_ in zip(events, streams, keys, prints, strict=True):
             earlier = found.get(key)
             if earlier is not None:
-                if _recorded_fingerprint(earlier[1], key) != print_:
+                if recorded_fingerprint(earlier[1], key) != print_:
                     raise Conflict(
                         f"source {key[0]}/{key[1]} was recorded with other content", system=key[0], key=key[1]
                     )
@@ -661,112 +477,3 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-class _LostRace(Exception):
-    """Another writer appended, since the decision, something the decided batch read; `moved` is what
-    was folded since (None: the decision cannot be kept in part)."""
-
-    def __init__(self, moved: Moved | None) -> None:
-        super().__init__()
-        self.moved = moved
-
-
-class _Planned(Draft):
-    """A decided batch: its draft, the events it will append in order, and where each item's result
-    comes from; `holds` tells whether the decision still stands after what other writers appended."""
-
-    __slots__ = (
-        "appended",
-        "cadres_kept",
-        "decided",
-        "head",
-        "keys",
-        "origins",
-        "reads_all",
-        "recorded_sources",
-        "today",
-    )
-
-    def __init__(
-        self,
-        knowledge: Knowledge,
-        keys: list[tuple[str, str]],
-        recorded_sources: dict[tuple[str, str], tuple[int, bytes]],
-        today: date,
-    ) -> None:
-        super().__init__(knowledge)
-        self.head = knowledge.head  # what the batch was decided against
-        self.keys = keys
-        self.recorded_sources = recorded_sources
-        self.today = today
-        self.appended: list[Recorded] = []
-        self.decided: dict[int, Recorded] = {}  # by item: the event decided for it
-        self.origins: list[_Origin] = []
-        # True when the decision depends on more than its streams: a policy (its position goes into the
-        # book), a unit's event (its rules read every unit), a reversal of an item of the same batch (it
-        # records the target's position).
-        self.reads_all = False
-        self.cadres_kept: frozenset[str] = frozenset()  # streams whose draft a partial decision kept
-
-    def holds(self, moved: Moved, today: date) -> bool:
-        """Whether deciding the batch again after `moved` would decide it the same way: nothing it read
-        changed."""
-        return self.keeps_part(moved, today) and moved.streams.isdisjoint(self.read)
-
-    def keeps_part(self, moved: Moved, today: date) -> bool:
-        """Whether the decisions of the items whose streams `moved` did not touch still stand. The
-        rulebook is read by every decision; a source key of the batch recorded meanwhile turns an item
-        into a replay or a conflict, and moves the items after it."""
-        return not (
-            moved.everything
-            or moved.book
-            or self.reads_all
-            or today != self.today
-            or not moved.sources.isdisjoint(self.keys)
-        )
-
-    def kept_part(self, touched: set[str]) -> _Planned:
-        """A new decision over the current knowledge that keeps this one's drafts of the streams not in
-        `touched` (and the items decided for them); the rest is to be decided again."""
-        plan = _Planned(self.knowledge, self.keys, self.recorded_sources, self.today)
-        plan.cadres = {stream: c for stream, c in self.cadres.items() if stream not in touched}
-        plan._copied = {stream: c for stream, c in self._copied.items() if stream not in touched}
-        plan.versions = {stream: v for stream, v in self.versions.items() if stream not in touched}
-        plan.read = self.read - touched
-        plan.units = self.units
-        plan.cadres_kept = frozenset(plan.read)
-        return plan
-
-
-def _refused(index: int, kind: str, error: InvalidInput) -> CheckedItem:
-    return CheckedItem(
-        item=index, type=kind, outcome="invalid", field=error.field, rule=error.rule, message=error.message
-    )
-
-
-def _conflict(index: int, kind: str, message: str, *, first: int | None = None) -> CheckedItem:
-    """A refused reuse of a source key; `first`, the earlier item of the run that holds it (each face
-    names it its own way: a row of a sheet, an item of a body)."""
-    return CheckedItem(
-        item=index,
-        type=kind,
-        outcome="conflict",
-        replay_of=first,
-        field="source.key",
-        rule="exists_with_different_content",
-        message=message,
-    )
-
-
-def _recorded_fingerprint(state: bytes, key: tuple[str, str]) -> bytes:
-    """The fingerprint of the submission the event recorded under `key` came from (read from the event
-    itself, so that what answers a retry is what the chain holds)."""
-    event = decode_event(state)
-    if (event.source.system, event.source.key) != key:  # the index and the row disagree: a damaged store
-        raise IntegrityFailure(
-            f"the source index finds {key[0]}/{key[1]} at an event recorded under another source; "
-            "run `ledger verify`",
-            reason="index_mismatch",
-        )
-    return fingerprint(event)

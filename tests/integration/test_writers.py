@@ -222,14 +222,19 @@ def test_a_lost_race_decides_again_only_the_items_of_the_cadres_the_winner_touch
     mine.post([registration("C1"), registration("C2")])
     mine.post([merit("C1", "honorary_title")])  # 25.00 of C1's 30.00
     writer: Any = mine._writer
-    decide = writer._decide
+    decider = writer._decider
     decided: list[str] = []
 
-    def counting(event: Any, *args: Any, **kwargs: Any) -> Any:
-        decided.append(event.cadre_id)
-        return decide(event, *args, **kwargs)
+    def counting(posted_by: str) -> Any:
+        decide_one = decider(posted_by)
 
-    writer._decide = counting
+        def counted(event: Any, *args: Any) -> Any:
+            decided.append(event.cadre_id)
+            return decide_one(event, *args)
+
+        return counted
+
+    writer._decider = counting
     first: list[Any] = []
     decisions = interfere(
         mine,
