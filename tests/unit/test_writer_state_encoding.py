@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 
-import ledger.writer
+import ledger.planning
 from ledger.domain.events import EntryReversed, MeritAwarded
 from ledger.domain.ids import new_event_id
 from ledger.ledger import Ledger
@@ -32,7 +32,7 @@ def reversed_twice(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Ledger, list[uuid.UUID]]]:
     ids = _colliding_ids()
-    monkeypatch.setattr(ledger.writer, "new_event_id", lambda: next(ids))
+    monkeypatch.setattr(ledger.planning, "new_event_id", lambda: next(ids))
     with Ledger.open(sqlite_url, clock=fixed_clock) as opened:
         opened.post([registration("C1")])
         merits = opened.post(
