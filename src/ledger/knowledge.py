@@ -9,8 +9,9 @@ commits, reuses positions for other events, and then the knowledge is folded aga
 A batch is decided on a `Draft`: copies of the states it changes, installed only once the batch is
 appended. The draft notes the streams it read; the writer, holding the append lock, folds what other
 writers appended since the decision (`Moved` says what that touched), and the draft still holds when
-none of it touched what the draft read. Otherwise it is thrown away and the batch decided again against
-the knowledge as it now is. Nothing is reloaded from the streams.
+none of it touched what the draft read. Otherwise the touched cadres' part of it is thrown away and their
+items decided again against the knowledge as it now is (`ledger.planning`). Nothing is reloaded from the
+streams.
 
 The knowledge is always complete (every cadre of the log). Folding a whole log takes seconds at a million
 events, so it is persisted (table `ledger_writer_state`): the states' MessagePack bytes bound to a position,

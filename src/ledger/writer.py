@@ -1,14 +1,15 @@
 """Posting: a batch decided against the writer's knowledge and appended atomically (SPEC §6).
 
 A batch is decided outside the append lock, on a draft over the writer's knowledge (`ledger.knowledge`),
-which first folds whatever other processes appended. The writer then takes the append lock (`BEGIN
-IMMEDIATE` on SQLite, the events table's lock on PostgreSQL) and, inside that transaction, folds what was
-appended since the decision. When none of it touched what the draft read — its cadres' streams, the
-rulebook, the units, the batch's source keys — the decision stands and is appended as it is, at the
-positions that are now next: another writer's batch of other cadres costs one small read, not a decision.
-Otherwise the race is lost: the draft is thrown away and the batch decided again against the knowledge as
-it now is, never reloading a stream. After `LOST_RACES_MAX` lost races in a row the writer takes the
-append lock *before* deciding, so it wins that attempt: no batch starves behind a stream of small ones.
+which first folds whatever other processes appended. The writer then folds what was appended since the
+decision: most of it before taking the append lock (`BEGIN IMMEDIATE` on SQLite, the events table's lock
+on PostgreSQL), the rest inside that transaction. When none of it touched what the draft read — its
+cadres' streams, the rulebook, the batch's source keys — the decision stands and is appended as it is, at
+the positions that are now next: another writer's batch of other cadres costs one small read, not a
+decision. Otherwise the race is lost, and the items of the cadres it touched are decided again against
+the knowledge as it now is (`ledger.planning`), never reloading a stream. After `LOST_RACES_MAX` lost
+races in a row the writer takes the append lock *before* deciding, so it wins that attempt: no batch
+starves behind a stream of small ones.
 
 So every rule — idempotency, lifecycle, annual caps — is checked against the complete log, and appends
 from several processes never lose, duplicate or reorder an acknowledged event.
