@@ -96,7 +96,7 @@ def _latency(runs: list[dict[str, Any]], alone: dict[int, float]) -> dict[str, A
         "slowdown_p50": median(slowdown) if slowdown else None,
         "slowdown_p99": percentile(slowdown, 99) if slowdown else None,
         "slowdown_max": max(slowdown) if slowdown else None,
-        # None: attempts are not observable (no `_post_once` to count).
+        # None: attempts are not observable (no `_plan` or `_post_once` to count).
         "retries": sum(retries) if retries else None,
         "retries_max_per_batch": max(retries, default=0),
     }

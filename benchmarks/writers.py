@@ -165,7 +165,7 @@ def _writer(url: str, index: int, job: dict[str, Any], start: Any, out: Any) -> 
             except Exception as failure:  # counted and reported: the benchmark goes on
                 error = f"{type(failure).__name__}: {str(failure)[:120]}"
             seconds = time.monotonic() - began
-            # None: not observable (no `_post_once` to count).
+            # None: not observable (no `_plan` or `_post_once` to count).
             used = attempts["attempts"] - tried if attempts is not None else None
             out.put(("batch", index, len(batch), began, seconds, used or None, error))
         lost = _lost_races(ledger)

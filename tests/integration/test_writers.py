@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -47,18 +47,6 @@ def merit(cadre_id: str, award: str, *, on: date = date(YEAR, 3, 1), deed: str |
     return MeritAwarded(
         cadre_id=cadre_id, effective_on=on, source=source(), award=award, level="national", deed=deed
     )  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def two(store_url: str) -> Iterator[tuple[Ledger, Ledger]]:
-    """Two ledgers on one store: two writers, as two processes would have."""
-    first = Ledger.open(store_url, clock=fixed_clock)
-    second = Ledger.open(store_url, clock=fixed_clock)
-    try:
-        yield first, second
-    finally:
-        first.close()
-        second.close()
 
 
 def interfere(ledger: Ledger, before_append: Callable[[int], None]) -> list[int]:

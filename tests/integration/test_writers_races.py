@@ -10,7 +10,7 @@ before its append, as another process posting then would. The ledger opens with 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -41,18 +41,6 @@ from tests.integration.test_writers import (
 from tests.support import raw_sql
 
 D = Decimal
-
-
-@pytest.fixture
-def two(store_url: str) -> Iterator[tuple[Ledger, Ledger]]:
-    """Two ledgers on one store: two writers, as two processes would have."""
-    first = Ledger.open(store_url, clock=fixed_clock)
-    second = Ledger.open(store_url, clock=fixed_clock)
-    try:
-        yield first, second
-    finally:
-        first.close()
-        second.close()
 
 
 def once(action: Callable[[], object], *, at: int = 1) -> Callable[[int], None]:
