@@ -18,6 +18,8 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.plugins import PluginProtocol
+from litestar.plugins.core import MsgspecDIPlugin
 from litestar.routes import HTTPRoute
 from litestar.types import ControllerRouterHandler, Message, Scope
 
@@ -108,6 +110,17 @@ def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
     )
 
 
+class _MsgspecOnly(Litestar):
+    """Litestar with only msgspec's plugin by default. Litestar adds pydantic's plugins whenever pydantic
+    can be imported (typer brings it), and importing them costs 70–90 ms at every start of a server; the
+    API's types are msgspec structs and none is a pydantic model."""
+
+    @staticmethod
+    def _get_default_plugins(plugins: list[PluginProtocol]) -> list[PluginProtocol]:
+        plugins.append(MsgspecDIPlugin())
+        return plugins
+
+
 def create_app(settings: ApiSettings | None = None, *, services: Services | None = None) -> Litestar:
     """The audit API over the ledger at `settings.database_url` (default: from the environment)."""
     settings = settings or ApiSettings.from_environment()
@@ -143,7 +156,7 @@ def create_app(settings: ApiSettings | None = None, *, services: Services | None
             pool.shutdown(wait=False)
 
     schemas = StructSchemas()
-    app = Litestar(
+    app = _MsgspecOnly(
         route_handlers=ROUTES,
         dependencies={"services": Provide(_provide_services, sync_to_thread=False, use_cache=True)},
         guards=[authorize],

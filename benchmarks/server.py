@@ -113,8 +113,9 @@ def memory_of(pid: int) -> dict[str, float]:
 
 
 def worker_pids(server: Server) -> list[int]:
-    """The processes that serve requests: the server itself with one worker; else uvicorn's worker
-    processes (its children started by multiprocessing's spawn, not its resource tracker)."""
+    """The processes that serve requests: the server itself with one worker; else its worker processes
+    (its children, forked by `ledger.api.serving` or spawned by uvicorn before it; not multiprocessing's
+    resource tracker)."""
     if server.workers == 1:
         return [server.pid]
     found = []
@@ -124,7 +125,7 @@ def worker_pids(server: Server) -> list[int]:
             command = (stat.parent / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
-        if parent == server.pid and b"spawn_main" in command:
+        if parent == server.pid and b"resource_tracker" not in command:
             found.append(int(stat.parent.name))
     return sorted(found)
 

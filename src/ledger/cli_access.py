@@ -309,8 +309,6 @@ def serve(
     log_level: Annotated[LogLevel, typer.Option(help="debug, info, warning or error")] = LogLevel.info,
 ) -> None:
     """Serve the HTTP API (uvicorn with uvloop and httptools) until interrupted."""
-    import uvicorn
-
     from ledger.ledger import Ledger
 
     url = database or os.environ.get("LEDGER_DATABASE_URL") or "sqlite:///ledger.db"
@@ -324,7 +322,7 @@ def serve(
         fail(EXIT_INVALID, f"cannot open the ledger at {url}: {error}")
     if port:
         _require_free_port(host, port)
-    # Workers are separate processes: they read their configuration from the environment.
+    # The app reads its settings from the environment (`ApiSettings.from_environment`).
     os.environ["LEDGER_DATABASE_URL"] = url
     if cors_origin:
         os.environ["LEDGER_CORS_ORIGINS"] = ",".join(cors_origin)
@@ -332,18 +330,14 @@ def serve(
         f"serving ledger {ledger_id} (position {head}) on http://{host}:{port} with {workers} worker(s)",
         highlight=False,
     )
-    uvicorn.run(
-        "ledger.api:create_app",
-        factory=True,
+    # With several workers the app is built once, here, and the workers are forked (ledger.api.serving).
+    from ledger.api.serving import serve as serve_api
+
+    serve_api(
         host=host,
         port=port,
         workers=workers,
-        loop="uvloop",
-        http="httptools",
         log_config=_log_config(log_level.value),
-        # The API logs each request itself (`ledger.api.access`), with the principal.
-        access_log=False,
-        server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 

@@ -229,3 +229,71 @@ def test_the_server_answers_reads_keys_and_errors_over_real_sockets(
     output = server.output()
     assert "Traceback" not in output, output
     assert '"GET /v1/cadres/C1/history" 200' in output, "requests are logged"
+
+
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (Linux: /proc/<pid>/task/<tid>/children)."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children.update(int(child) for child in (task / "children").read_text().split())
+    return children
+
+
+def wait_for(condition: Any, what: str, server: Server) -> None:
+    deadline = time.monotonic() + READY_DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)  # polling interval while a worker starts, not a synchronization
+    pytest.fail(f"{what} within {READY_DEADLINE_SECONDS} s:\n{server.output()}")
+
+
+def test_a_killed_worker_is_replaced_by_a_worker_that_serves_and_stopping_ends_every_worker(
+    seeded: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    """Goal: workers forked from the server's process (ledger.api.serving), and supervised as uvicorn's
+    spawned ones were. Method: with two workers, check that each runs the server's command line; kill
+    one with SIGKILL (no chance to clean up); the supervisor forks a replacement, which opens its read
+    models and serves; posts and reads succeed through whichever worker takes them; SIGINT then ends the
+    parent and every worker."""
+    url, tokens = seeded
+    port = free_port()
+    log = tmp_path / "server.log"
+    command = [sys.executable, "-m", "ledger.cli_access", "serve", "--database", url]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("LEDGER_")}
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
+    server = Server(url, port, process, log)
+    try:
+        wait_until_ready(server, 2)
+        workers = children_of(process.pid)
+        assert len(workers) == 2, workers
+        # Forked, not spawned: a worker runs the server's own command line, not multiprocessing's
+        # `spawn_main`, so it imported nothing and built no app of its own.
+        parent_command = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        for worker in workers:
+            assert Path(f"/proc/{worker}/cmdline").read_bytes() == parent_command
+        killed = min(workers)
+        os.kill(killed, signal.SIGKILL)
+        wait_for(
+            lambda: server.output().count(READ_MODELS_OPEN_LINE) >= 3,
+            "no replacement worker opened its read models",
+            server,
+        )
+        replaced = children_of(process.pid)
+        assert killed not in replaced and len(replaced) == 2, (killed, replaced)
+        poster = {"Authorization": f"Bearer {tokens['poster']}"}
+        reader = {"Authorization": f"Bearer {tokens['reader']}"}
+        with httpx.Client(base_url=server.base, timeout=REQUEST_TIMEOUT_SECONDS) as client:
+            for number in range(4):  # new connections: each may reach either worker
+                posted = client.post("/v1/events", json={"events": [merit(1_000 + number)]}, headers=poster)
+                assert posted.status_code == 201, posted.text
+                read = client.get("/v1/cadres/C1/history", headers=reader | {"Connection": "close"})
+                assert read.status_code == 200, read.text
+    finally:
+        stop(server)
+    assert process.returncode == 0, server.output()
+    for pid in replaced:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert "Traceback" not in server.output(), server.output()
