@@ -13,7 +13,7 @@ Points are summed as integer cents. `bincount` adds in float64, which is exact f
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final
@@ -56,6 +56,13 @@ RESULT_CODES: Final[dict[str, int]] = {result: code for code, result in enumerat
 EXCELLENT: Final = RESULT_CODES["excellent"]
 MERIT_COMPONENT: Final = COMPONENTS.index("merit")
 APPRAISAL_COMPONENT: Final = COMPONENTS.index("appraisal")
+# The sums `Index.sums_of_windows` holds at once (float64 each, twice: per bucket and running): 16 MB.
+WINDOW_CELLS_MAX: Final = 2_000_000
+
+COUNTED_KEPT_MAX: Final = 32
+
+# A window of valid dates read: (as_of_day, since_day), since_day None for everything up to as_of_day.
+Window = tuple[int, int | None]
 
 Array = npt.NDArray[Any]
 
@@ -69,6 +76,17 @@ class Columns:
         self._arrays: dict[str, Array] = {
             name: np.empty(INITIAL_CAPACITY, dtype=dtype) for name, dtype in dtypes.items()
         }
+        self._by_cadre: tuple[int, Array, Array] | None = None
+
+    def by_cadre_and_day(self) -> tuple[Array, Array]:
+        """The rows of a column of changes sorted by (cadre, order_day), ties in position order, and the
+        cadre of each: sorted once per size of the column, not once per read (rows only ever append, and
+        a reversal changes `reversed_at`, which the reads mask by, not the order)."""
+        if self._by_cadre is None or self._by_cadre[0] != self.size:
+            # A stable sort of rows already in position order keeps the later position last among equals.
+            order = np.lexsort((self["order_day"], self["cadre"]))
+            self._by_cadre = (self.size, order, self["cadre"][order])
+        return self._by_cadre[1], self._by_cadre[2]
 
     def append(self, columns: dict[str, list[Any]]) -> None:
         added = len(next(iter(columns.values())))
@@ -108,6 +126,7 @@ class Columns:
             raise ValueError("the arrays are not these columns")
         self._arrays = dict(arrays)
         self.size = size
+        self._by_cadre = None
 
     def find(self, position: int) -> int | None:
         """The row holding `position`, if any."""
@@ -144,7 +163,16 @@ class Snapshot:
     veto bars, appraisals a sanction or an investigation lowers.
     """
 
-    def __init__(self, index: Index, as_of_day: int, known_at: int, since_day: int | None = None) -> None:
+    def __init__(
+        self,
+        index: Index,
+        as_of_day: int,
+        known_at: int,
+        since_day: int | None = None,
+        *,
+        sums: tuple[Array, Array] | None = None,
+    ) -> None:
+        """`sums`: this window's `index.sums`, when computed with other windows' (`Index.snapshots`)."""
         self.index = index
         self.as_of_day = as_of_day
         self.known_at = known_at
@@ -153,7 +181,9 @@ class Snapshot:
         self.count = count
         registrations = index.registrations
         self.known = (registrations["position"] <= known_at) & (registrations["day"] <= as_of_day)
-        self.totals, self.components = index.sums(as_of_day, known_at, count, since_day)
+        self.totals, self.components = (
+            sums if sums is not None else index.sums(as_of_day, known_at, count, since_day)
+        )
         self.departed_day = index.first_change(index.departures, as_of_day, known_at, count)
         self.left_leadership = index.first_change(index.left_leadership, as_of_day, known_at, count) >= 0
         self.unit = index.latest_value(index.units, as_of_day, known_at, count)
@@ -263,10 +293,12 @@ class Index:
         self.veto_years: dict[int, set[int]] = {}
         self.veto_candidates: set[int] = set()
         self._veto_arrays: tuple[int, Array, Array, Array] | None = None
+        self._barred_cache: tuple[tuple[int, int], tuple[Array, Array, Array]] | None = None
         # Cadres with a deduction that caps appraisals, or an investigation: their appraisals may count
         # another result than recorded. Per read, only their appraisals are recounted.
         self.appraisal_sensitive: set[int] = set()
-        self._counted_cache: tuple[int, int, dict[int, list[tuple[Fact, Counted]]]] | None = None
+        # By (as_of_day, known_at), the last COUNTED_KEPT_MAX reads' (an escalation reads twelve periods).
+        self._counted_cache: dict[tuple[int, int], dict[int, list[tuple[Fact, Counted]]]] = {}
         # Per sensitive cadre, its appraisal, deduction and investigation facts (rebuilt when they change).
         self._sensitive_facts: dict[int, tuple[list[Fact], list[Fact], list[Fact]]] = {}
         self._lowerable_cache: dict[int, list[tuple[Fact, list[Fact], bool]]] = {}
@@ -346,7 +378,7 @@ class Index:
             self._add_veto_year(veto)
         for reversal in pending_reversals:
             self.reverse(reversal.target, reversal.position)
-        self._counted_cache = None
+        self._counted_cache = {}
 
     def add_policy(self, fact: Fact) -> None:
         """Fold a published policy (also what restores a persisted index's policies)."""
@@ -523,14 +555,76 @@ class Index:
         weights = self.scores["cents_float"][:known] * in_window
         cells = count * COMPONENT_COUNT
         components = np.bincount(keys, weights=weights, minlength=cells)[:cells]
+        return self._counted_sums(components, (as_of_day, since_day), known_at, count)
+
+    def sums_of_windows(
+        self, windows: Sequence[Window], known_at: int, count: int
+    ) -> list[tuple[Array, Array]]:
+        """`sums` of each (as_of_day, since_day) window, in one pass over the scores.
+
+        Each score falls in one bucket between consecutive edges (every window's `as_of_day` and the day
+        before its `since_day`), one bincount sums every (bucket, cell), and a running sum over the buckets
+        gives each edge's sums through it: a window is the difference of two edges. Cents are integers, in
+        float64 exactly (below 2**53), so the differences are exact. An escalation reads twelve periods
+        this way for about the cost of two single sums (performance.md, 2026-12-04)."""
+        if len(windows) == 1:
+            return [self.sums(windows[0][0], known_at, count, windows[0][1])]
+        results: list[tuple[Array, Array]] = []
+        cells = count * COMPONENT_COUNT
+        # Bounded memory: a group of g windows has at most 2g edges, so 2g + 1 buckets of `cells` sums.
+        per_group = max(1, (WINDOW_CELLS_MAX // cells - 1) // 2)
+        for start in range(0, len(windows), per_group):
+            results += self._sums_of_some_windows(windows[start : start + per_group], known_at, count)
+        return results
+
+    def _sums_of_some_windows(
+        self, windows: Sequence[Window], known_at: int, count: int
+    ) -> list[tuple[Array, Array]]:
+        known = self.scores.known(known_at)
+        dates = self.scores["counts_from"][:known]
+        ends = {as_of for as_of, _since in windows}
+        edges = sorted(ends | {since - 1 for _as_of, since in windows if since is not None})
+        cells = count * COMPONENT_COUNT
+        # The bucket of each day from the first edge to one past the last, as an offset into the cells:
+        # a lookup per score (searchsorted over a million dates is five times slower).
+        low, high = edges[0], edges[-1] + 1
+        bucket_of_day = np.searchsorted(
+            np.array(edges, dtype=np.int64), np.arange(low, high + 1, dtype=np.int64)
+        )
+        offsets = bucket_of_day * cells
+        flat = offsets[np.clip(dates, low, high) - low] + self.scores["key"][:known]
+        by_bucket = np.bincount(
+            flat, weights=self.scores["cents_float"][:known], minlength=(len(edges) + 1) * cells
+        )
+        through = np.cumsum(by_bucket[: len(edges) * cells].reshape(len(edges), cells), axis=0)
+        row_of_edge = {edge: row for row, edge in enumerate(edges)}
+        results = []
+        for as_of, since in windows:
+            components = through[row_of_edge[as_of]].copy()
+            if since is not None:
+                components -= through[row_of_edge[since - 1]]
+            results.append(self._counted_sums(components, (as_of, since), known_at, count))
+        return results
+
+    def _counted_sums(
+        self, components: Array, window: Window, known_at: int, count: int
+    ) -> tuple[Array, Array]:
+        """From the recorded sums (float cents per cell) of a window: the reversed scores known at
+        `known_at` taken back, then the counting rules applied; (totals, components) per cadre."""
+        as_of_day, since_day = window
         if self.reversed_rows:
+            known = self.scores.known(known_at)
             rows = np.fromiter(self.reversed_rows, dtype=np.int64, count=len(self.reversed_rows))
             rows = rows[rows < known]
-            rows = rows[(self.scores["reversed_at"][rows] <= known_at) & in_window[rows]]
-            np.subtract.at(components, keys[rows], self.scores["cents_float"][rows])
-        components = np.rint(components).astype(np.int64).reshape(count, COMPONENT_COUNT)
-        self.count_adjusted(components, as_of_day, known_at, since_day)
-        return components.sum(axis=1), components
+            dates = self.scores["counts_from"][rows]
+            in_window = dates <= as_of_day
+            if since_day is not None:
+                in_window &= dates >= since_day
+            rows = rows[(self.scores["reversed_at"][rows] <= known_at) & in_window]
+            np.subtract.at(components, self.scores["key"][rows], self.scores["cents_float"][rows])
+        counted = np.rint(components).astype(np.int64).reshape(count, COMPONENT_COUNT)
+        self.count_adjusted(counted, as_of_day, known_at, since_day)
+        return counted.sum(axis=1), counted
 
     # The counting rules (ledger.policy.counting): what a veto or a sanction makes other events count.
 
@@ -670,16 +764,19 @@ class Index:
         return counted
 
     def counted_appraisals_all(self, as_of_day: int, known_at: int) -> dict[int, list[tuple[Fact, Counted]]]:
-        """Per cadre, the in-force appraisals that count another result than recorded (cached per read)."""
-        cache = self._counted_cache
-        if cache is not None and cache[0] == as_of_day and cache[1] == known_at:
-            return cache[2]
+        """Per cadre, the in-force appraisals that count another result than recorded (kept for the last
+        few reads: a snapshot asks twice, for the sums and for the excellent appraisals)."""
+        kept = self._counted_cache.get((as_of_day, known_at))
+        if kept is not None:
+            return kept
         counted = {}
         for code in sorted(self.appraisal_sensitive):
             lowered = self.counted_appraisals(code, as_of_day, known_at, lowered_only=True)
             if lowered:
                 counted[code] = lowered
-        self._counted_cache = (as_of_day, known_at, counted)
+        if len(self._counted_cache) >= COUNTED_KEPT_MAX:
+            del self._counted_cache[next(iter(self._counted_cache))]
+        self._counted_cache[(as_of_day, known_at)] = counted
         return counted
 
     def appraisal_cents(self, fact: Fact, result: Result) -> int:
@@ -702,29 +799,38 @@ class Index:
                     components[code, APPRAISAL_COMPONENT] += (
                         self.appraisal_cents(fact, result.result) - fact.cents
                     )
-        if not self.veto_candidates:
-            return
+        codes, cents, dates = self._barred_merits(known_at)
+        if codes.size:
+            in_window = (dates >= start) & (dates <= as_of_day)
+            np.subtract.at(components[:, MERIT_COMPONENT], codes[in_window], cents[in_window])
+
+    def _barred_merits(self, known_at: int) -> tuple[Array, Array, Array]:
+        """The merits barred by a veto known at `known_at` (their cadre codes, cents and valid days),
+        whatever the date read: a veto bars its year's awards, and a window keeps those it holds. Kept for
+        the last `known_at`: the periods of one read, and the pages of a ranking, share it."""
+        cached = self._barred_cache
+        if cached is not None and cached[0] == (known_at, len(self.veto_candidates)):
+            return cached[1]
+        empty = np.zeros(0, dtype=np.int64)
+        barred_merits: tuple[Array, Array, Array] = (empty, empty, empty)
         barred = [
             _veto_key(code, veto.year, AWARD_CODES[award])
             for code in self.veto_years
             for veto in self.vetoes_in_force(code, known_at)
             for award in veto.barred_awards
         ]
-        if not barred:
-            return
-        rows, keys, codes = self._veto_candidate_arrays()
-        known = self.scores.known(known_at)
-        dates = self.scores["counts_from"][rows]
-        barred_rows = (
-            np.isin(keys, np.array(barred, dtype=np.int64))
-            & (rows < known)
-            & (self.scores["reversed_at"][rows] > known_at)
-            & (dates >= start)
-            & (dates <= as_of_day)
-        )
-        np.subtract.at(
-            components[:, MERIT_COMPONENT], codes[barred_rows], self.scores["cents"][rows[barred_rows]]
-        )
+        if self.veto_candidates and barred:
+            rows, keys, codes = self._veto_candidate_arrays()
+            known = self.scores.known(known_at)
+            chosen = (
+                np.isin(keys, np.array(barred, dtype=np.int64))
+                & (rows < known)
+                & (self.scores["reversed_at"][rows] > known_at)
+            )
+            rows = rows[chosen]
+            barred_merits = (codes[chosen], self.scores["cents"][rows], self.scores["counts_from"][rows])
+        self._barred_cache = ((known_at, len(self.veto_candidates)), barred_merits)
+        return barred_merits
 
     def _veto_candidate_arrays(self) -> tuple[Array, Array, Array]:
         """The score rows a veto may bar, with their (cadre, year, award) keys and cadre codes."""
@@ -752,14 +858,15 @@ class Index:
 
     def latest_row(self, columns: Columns, as_of_day: int, known_at: int, count: int) -> Array:
         """Per cadre, the row of the change in force (latest order_day, ties to the later position); -1."""
-        rows = self._valid(columns, as_of_day, known_at)
+        order, cadres = columns.by_cadre_and_day()
+        valid = (
+            (order < columns.known(known_at))
+            & (columns["day"][order] <= as_of_day)
+            & (columns["reversed_at"][order] > known_at)
+        )
+        rows, cadres = order[valid], cadres[valid]
         result = np.full(count, -1, dtype=np.int64)
         if rows.size:
-            # Rows are in position order already, so a stable sort by (cadre, order_day) keeps the later
-            # position last among equal days.
-            order = np.lexsort((columns["order_day"][rows], columns["cadre"][rows]))
-            rows = rows[order]
-            cadres = columns["cadre"][rows]
             last = np.r_[cadres[1:] != cadres[:-1], True]
             result[cadres[last]] = rows[last]
         return result
@@ -795,6 +902,15 @@ class Index:
 
     def snapshot(self, as_of_day: int, known_at: int, since_day: int | None = None) -> Snapshot:
         return Snapshot(self, as_of_day, min(known_at, self.position), since_day)
+
+    def snapshots(self, windows: Sequence[Window], known_at: int) -> list[Snapshot]:
+        """A snapshot of each window at one `known_at`, their sums in one pass (`sums_of_windows`)."""
+        known_at = min(known_at, self.position)
+        sums = self.sums_of_windows(windows, known_at, len(self.cadres))
+        return [
+            Snapshot(self, as_of_day, known_at, since_day, sums=window_sums)
+            for (as_of_day, since_day), window_sums in zip(windows, sums, strict=True)
+        ]
 
 
 _SCORE_ONLY_KINDS: Final = frozenset({Kind.TENURE, Kind.MERIT, Kind.EVALUATION})

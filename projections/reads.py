@@ -690,13 +690,37 @@ class Reads:
             def listed() -> list[Escalation]:
                 # The same minimum pool as recalls: two cadres of a unit are not its bottom three.
                 bottom_count, pool_size_min = policy.escalation.bottom_count, policy.recall.pool_size_min
+
+                def bottom_key(current: Period) -> tuple[Any, ...]:
+                    since = current.first_day if basis == "period" else None
+                    return (
+                        "bottom",
+                        self._snapshot_key(current.last_day, position, since),
+                        scope,
+                        bottom_count,
+                        pool_size_min,
+                    )
+
+                # The periods a streak can reach, and the snapshots of those whose bottom is not kept,
+                # computed together: one pass over the scores instead of one per period.
+                periods = _periods_back_from(span, ESCALATION_PERIODS_MAX)
+                windows = [
+                    _window(current, basis)
+                    for current in periods
+                    if not self.read_cache.kept(self.index, bottom_key(current))
+                ]
+                # Held here as well as in the cache, which may not hold twelve of a large ledger's.
+                computed = dict(
+                    zip(windows, self.read_cache.snapshots(self.index, windows, position), strict=True)
+                )
                 streaks: dict[int, int] = {}
                 alive: set[int] | None = None
-                current = span
-                for _ in range(ESCALATION_PERIODS_MAX):
+                for current in periods:
 
                     def in_bottom_of(current: Period = current) -> frozenset[int]:
-                        period_snapshot = self._period_snapshot(current, basis, position)
+                        period_snapshot = computed.get(_window(current, basis)) or self._period_snapshot(
+                            current, basis, position
+                        )
                         order, _ranks, _pools = self._pooled(period_snapshot, scope)
                         chosen = self._bottoms(
                             period_snapshot, scope, pool_size_min, lambda _pool: bottom_count
@@ -705,27 +729,12 @@ class Reads:
 
                     # Each period's bottom is kept: the next read of this period, or of a later one, reuses it
                     # without its snapshot.
-                    since = current.first_day if basis == "period" else None
-                    in_bottom = self.read_cache.derived(
-                        self.index,
-                        (
-                            "bottom",
-                            self._snapshot_key(current.last_day, position, since),
-                            scope,
-                            bottom_count,
-                            pool_size_min,
-                        ),
-                        in_bottom_of,
-                    )
+                    in_bottom = self.read_cache.derived(self.index, bottom_key(current), in_bottom_of)
                     alive = set(in_bottom) if alive is None else alive & in_bottom
                     if not alive:
                         break
                     for code in alive:
                         streaks[code] = streaks.get(code, 0) + 1
-                    try:
-                        current = current.previous()
-                    except ValueError:
-                        break  # the calendar's first period
                 # Units as of the period's last day (whatever the basis: membership does not depend on it).
                 snapshot = self._period_snapshot(span, basis, position)
                 escalations = []
@@ -835,3 +844,19 @@ def _basis(basis: str) -> str:
             f"{basis!r} is not a ranking basis: use total or period", field="basis", rule="basis_invalid"
         )
     return basis
+
+
+def _periods_back_from(span: Period, count: int) -> list[Period]:
+    """`span` and the periods before it, at most `count` in all (fewer at the calendar's start)."""
+    periods = [span]
+    while len(periods) < count:
+        try:
+            periods.append(periods[-1].previous())
+        except ValueError:
+            break  # the calendar's first period
+    return periods
+
+
+def _window(span: Period, basis: str) -> tuple[int, int | None]:
+    """The (as_of_day, since_day) a period's standings are read at: whole totals, or the period's points."""
+    return day(span.last_day), day(span.first_day) if basis == "period" else None

@@ -139,6 +139,40 @@ class ReadCache:
         )
         return snapshot
 
+    def snapshots(self, index: Index, windows: list[tuple[int, int | None]], known_at: int) -> list[Snapshot]:
+        """`snapshot` of each (as_of_day, since_day) window at `known_at`: those not kept are computed
+        together (`Index.snapshots`, one pass over the scores for all of them) and kept."""
+        known_at = min(known_at, index.position)
+        keys = [(as_of, known_at, since, len(index.cadres)) for as_of, since in windows]
+        found: dict[Hashable, Snapshot] = {}
+        with self._lock:
+            self._follow(index)
+            for key in keys:
+                hit, value = self._snapshots.get(key)
+                if hit:
+                    found[key] = value
+        missing = [window for window, key in zip(windows, keys, strict=True) if key not in found]
+        if missing:
+            computed = [_frozen(snapshot) for snapshot in index.snapshots(missing, known_at)]
+            with self._lock:
+                self.hits += len(windows) - len(missing)
+                self.misses += len(missing)
+                for (as_of, since), snapshot in zip(missing, computed, strict=True):
+                    key = (as_of, known_at, since, len(index.cadres))
+                    found[key] = snapshot
+                    if self._index is not None and self._index() is index:  # not replaced meanwhile
+                        self._snapshots.put(key, snapshot, size_of(snapshot))
+        else:
+            with self._lock:
+                self.hits += len(windows)
+        return [found[key] for key in keys]
+
+    def kept(self, index: Index, key: Hashable) -> bool:
+        """Whether `derived(index, key, …)` would find its value kept (no hit or miss counted)."""
+        with self._lock:
+            self._follow(index)
+            return key in self._derived.entries
+
     def derived(self, index: Index, key: Hashable, compute: Callable[[], Value]) -> Value:
         """`compute()`, once per `key` (which must name everything the value depends on)."""
         value: Value = self._get(self._derived, index, key, compute)

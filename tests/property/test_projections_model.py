@@ -75,6 +75,7 @@ from ledger.domain.events import (
 )
 from ledger.domain.periods import parse_period, period_containing
 from ledger.policy.load import illustrative_policy_text
+from ledger.projections.facts import day as day_of
 from ledger.projections.service import Projections
 from tests.conftest import TODAY, drop_schema, fixed_clock, require_postgres
 from tests.property.naive import CHECK_NAMES, COMPONENT_OF_TYPE, Model
@@ -786,7 +787,37 @@ class Reader:
             )
             note(f"highest escalation step: {max((e.step for e in expected), default=0)}")
             answers.append(comparable(escalations))
+        self.windows(period, known_at)
         return answers
+
+    def windows(self, period: str, known_at: int) -> None:
+        """The sums of several windows computed in one pass (`Index.snapshots`, what an escalation reads)
+        are each window's own: the twelve periods back from `period` on both bases, and windows that
+        overlap them (a half year, from the start of the record), sharing edges with them."""
+        projections, model = self.projections, self.model
+        spans = [parse_period(period)]
+        for _ in range(11):
+            with contextlib.suppress(ValueError):
+                spans.append(spans[-1].previous())
+        windows: list[tuple[date, date | None]] = [(span.last_day, None) for span in spans]
+        windows += [(span.last_day, span.first_day) for span in spans]
+        windows += [
+            (spans[0].last_day, spans[-1].first_day),
+            (spans[1 % len(spans)].last_day, date(2000, 1, 1)),
+        ]
+        index = projections.index
+        snapshots = index.snapshots(
+            [(day_of(as_of), None if since is None else day_of(since)) for as_of, since in windows], known_at
+        )
+        for (as_of, since), snapshot in zip(windows, snapshots, strict=True):
+            for cadre_id, cadre in model.cadres(as_of, known_at).items():
+                code = index.cadre_codes[cadre_id]
+                total, by_component = cadre.figures(since)
+                got = [Decimal(int(cents)) / 100 for cents in snapshot.components[code]]
+                assert (Decimal(int(snapshot.totals[code])) / 100, got) == (
+                    total,
+                    list(by_component.values()),
+                ), f"{cadre_id} in the window {since}..{as_of} known at {known_at}"
 
     def everything(
         self, dated: list[tuple[int, int, int | None]], periods: list[tuple[str, int]]
