@@ -376,37 +376,32 @@ class Reads:
         previous_order: Array,
         previous_ranks: Array,
     ) -> list[RankingEntry]:
-        """The entries of a page of a ranking. Built from plain lists: a ranking of the whole city has
-        thousands of entries and seven figures each, and per-item NumPy access would dominate the read."""
+        """The entries of a page of a ranking. Built column by column from plain lists, each struct by
+        `map`: a ranking of the whole city has thousands of entries and seven figures each, and per-item
+        NumPy access, or a Python loop per entry, would dominate the read."""
         previous = np.zeros(snapshot.count, dtype=np.int64)
         previous[previous_order] = previous_ranks
-        codes: list[int] = codes_array.tolist()
-        figures = decimals_of(
-            np.column_stack([snapshot.totals[codes_array], snapshot.components[codes_array]]).ravel().tolist()
-        )
-        cadres, unit_ids = self.index.cadres, self.index.unit_ids
-        units: list[int] = snapshot.unit[codes_array].tolist()
-        grades: list[int] = snapshot.grade[codes_array].tolist()
-        befores: list[int] = previous[codes_array].tolist()
-        entries = []
-        for offset, (code, rank_value) in enumerate(zip(codes, ranks.tolist(), strict=True)):
-            first = offset * 7
-            before = befores[offset] or None
-            cadre = cadres[code]
-            entries.append(
-                RankingEntry(
-                    rank_value,
-                    cadre.cadre_id,
-                    cadre.name,
-                    unit_ids[units[offset]],
-                    GRADES[grades[offset]],
-                    figures[first],
-                    Components(*figures[first + 1 : first + 7]),
-                    before,
-                    None if before is None else before - rank_value,
-                )
+        cadres = list(map(self.index.cadres.__getitem__, codes_array.tolist()))
+        rank_values: list[int] = ranks.tolist()
+        befores = [before or None for before in previous[codes_array].tolist()]
+        figures = [decimals_of(column) for column in snapshot.components[codes_array].T.tolist()]
+        return list(
+            map(
+                RankingEntry,
+                rank_values,
+                [cadre.cadre_id for cadre in cadres],
+                [cadre.name for cadre in cadres],
+                map(self.index.unit_ids.__getitem__, snapshot.unit[codes_array].tolist()),
+                map(GRADES.__getitem__, snapshot.grade[codes_array].tolist()),
+                decimals_of(snapshot.totals[codes_array].tolist()),
+                map(Components, *figures),
+                befores,
+                [
+                    None if before is None else before - rank_value
+                    for before, rank_value in zip(befores, rank_values, strict=True)
+                ],
             )
-        return entries
+        )
 
     def eligibility(
         self,

@@ -75,7 +75,7 @@ def decimals_of(cents: list[int]) -> list[Decimal]:
         cache.clear()
     for value in set(cents).difference(cache):
         cache[value] = Decimal(value).scaleb(-2)
-    return [cache[value] for value in cents]
+    return list(map(cache.__getitem__, cents))
 
 
 def components_of(snapshot: Snapshot, code: int) -> Components:
