@@ -572,7 +572,7 @@ class Index:
         results: list[tuple[Array, Array]] = []
         cells = count * COMPONENT_COUNT
         # Bounded memory: a group of g windows has at most 2g edges, so 2g + 1 buckets of `cells` sums.
-        per_group = max(1, (WINDOW_CELLS_MAX // cells - 1) // 2)
+        per_group = max(1, (WINDOW_CELLS_MAX // max(cells, 1) - 1) // 2)
         for start in range(0, len(windows), per_group):
             results += self._sums_of_some_windows(windows[start : start + per_group], known_at, count)
         return results

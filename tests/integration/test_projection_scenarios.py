@@ -10,6 +10,7 @@ Every story runs under the packaged illustrative policy; dates are before the fi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -32,6 +33,7 @@ from ledger.domain.events import (
     RecallOrdered,
     VetoApplied,
 )
+from ledger.policy.load import illustrative_policy_text
 from ledger.projections.errors import NotCaughtUp
 from ledger.projections.service import Projections
 from tests.conftest import registration, source
@@ -171,6 +173,34 @@ def test_a_unit_smaller_than_the_recall_pool_escalates_nobody(
     post(ledger, *(registration(f"C{n}", on=date(2025, 1, 1), unit_id="U1") for n in range(1, 7)))
     assert projections.escalations("2025Q1").escalations == []
     assert projections.recalls("2025Q1").candidates == []
+
+
+@pytest.mark.parametrize("basis", ["total", "period"])
+def test_the_period_views_of_a_ledger_without_cadres_are_empty_and_a_tie_at_zero_escalates_everyone(
+    ledger: Ledger, projections: Projections, basis: str
+) -> None:
+    """An escalation reads twelve periods together (`Index.sums_of_windows`): with no cadre at all (no cell
+    to sum) every period view answers, empty. Then eleven cadres of one unit, registered on 2025-01-01
+    without a point: all tie at 0.00, so all are the unit's bottom three (ties at the edge included) in
+    2025Q1 and 2025Q2 and none is known before, so each has a streak of 2 in 2025Q2 (step 2); known at 0,
+    nobody."""
+    text = illustrative_policy_text()
+    text = text.replace(
+        '[escalation]\nbottom_count = 3\nbasis = "period"',
+        f'[escalation]\nbottom_count = 3\nbasis = "{basis}"',
+    )
+    ledger.publish_policy(
+        re.sub(r'(?m)^version = ".*"$', f'version = "test-{basis}"', text), effective_on=date(2020, 1, 1)
+    )
+    for period in ("2025Q1", "2025", "2025-03"):
+        assert projections.escalations(period).escalations == []
+        assert projections.escalations(period, "all").escalations == []
+        assert projections.recalls(period).candidates == []
+        assert projections.boards(period).black == []
+    post(ledger, *(registration(f"C{n:02d}", on=date(2025, 1, 1), unit_id="U1") for n in range(1, 12)))
+    escalated = projections.escalations("2025Q2").escalations
+    assert [(e.cadre_id, e.streak, e.step) for e in escalated] == [(f"C{n:02d}", 2, 2) for n in range(1, 12)]
+    assert projections.escalations("2025Q2", known_at=0).escalations == []
 
 
 def test_a_vetoed_cadre_is_left_off_the_red_board_of_the_vetoed_year(
