@@ -136,7 +136,10 @@ class Services:
 
     @classmethod
     def open(cls, database_url: str) -> Services:
-        ledger = Ledger.open(database_url)
+        """The ledger at `database_url`, which must exist: a server never creates one (`ledger serve`
+        creates it before the workers start). A worker started after the file was removed or the schema
+        dropped fails to start instead of serving a new, empty ledger beside the others."""
+        ledger = Ledger.open(database_url, create=False)
         try:
             keys = KeyStore.open(database_url, ledger=ledger)
         except BaseException:

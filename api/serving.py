@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
+import signal
 import threading
 from typing import Any
 
 import uvicorn
 from uvicorn import _subprocess
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors.multiprocess import SIGNALS
 
 from ledger.api.app import create_app
 
@@ -62,7 +66,23 @@ def serve(
     # uvicorn names the context it starts workers with in one module attribute (`spawn`); a forked
     # worker is given the configuration, the app included, without pickling it.
     _subprocess.spawn = multiprocessing.get_context("fork")  # type: ignore[assignment]
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    # The supervisor queues the signals it handles (HUP, QUIT, USR1 …) for its own loop; a forked worker
+    # would inherit those handlers and queue them in a copy nobody reads. A spawned worker started with
+    # the defaults, which end it (and the supervisor replaces it): so does a forked one.
+    os.register_at_fork(after_in_child=_default_signal_handlers)
+    supervisor.run()
+    # uvicorn stops every worker when one fails before serving (the app, the database or the signing key
+    # is broken, and would fail again), and returns as after a clean stop: exit as one worker does.
+    if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+        raise SystemExit(STARTUP_FAILURE)
+
+
+def _default_signal_handlers() -> None:
+    """What a new interpreter starts with: Python's KeyboardInterrupt for SIGINT, the system's default
+    (which ends the process) for the others."""
+    for number in SIGNALS:
+        signal.signal(number, signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL)
 
 
 def _no_other_threads() -> None:

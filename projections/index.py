@@ -601,7 +601,9 @@ class Index:
         results = []
         for as_of, since in windows:
             components = through[row_of_edge[as_of]].copy()
-            if since is not None:
+            if since is not None and since > as_of:
+                components[:] = 0  # an empty window (the difference of its edges would be negative)
+            elif since is not None:
                 components -= through[row_of_edge[since - 1]]
             results.append(self._counted_sums(components, (as_of, since), known_at, count))
         return results

@@ -283,6 +283,19 @@ def test_a_killed_worker_is_replaced_by_a_worker_that_serves_and_stopping_ends_e
         )
         replaced = children_of(process.pid)
         assert killed not in replaced and len(replaced) == 2, (killed, replaced)
+        # A signal the supervisor handles for itself ends a worker as it ended a spawned one (the forked
+        # worker does not keep the supervisor's handlers), and the worker is replaced.
+        hung_up = min(replaced)
+        os.kill(hung_up, signal.SIGHUP)
+        wait_for(
+            lambda: (
+                server.output().count(READ_MODELS_OPEN_LINE) >= 4 and hung_up not in children_of(process.pid)
+            ),
+            "a worker sent SIGHUP was not replaced",
+            server,
+        )
+        replaced = children_of(process.pid)
+        assert len(replaced) == 2, replaced
         poster = {"Authorization": f"Bearer {tokens['poster']}"}
         reader = {"Authorization": f"Bearer {tokens['reader']}"}
         with httpx.Client(base_url=server.base, timeout=REQUEST_TIMEOUT_SECONDS) as client:
@@ -297,3 +310,56 @@ def test_a_killed_worker_is_replaced_by_a_worker_that_serves_and_stopping_ends_e
     for pid in replaced:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     assert "Traceback" not in server.output(), server.output()
+
+
+def start_serving(url: str, tmp_path: Path, workers: int, **environment: str) -> Server:
+    port = free_port()
+    log = tmp_path / f"server-{workers}.log"
+    command = [sys.executable, "-m", "ledger.cli_access", "serve", "--database", url]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("LEDGER_")}
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=inherited | environment
+        )
+    return Server(url, port, process, log)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_server_whose_workers_cannot_start_exits_3_with_one_worker_or_several(
+    seeded: tuple[str, dict[str, str]], tmp_path: Path, workers: int
+) -> None:
+    """Goal: a supervisor (systemd's Restart=on-failure, a container runtime) sees a failed start as a
+    failure however many workers there are. Method: a signing key file that does not exist makes every
+    worker's startup fail; uvicorn's supervisor stops and returned as after a clean stop (exit 0)."""
+    url, _tokens = seeded
+    server = start_serving(url, tmp_path, workers, LEDGER_SIGNING_KEY_FILE=str(tmp_path / "no.key"))
+    try:
+        server.process.wait(READY_DEADLINE_SECONDS)
+    finally:
+        stop(server)
+    assert server.process.returncode == 3, server.output()
+    assert READ_MODELS_OPEN_LINE not in server.output()
+
+
+def test_a_worker_started_after_the_database_file_went_serves_no_new_empty_ledger(
+    seeded: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    """Goal: a server never serves a ledger it created itself beside the one it was started on. Method:
+    with two workers ready, remove the SQLite file (and its WAL), kill one worker: its replacement must
+    not create a new, empty ledger at that path; it fails to start, and the server stops (exit 3) rather
+    than answer from two ledgers."""
+    url, _tokens = seeded
+    server = start_serving(url, tmp_path, 2)
+    try:
+        wait_until_ready(server, 2)
+        database = Path(url.removeprefix("sqlite:///"))
+        for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+            path.unlink(missing_ok=True)
+        os.kill(min(children_of(server.process.pid)), signal.SIGKILL)
+        server.process.wait(READY_DEADLINE_SECONDS)
+    finally:
+        stop(server)
+    assert server.process.returncode == 3, server.output()
+    assert not database.exists(), "a worker created a new ledger file"
+    assert server.output().count(READ_MODELS_OPEN_LINE) == 2, server.output()

@@ -35,6 +35,7 @@ from ledger.domain.events import (
 )
 from ledger.policy.load import illustrative_policy_text
 from ledger.projections.errors import NotCaughtUp
+from ledger.projections.facts import day
 from ledger.projections.service import Projections
 from tests.conftest import registration, source
 
@@ -201,6 +202,25 @@ def test_the_period_views_of_a_ledger_without_cadres_are_empty_and_a_tie_at_zero
     escalated = projections.escalations("2025Q2").escalations
     assert [(e.cadre_id, e.streak, e.step) for e in escalated] == [(f"C{n:02d}", 2, 2) for n in range(1, 12)]
     assert projections.escalations("2025Q2", known_at=0).escalations == []
+
+
+def test_a_window_that_ends_before_it_starts_counts_nothing_when_read_with_others(
+    ledger: Ledger, projections: Projections
+) -> None:
+    """`Index.snapshots` sums several windows as differences of running sums; a window whose first day
+    is after its last holds no day, so it counts nothing (not the negative of what lies between), like the
+    same window read alone."""
+    post(ledger, registration("C1", on=date(2025, 1, 1)), merit("C1", date(2025, 7, 15)))
+    projections.catch_up()
+    index = projections.index
+    empty, whole = index.snapshots(
+        [(day(date(2025, 6, 30)), day(date(2025, 9, 1))), (day(date(2025, 12, 31)), None)], ledger.head()
+    )
+    alone = index.snapshot(day(date(2025, 6, 30)), ledger.head(), day(date(2025, 9, 1)))
+    code = index.cadre_codes["C1"]
+    assert empty.components[code].tolist() == [0] * 6 == alone.components[code].tolist()
+    assert int(empty.totals[code]) == 0
+    assert int(whole.totals[code]) > 0, "the merit counts in the window that holds its day"
 
 
 def test_a_vetoed_cadre_is_left_off_the_red_board_of_the_vetoed_year(
