@@ -4,8 +4,9 @@ uvicorn starts its workers with multiprocessing's "spawn": each worker starts a 
 the ledger, Litestar, SQLAlchemy and NumPy again (about 0.6 s) and builds the app again (0.1–0.2 s) before
 it opens its read models, two of them at once on a two-core machine. Here the parent imports and builds
 the app, then forks: a worker starts with all of it in its (copy-on-write) memory and only opens its read
-models. The parent opens no database and starts no thread before it forks (`_no_other_threads`): a
-forked child inherits a copy of every lock, and a lock another thread held would stay held in the child.
+models. When it forks, the parent holds no open database (it opened the ledger only to check it) and runs
+no other thread (`_no_other_threads`): a forked child inherits a copy of every lock, and a lock another
+thread held would stay held in the child.
 
 The supervision is uvicorn's own (`Multiprocess`: worker health checks, a dead worker replaced, SIGTERM
 and SIGINT forwarded, SIGHUP restarts the workers one by one); only the way a worker process is started

@@ -58,7 +58,7 @@ MERIT_COMPONENT: Final = COMPONENTS.index("merit")
 APPRAISAL_COMPONENT: Final = COMPONENTS.index("appraisal")
 # The sums `Index.sums_of_windows` holds at once (float64 each, twice: per bucket and running): 16 MB.
 WINDOW_CELLS_MAX: Final = 2_000_000
-
+# The reads whose counted appraisals are kept (`counted_appraisals_all`): an escalation's twelve periods.
 COUNTED_KEPT_MAX: Final = 32
 
 # A window of valid dates read: (as_of_day, since_day), since_day None for everything up to as_of_day.
@@ -566,7 +566,7 @@ class Index:
         before its `since_day`), one bincount sums every (bucket, cell), and a running sum over the buckets
         gives each edge's sums through it: a window is the difference of two edges. Cents are integers, in
         float64 exactly (below 2**53), so the differences are exact. An escalation reads twelve periods
-        this way for about the cost of two single sums (performance.md, 2026-12-04)."""
+        this way for about the cost of one and a half single sums (performance.md, 2026-12-04)."""
         if len(windows) == 1:
             return [self.sums(windows[0][0], known_at, count, windows[0][1])]
         results: list[tuple[Array, Array]] = []

@@ -151,15 +151,14 @@ class ReadCache:
                 hit, value = self._snapshots.get(key)
                 if hit:
                     found[key] = value
-        missing = [window for window, key in zip(windows, keys, strict=True) if key not in found]
+        missing = [(window, key) for window, key in zip(windows, keys, strict=True) if key not in found]
         if missing:
-            computed = [_frozen(snapshot) for snapshot in index.snapshots(missing, known_at)]
+            computed = index.snapshots([window for window, _key in missing], known_at)
             with self._lock:
                 self.hits += len(windows) - len(missing)
                 self.misses += len(missing)
-                for (as_of, since), snapshot in zip(missing, computed, strict=True):
-                    key = (as_of, known_at, since, len(index.cadres))
-                    found[key] = snapshot
+                for (_window, key), snapshot in zip(missing, computed, strict=True):
+                    found[key] = _frozen(snapshot)
                     if self._index is not None and self._index() is index:  # not replaced meanwhile
                         self._snapshots.put(key, snapshot, size_of(snapshot))
         else:
