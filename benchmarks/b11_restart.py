@@ -8,7 +8,8 @@ What is measured, on a copy of the cached city (1M events) whose read models wer
   and, with two, until every worker logged that its read models are open; beside the process start alone:
   the same interpreter importing what the server imports (`ledger.cli`, `uvicorn`, `ledger.api`) and
   exiting, and for two workers the same with two spawned processes importing `ledger.api` (what uvicorn's
-  workers do). Target: ready ≤ 1 s on the city (≤ 5 s at 10M).
+  spawned workers did; since 2026-12-04 `ledger serve` forks them from a parent that imported and built
+  the app, `ledger.api.serving`). Target: ready ≤ 1 s on the city (≤ 5 s at 10M).
 - memory: each worker's VmRSS, and VmRSS minus its file pages (RssAnon + RssShmem: what is not shared with
   other processes mapping the same files) from /proc/<pid>/status, right after it is ready; at 100k (the
   cached prefix) and 1M events, and at 10M only when the cached 10M ledger exists (it is never built here).
