@@ -248,6 +248,19 @@ def wait_for(condition: Any, what: str, server: Server) -> None:
     pytest.fail(f"{what} within {READY_DEADLINE_SECONDS} s:\n{server.output()}")
 
 
+def start_serving(url: str, tmp_path: Path, workers: int, **environment: str) -> Server:
+    port = free_port()
+    log = tmp_path / f"server-{workers}.log"
+    command = [sys.executable, "-m", "ledger.cli_access", "serve", "--database", url]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("LEDGER_")}
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=inherited | environment
+        )
+    return Server(url, port, process, log)
+
+
 def test_a_killed_worker_is_replaced_by_a_worker_that_serves_and_stopping_ends_every_worker(
     seeded: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -257,14 +270,8 @@ def test_a_killed_worker_is_replaced_by_a_worker_that_serves_and_stopping_ends_e
     models and serves; posts and reads succeed through whichever worker takes them; SIGINT then ends the
     parent and every worker."""
     url, tokens = seeded
-    port = free_port()
-    log = tmp_path / "server.log"
-    command = [sys.executable, "-m", "ledger.cli_access", "serve", "--database", url]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("LEDGER_")}
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
-    server = Server(url, port, process, log)
+    server = start_serving(url, tmp_path, 2)
+    process = server.process
     try:
         wait_until_ready(server, 2)
         workers = children_of(process.pid)
@@ -310,19 +317,6 @@ def test_a_killed_worker_is_replaced_by_a_worker_that_serves_and_stopping_ends_e
     for pid in replaced:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     assert "Traceback" not in server.output(), server.output()
-
-
-def start_serving(url: str, tmp_path: Path, workers: int, **environment: str) -> Server:
-    port = free_port()
-    log = tmp_path / f"server-{workers}.log"
-    command = [sys.executable, "-m", "ledger.cli_access", "serve", "--database", url]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    inherited = {key: value for key, value in os.environ.items() if not key.startswith("LEDGER_")}
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=inherited | environment
-        )
-    return Server(url, port, process, log)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
