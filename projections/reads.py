@@ -30,7 +30,7 @@ from ledger.projections.cursors import (
     encode_cursor,
 )
 from ledger.projections.facts import day, from_day
-from ledger.projections.index import Array, Index, Snapshot
+from ledger.projections.index import Array, Index, Snapshot, Window
 from ledger.projections.results import (
     BoardEntry,
     BoardsView,
@@ -146,7 +146,7 @@ class Reads:
 
     def _period_snapshot(self, span: Period, basis: str, known_at: int) -> Snapshot:
         """The standings of a period read as of its last day: whole totals, or the period's points."""
-        return self._snapshot(span.last_day, known_at, span.first_day if basis == "period" else None)
+        return self._snapshot(span.last_day, known_at, _since(span, basis))
 
     def _code(self, cadre_id: str, snapshot: Snapshot) -> int:
         code = self.index.cadre_codes.get(cadre_id)
@@ -586,7 +586,7 @@ class Reads:
                 return candidates, opened
 
             # Kept with everything it follows from: the next read of this period at this position is free.
-            since = span.first_day if basis == "period" else None
+            since = _since(span, basis)
             candidates, opened = self.read_cache.derived(
                 self.index,
                 ("recalls", span.name, self._snapshot_key(span.last_day, position, since), scope),
@@ -639,7 +639,7 @@ class Reads:
                 ]
                 return red, black
 
-            since = span.first_day if basis == "period" else None
+            since = _since(span, basis)
             red, black = self.read_cache.derived(
                 self.index,
                 ("boards", span.name, self._snapshot_key(span.last_day, position, since), scope),
@@ -687,10 +687,9 @@ class Reads:
                 bottom_count, pool_size_min = policy.escalation.bottom_count, policy.recall.pool_size_min
 
                 def bottom_key(current: Period) -> tuple[Any, ...]:
-                    since = current.first_day if basis == "period" else None
                     return (
                         "bottom",
-                        self._snapshot_key(current.last_day, position, since),
+                        self._snapshot_key(current.last_day, position, _since(current, basis)),
                         scope,
                         bottom_count,
                         pool_size_min,
@@ -750,7 +749,7 @@ class Reads:
 
             # By the period's name, not only its snapshot: a year, its last quarter and its last month end on
             # one day, and on the total basis read one snapshot, but their streaks count other periods.
-            since = span.first_day if basis == "period" else None
+            since = _since(span, basis)
             escalations = self.read_cache.derived(
                 self.index,
                 ("escalations", span.name, self._snapshot_key(span.last_day, position, since), scope),
@@ -852,6 +851,13 @@ def _periods_back_from(span: Period, count: int) -> list[Period]:
     return periods
 
 
-def _window(span: Period, basis: str) -> tuple[int, int | None]:
-    """The (as_of_day, since_day) a period's standings are read at: whole totals, or the period's points."""
-    return day(span.last_day), day(span.first_day) if basis == "period" else None
+def _since(span: Period, basis: str) -> date | None:
+    """The first day whose points a period's standings count: its own on the period basis, every day's
+    (None) on the total basis."""
+    return span.first_day if basis == "period" else None
+
+
+def _window(span: Period, basis: str) -> Window:
+    """The (as_of_day, since_day) a period's standings are read at (`Index.snapshots`)."""
+    since = _since(span, basis)
+    return day(span.last_day), None if since is None else day(since)

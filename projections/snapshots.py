@@ -33,7 +33,7 @@ from typing import Any, Final, TypeVar
 import numpy as np
 
 from ledger.projections.facts import Kind
-from ledger.projections.index import Index, Snapshot
+from ledger.projections.index import Index, Snapshot, Window
 
 __all__ = ["ReadCache", "cadres_with_recalls", "size_of"]
 
@@ -139,7 +139,7 @@ class ReadCache:
         )
         return snapshot
 
-    def snapshots(self, index: Index, windows: list[tuple[int, int | None]], known_at: int) -> list[Snapshot]:
+    def snapshots(self, index: Index, windows: list[Window], known_at: int) -> list[Snapshot]:
         """`snapshot` of each (as_of_day, since_day) window at `known_at`: those not kept are computed
         together (`Index.snapshots`, one pass over the scores for all of them) and kept."""
         known_at = min(known_at, index.position)
@@ -151,19 +151,16 @@ class ReadCache:
                 hit, value = self._snapshots.get(key)
                 if hit:
                     found[key] = value
+            self.hits += len(found)
+            self.misses += len(keys) - len(found)
         missing = [(window, key) for window, key in zip(windows, keys, strict=True) if key not in found]
         if missing:
             computed = index.snapshots([window for window, _key in missing], known_at)
             with self._lock:
-                self.hits += len(windows) - len(missing)
-                self.misses += len(missing)
                 for (_window, key), snapshot in zip(missing, computed, strict=True):
                     found[key] = _frozen(snapshot)
                     if self._index is not None and self._index() is index:  # not replaced meanwhile
                         self._snapshots.put(key, snapshot, size_of(snapshot))
-        else:
-            with self._lock:
-                self.hits += len(windows)
         return [found[key] for key in keys]
 
     def kept(self, index: Index, key: Hashable) -> bool:
