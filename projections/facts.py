@@ -50,6 +50,7 @@ __all__ = [
     "COMPONENTS",
     "EMPTY_DIGEST",
     "FACTS_FORMAT",
+    "NEVER",
     "Fact",
     "FactsDigest",
     "Kind",
@@ -65,6 +66,8 @@ __all__ = [
 # Components of a total, in the order of `Components`; a veto's points count with deductions.
 COMPONENTS: Final = ("tenure", "merit", "deductions", "appraisal", "evaluation", "recall")
 NO_COMPONENT: Final = -1
+# The reversal position of a fact no reversal has taken back.
+NEVER: Final = 2**63 - 1
 
 
 class Kind:

@@ -250,7 +250,7 @@ def vetoed(index: Index, snapshot: Snapshot, code: int, year: int) -> bool:
     whatever the date read (a veto for 2024 is decided in 2025)."""
     if year not in index.veto_years.get(code, ()):
         return False  # the common case: no veto for that year was ever recorded
-    return any(veto.year == year for veto in index.vetoes_in_force(code, snapshot.known_at))
+    return any(veto.year == year for veto in index.counting.vetoes_in_force(code, snapshot.known_at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +286,7 @@ def _appraisals(index: Index, code: int, as_of_day: int, known_at: int) -> dict[
     return {
         integer(fact.detail[0]): counted.result
         for fact, counted in sorted(
-            index.counted_appraisals(code, as_of_day, known_at), key=lambda item: item[0].position
+            index.counting.counted_appraisals(code, as_of_day, known_at), key=lambda item: item[0].position
         )
     }
 
@@ -377,7 +377,7 @@ def eligibility_checks(
             else "no open recall",
         )
     )
-    investigations = list(index.open_investigations(code, as_of_day, known_at))
+    investigations = list(index.counting.open_investigations(code, as_of_day, known_at))
     checks.append(
         Check(
             "investigation",
