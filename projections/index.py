@@ -24,6 +24,7 @@ import numpy.typing as npt
 from ledger.domain.events import GRADES, RESULTS
 from ledger.policy.book import PolicyBook
 from ledger.policy.load import load_policy
+from ledger.projections.columns import Columns
 from ledger.projections.counting_rules import CountingRules
 from ledger.projections.facts import (
     COMPONENT_OF_KIND,
@@ -40,7 +41,6 @@ from ledger.projections.unit_index import UNIT_KINDS, UnitIndex
 
 __all__ = ["NEVER", "Index", "Snapshot"]
 
-INITIAL_CAPACITY: Final = 1 << 12
 COMPONENT_COUNT: Final = len(COMPONENTS)
 GRADE_CODES: Final[dict[str, int]] = {title: code for code, title in enumerate(GRADES)}
 RESULT_CODES: Final[dict[str, int]] = {result: code for code, result in enumerate(RESULTS)}
@@ -54,78 +54,6 @@ WINDOW_CELLS_MAX: Final = 2_000_000
 Window = tuple[int, int | None]
 
 Array = npt.NDArray[Any]
-
-
-class Columns:
-    """Parallel NumPy arrays that grow by doubling; rows are appended in position order."""
-
-    def __init__(self, dtypes: dict[str, Any]) -> None:
-        self.size = 0
-        self._dtypes = dtypes
-        self._arrays: dict[str, Array] = {
-            name: np.empty(INITIAL_CAPACITY, dtype=dtype) for name, dtype in dtypes.items()
-        }
-        self._by_cadre: tuple[int, Array, Array] | None = None
-
-    def by_cadre_and_day(self) -> tuple[Array, Array]:
-        """The rows of a column of changes sorted by (cadre, order_day), ties in position order, and the
-        cadre of each: sorted once per size of the column, not once per read (rows only ever append, and
-        a reversal changes `reversed_at`, which the reads mask by, not the order)."""
-        if self._by_cadre is None or self._by_cadre[0] != self.size:
-            # A stable sort of rows already in position order keeps the later position last among equals.
-            order = np.lexsort((self["order_day"], self["cadre"]))
-            self._by_cadre = (self.size, order, self["cadre"][order])
-        return self._by_cadre[1], self._by_cadre[2]
-
-    def append(self, columns: dict[str, list[Any]]) -> None:
-        added = len(next(iter(columns.values())))
-        if not added:
-            return
-        needed = self.size + added
-        capacity = len(next(iter(self._arrays.values())))
-        if needed > capacity:
-            while capacity < needed:
-                capacity *= 2
-            for name, array in self._arrays.items():
-                grown = np.empty(capacity, dtype=array.dtype)
-                grown[: self.size] = array[: self.size]
-                self._arrays[name] = grown
-        for name, values in columns.items():
-            self._arrays[name][self.size : needed] = values
-        self.size = needed
-
-    def __getitem__(self, name: str) -> Array:
-        return self._arrays[name][: self.size]
-
-    @property
-    def dtypes(self) -> dict[str, Any]:
-        return self._dtypes
-
-    def adopt(self, arrays: dict[str, Array], size: int) -> None:
-        """Hold `arrays` (one per column, all of one length of `size` rows or more: the rest is room to
-        append into) instead of these. Arrays mapped from a persisted index (`mapped.py`) are copy-on-write:
-        appending or marking a reversal writes private pages of this process, never the file."""
-        capacities = {len(array) for array in arrays.values()}
-        if (
-            set(arrays) != set(self._dtypes)
-            or len(capacities) != 1
-            or min(capacities) < size
-            or any(arrays[name].dtype != np.dtype(dtype) for name, dtype in self._dtypes.items())
-        ):
-            raise ValueError("the arrays are not these columns")
-        self._arrays = dict(arrays)
-        self.size = size
-        self._by_cadre = None
-
-    def find(self, position: int) -> int | None:
-        """The row holding `position`, if any."""
-        positions = self["position"]
-        row = int(np.searchsorted(positions, position))
-        return row if row < self.size and positions[row] == position else None
-
-    def known(self, position: int) -> int:
-        """How many rows are known at `position` (positions are sorted)."""
-        return int(np.searchsorted(self["position"], position, side="right"))
 
 
 @dataclass(slots=True)
@@ -277,6 +205,7 @@ class Index:
         # Rows of the score columns that a reversal has taken back (few: a fraction of a percent).
         self.reversed_rows: list[int] = []
         self._order_cache: tuple[int, Array] | None = None
+        self._barriers: tuple[int, Array] | None = None
         # The years in which each cadre has a veto (in force or not), and the score rows of its merits
         # dated in those years: the only awards a veto can bar.
         self.veto_years: dict[int, set[int]] = {}
@@ -512,6 +441,49 @@ class Index:
 
     # Reading.
 
+    def settled(self, as_of_day: int, known_at: int) -> int:
+        """The earliest position whose snapshots of days up to `as_of_day` are those known at `known_at`:
+        the last fact at or before `known_at` that can change one (0 if none).
+
+        A score changes only the reads of its valid day and later. Every other fact folded for cadres (a
+        registration, a lifecycle change, an appraisal, a sanction, a veto, an investigation, a recall, a
+        policy, a reversal) is taken to change every read known after it: they are about 1 % of a log,
+        and a veto or a sanction changes what facts of earlier days count. So a post of today's scores
+        leaves last quarter's snapshots, and what is ranked from them, as they were (`ReadCache`)."""
+        known_at = min(known_at, self.position)
+        barriers = self.barrier_positions()
+        before = int(np.searchsorted(barriers, known_at, side="right"))
+        last = int(barriers[before - 1]) if before else 0
+        row = self.scores.last_at_most("counts_from", as_of_day, self.scores.known(known_at))
+        if row >= 0:
+            last = max(last, int(self.scores["position"][row]))
+        return last
+
+    def barrier_positions(self) -> Array:
+        """The positions of the facts `settled` takes to change every read, sorted: found again from the
+        columns and facts folded (a restored index holds no list of them) once per position folded."""
+        if self._barriers is not None and self._barriers[0] == self.position:
+            return self._barriers[1]
+        parts = [self.registrations["position"]]
+        for columns in (
+            self.units,
+            self.grades,
+            self.departures,
+            self.left_leadership,
+            self.principals,
+            self.appraisals,
+        ):
+            reversed_at = columns["reversed_at"]
+            parts += [columns["position"], reversed_at[reversed_at != NEVER]]
+        rows = np.array(self.reversed_rows, dtype=np.int64)
+        parts.append(self.scores["reversed_at"][rows])
+        parts.append(np.fromiter(self.sparse, dtype=np.int64, count=len(self.sparse)))
+        parts.append(np.array(list(self.sparse_reversed_at.values()), dtype=np.int64))
+        parts.append(np.array([fact.position for fact in self.policy_facts], dtype=np.int64))
+        positions = np.unique(np.concatenate([part.astype(np.int64) for part in parts]))
+        self._barriers = (self.position, positions)
+        return positions
+
     def in_force(self, fact: Fact, as_of_day: int, known_at: int) -> bool:
         """Whether a sparse fact counts at (as_of, known_at)."""
         return (
@@ -663,14 +635,17 @@ class Index:
         return self._order_cache[1]
 
     def snapshot(self, as_of_day: int, known_at: int, since_day: int | None = None) -> Snapshot:
-        return Snapshot(self, as_of_day, min(known_at, self.position), since_day)
+        """The standings at (as_of, known_at), bound to the position `settled` finds: the same standings,
+        so every position between reads them under one key."""
+        return Snapshot(self, as_of_day, self.settled(as_of_day, known_at), since_day)
 
     def snapshots(self, windows: Sequence[Window], known_at: int) -> list[Snapshot]:
-        """A snapshot of each window at one `known_at`, their sums in one pass (`sums_of_windows`)."""
+        """A snapshot of each window at one `known_at`, their sums in one pass (`sums_of_windows`). Each
+        is bound to its own settled position, whose sums are these (what `settled` means)."""
         known_at = min(known_at, self.position)
         sums = self.sums_of_windows(windows, known_at, len(self.cadres))
         return [
-            Snapshot(self, as_of_day, known_at, since_day, sums=window_sums)
+            Snapshot(self, as_of_day, self.settled(as_of_day, known_at), since_day, sums=window_sums)
             for (as_of_day, since_day), window_sums in zip(windows, sums, strict=True)
         ]
 

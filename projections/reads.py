@@ -119,7 +119,7 @@ class Reads:
         """What a snapshot is kept by (see `ReadCache.snapshot`), without computing it."""
         return (
             day(as_of),
-            min(known_at, self.index.position),
+            self.index.settled(day(as_of), known_at),
             None if since is None else day(since),
             len(self.index.cadres),
         )

@@ -132,7 +132,7 @@ class ReadCache:
 
     def snapshot(self, index: Index, as_of_day: int, known_at: int, since_day: int | None) -> Snapshot:
         """`index.snapshot(as_of_day, known_at, since_day)`, computed once per key."""
-        known_at = min(known_at, index.position)
+        known_at = index.settled(as_of_day, known_at)
         key = (as_of_day, known_at, since_day, len(index.cadres))
         snapshot: Snapshot = self._get(
             self._snapshots, index, key, lambda: _frozen(index.snapshot(as_of_day, known_at, since_day))
@@ -142,8 +142,7 @@ class ReadCache:
     def snapshots(self, index: Index, windows: list[Window], known_at: int) -> list[Snapshot]:
         """`snapshot` of each (as_of_day, since_day) window at `known_at`: those not kept are computed
         together (`Index.snapshots`, one pass over the scores for all of them) and kept."""
-        known_at = min(known_at, index.position)
-        keys = [(as_of, known_at, since, len(index.cadres)) for as_of, since in windows]
+        keys = [(as_of, index.settled(as_of, known_at), since, len(index.cadres)) for as_of, since in windows]
         found: dict[Hashable, Snapshot] = {}
         with self._lock:
             self._follow(index)

@@ -1,0 +1,116 @@
+"""Columns: parallel NumPy arrays of one kind of fact, one row per fact, appended in log position order."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Columns"]
+
+INITIAL_CAPACITY: Final = 1 << 12
+# Rows per block of `Columns.last_at_most`'s minima: a million rows keep 245 of them.
+MINIMA_BLOCK: Final = 4096
+
+Array = npt.NDArray[Any]
+
+
+class Columns:
+    """Parallel NumPy arrays that grow by doubling; rows are appended in position order."""
+
+    def __init__(self, dtypes: dict[str, Any]) -> None:
+        self.size = 0
+        self._dtypes = dtypes
+        self._arrays: dict[str, Array] = {
+            name: np.empty(INITIAL_CAPACITY, dtype=dtype) for name, dtype in dtypes.items()
+        }
+        self._by_cadre: tuple[int, Array, Array] | None = None
+        self._block_minima: dict[str, tuple[int, Array]] = {}
+
+    def by_cadre_and_day(self) -> tuple[Array, Array]:
+        """The rows of a column of changes sorted by (cadre, order_day), ties in position order, and the
+        cadre of each: sorted once per size of the column, not once per read (rows only ever append, and
+        a reversal changes `reversed_at`, which the reads mask by, not the order)."""
+        if self._by_cadre is None or self._by_cadre[0] != self.size:
+            # A stable sort of rows already in position order keeps the later position last among equals.
+            order = np.lexsort((self["order_day"], self["cadre"]))
+            self._by_cadre = (self.size, order, self["cadre"][order])
+        return self._by_cadre[1], self._by_cadre[2]
+
+    def append(self, columns: dict[str, list[Any]]) -> None:
+        added = len(next(iter(columns.values())))
+        if not added:
+            return
+        needed = self.size + added
+        capacity = len(next(iter(self._arrays.values())))
+        if needed > capacity:
+            while capacity < needed:
+                capacity *= 2
+            for name, array in self._arrays.items():
+                grown = np.empty(capacity, dtype=array.dtype)
+                grown[: self.size] = array[: self.size]
+                self._arrays[name] = grown
+        for name, values in columns.items():
+            self._arrays[name][self.size : needed] = values
+        self.size = needed
+
+    def __getitem__(self, name: str) -> Array:
+        return self._arrays[name][: self.size]
+
+    @property
+    def dtypes(self) -> dict[str, Any]:
+        return self._dtypes
+
+    def adopt(self, arrays: dict[str, Array], size: int) -> None:
+        """Hold `arrays` (one per column, all of one length of `size` rows or more: the rest is room to
+        append into) instead of these. Arrays mapped from a persisted index (`mapped.py`) are copy-on-write:
+        appending or marking a reversal writes private pages of this process, never the file."""
+        capacities = {len(array) for array in arrays.values()}
+        if (
+            set(arrays) != set(self._dtypes)
+            or len(capacities) != 1
+            or min(capacities) < size
+            or any(arrays[name].dtype != np.dtype(dtype) for name, dtype in self._dtypes.items())
+        ):
+            raise ValueError("the arrays are not these columns")
+        self._arrays = dict(arrays)
+        self.size = size
+        self._by_cadre = None
+        self._block_minima = {}
+
+    def find(self, position: int) -> int | None:
+        """The row holding `position`, if any."""
+        positions = self["position"]
+        row = int(np.searchsorted(positions, position))
+        return row if row < self.size and positions[row] == position else None
+
+    def known(self, position: int) -> int:
+        """How many rows are known at `position` (positions are sorted)."""
+        return int(np.searchsorted(self["position"], position, side="right"))
+
+    def last_at_most(self, name: str, value: int, rows: int) -> int:
+        """The last of the first `rows` rows whose column `name` is at most `value`, or -1.
+
+        Rows are scanned a block at a time from the end, skipping every block whose minimum is above
+        `value` (the minima kept per block; a column searched this way is never rewritten in place)."""
+        column = self[name][:rows]
+        full = rows // MINIMA_BLOCK
+        tail = np.flatnonzero(column[full * MINIMA_BLOCK :] <= value)
+        if tail.size:
+            return full * MINIMA_BLOCK + int(tail[-1])
+        blocks = np.flatnonzero(self._minima(name)[:full] <= value)
+        if not blocks.size:
+            return -1
+        start = int(blocks[-1]) * MINIMA_BLOCK
+        return start + int(np.flatnonzero(column[start : start + MINIMA_BLOCK] <= value)[-1])
+
+    def _minima(self, name: str) -> Array:
+        """The minimum of `name` over each whole block of rows, extended as rows are appended."""
+        covered, minima = self._block_minima.get(name, (0, np.zeros(0, dtype=np.int64)))
+        full = self.size // MINIMA_BLOCK
+        if full > covered:
+            added = self[name][covered * MINIMA_BLOCK : full * MINIMA_BLOCK].reshape(-1, MINIMA_BLOCK)
+            minima = np.concatenate([minima, added.min(axis=1).astype(np.int64)])
+            self._block_minima[name] = (full, minima)
+        return minima
