@@ -25,18 +25,18 @@ class Columns:
         self._arrays: dict[str, Array] = {
             name: np.empty(INITIAL_CAPACITY, dtype=dtype) for name, dtype in dtypes.items()
         }
-        self._by_cadre: tuple[int, Array, Array] | None = None
+        self._by_cadre: tuple[int, Array, Array, Array] | None = None
         self._block_minima: dict[str, tuple[int, Array]] = {}
 
-    def by_cadre_and_day(self) -> tuple[Array, Array]:
-        """The rows of a column of changes sorted by (cadre, order_day), ties in position order, and the
-        cadre of each: sorted once per size of the column, not once per read (rows only ever append, and
-        a reversal changes `reversed_at`, which the reads mask by, not the order)."""
+    def by_cadre_and_day(self) -> tuple[Array, Array, Array]:
+        """The rows of a column of changes sorted by (cadre, order_day), ties in position order, with the
+        cadre and the valid day of each: sorted once per size of the column, not once per read (rows only
+        ever append, and a reversal changes `reversed_at`, which the reads mask by, not the order)."""
         if self._by_cadre is None or self._by_cadre[0] != self.size:
             # A stable sort of rows already in position order keeps the later position last among equals.
             order = np.lexsort((self["order_day"], self["cadre"]))
-            self._by_cadre = (self.size, order, self["cadre"][order])
-        return self._by_cadre[1], self._by_cadre[2]
+            self._by_cadre = (self.size, order, self["cadre"][order], self["day"][order])
+        return self._by_cadre[1], self._by_cadre[2], self._by_cadre[3]
 
     def append(self, columns: dict[str, list[Any]]) -> None:
         added = len(next(iter(columns.values())))

@@ -53,21 +53,67 @@ class CountingRules:
     def __init__(self, index: Index) -> None:
         self.index = index
         # By (as_of_day, known_at), the last COUNTED_KEPT_MAX reads' (an escalation reads twelve periods).
-        self._counted_cache: dict[tuple[int, int], dict[int, list[tuple[Fact, Counted]]]] = {}
+        # Keyed by what of the sensitive facts the read sees (`_seen`), not by its (as_of, known_at): a
+        # read after a post that touched none of them finds what an earlier read counted.
+        self._counted_cache: dict[tuple[int, int, int], dict[int, list[tuple[Fact, Counted]]]] = {}
+        self._sensitive_arrays: tuple[Array, Array, Array, Array] | None = None
         # Per sensitive cadre, its appraisal, deduction and investigation facts (rebuilt when they change).
         self._sensitive_facts: dict[int, tuple[list[Fact], list[Fact], list[Fact]]] = {}
         self._lowerable_cache: dict[int, list[tuple[Fact, list[Fact], bool]]] = {}
         self._veto_arrays: tuple[int, Array, Array, Array] | None = None
         self._barred_cache: tuple[tuple[int, int], tuple[Array, Array, Array]] | None = None
 
-    def folded(self) -> None:
-        """Facts were folded: the counted appraisals kept may have changed."""
-        self._counted_cache = {}
-
     def cadre_changed(self, code: int) -> None:
-        """A sparse fact of the cadre was folded: its facts and lowerable appraisals are found again."""
+        """A sparse fact of the cadre was folded or reversed: its facts and lowerable appraisals are found
+        again, and the counted appraisals kept are forgotten (what keys them has changed)."""
         self._sensitive_facts.pop(code, None)
         self._lowerable_cache.pop(code, None)
+        self._sensitive_arrays = None
+        self._counted_cache = {}
+
+    def _seen(self, as_of_day: int, known_at: int) -> tuple[int, int, int]:
+        """What a read at (as_of, known_at) sees of the facts the counted appraisals depend on: the
+        appraisals, capping deductions and investigations of the sensitive cadres.
+
+        A fact can matter to a read of `as_of_day` if it reaches it: an appraisal or an investigation from
+        its valid day on (before, it is not in force), a deduction always (a sanction caps the years it
+        names, whatever its date). The key is how many facts reach the day, and of those how many are
+        known at `known_at` and how many of their reversals. Each count names a set, the facts being
+        sorted by what is counted: two reads with the same key see the same facts in force, and count the
+        same appraisals. So a fact posted for a later year leaves an earlier period's counts kept."""
+        if self._sensitive_arrays is None:
+            facts = sorted(
+                (
+                    fact
+                    for code in self.index.appraisal_sensitive
+                    for facts_of_kind in self._facts_of_sensitive(code)
+                    for fact in facts_of_kind
+                ),
+                key=lambda fact: fact.position,
+            )
+            reach = {
+                fact.position: -(2**62) if fact.kind == Kind.DEDUCTION else fact.counts_from for fact in facts
+            }
+            reversed_at = self.index.sparse_reversed_at
+            reversals = sorted(
+                (reversed_at[fact.position], reach[fact.position])
+                for fact in facts
+                if fact.position in reversed_at
+            )
+            self._sensitive_arrays = (
+                np.array([fact.position for fact in facts], dtype=np.int64),
+                np.array([reach[fact.position] for fact in facts], dtype=np.int64),
+                np.array([reversal for reversal, _reach in reversals], dtype=np.int64),
+                np.array([reach_of for _reversal, reach_of in reversals], dtype=np.int64),
+            )
+        positions, reaches, reversal_positions, reversal_reaches = self._sensitive_arrays
+        known = int(np.searchsorted(positions, known_at, side="right"))
+        reversed_known = int(np.searchsorted(reversal_positions, known_at, side="right"))
+        return (
+            int(np.count_nonzero(reaches <= as_of_day)),
+            int(np.count_nonzero(reaches[:known] <= as_of_day)),
+            int(np.count_nonzero(reversal_reaches[:reversed_known] <= as_of_day)),
+        )
 
     def vetoes_in_force(self, code: int, known_at: int) -> list[VetoTerms]:
         """The cadre's vetoes known at `known_at` and not reversed: a veto counts for its year whatever the
@@ -208,8 +254,10 @@ class CountingRules:
 
     def counted_appraisals_all(self, as_of_day: int, known_at: int) -> dict[int, list[tuple[Fact, Counted]]]:
         """Per cadre, the in-force appraisals that count another result than recorded (kept for the last
-        few reads: a snapshot asks twice, for the sums and for the excellent appraisals)."""
-        kept = self._counted_cache.get((as_of_day, known_at))
+        few reads by what they see: a snapshot asks twice, for the sums and for the excellent appraisals,
+        and reads at other positions that see the same sensitive facts ask the same)."""
+        seen = self._seen(as_of_day, known_at)
+        kept = self._counted_cache.get(seen)
         if kept is not None:
             return kept
         counted = {}
@@ -219,7 +267,7 @@ class CountingRules:
                 counted[code] = lowered
         if len(self._counted_cache) >= COUNTED_KEPT_MAX:
             del self._counted_cache[next(iter(self._counted_cache))]
-        self._counted_cache[(as_of_day, known_at)] = counted
+        self._counted_cache[seen] = counted
         return counted
 
     def appraisal_cents(self, fact: Fact, result: Result) -> int:

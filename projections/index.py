@@ -47,7 +47,7 @@ RESULT_CODES: Final[dict[str, int]] = {result: code for code, result in enumerat
 EXCELLENT: Final = RESULT_CODES["excellent"]
 MERIT_COMPONENT: Final = COMPONENTS.index("merit")
 APPRAISAL_COMPONENT: Final = COMPONENTS.index("appraisal")
-# The sums `Index.sums_of_windows` holds at once (float64 each, twice: per bucket and running): 16 MB.
+# The sums `Index.recorded_sums_of_windows` holds at once (float64, per bucket and running): 16 MB.
 WINDOW_CELLS_MAX: Final = 2_000_000
 
 # A window of valid dates read: (as_of_day, since_day), since_day None for everything up to as_of_day.
@@ -206,6 +206,7 @@ class Index:
         self.reversed_rows: list[int] = []
         self._order_cache: tuple[int, Array] | None = None
         self._barriers: tuple[int, Array] | None = None
+        self._reversed_rows_cache: tuple[int, Array] | None = None
         # The years in which each cadre has a veto (in force or not), and the score rows of its merits
         # dated in those years: the only awards a veto can bar.
         self.veto_years: dict[int, set[int]] = {}
@@ -291,7 +292,6 @@ class Index:
             self._add_veto_year(veto)
         for reversal in pending_reversals:
             self.reverse(reversal.target, reversal.position)
-        self.counting.folded()
 
     def add_policy(self, fact: Fact) -> None:
         """Fold a published policy (also what restores a persisted index's policies)."""
@@ -438,6 +438,7 @@ class Index:
                     self.reversed_rows.append(row)
         if target in self.sparse:
             self.sparse_reversed_at[target] = at
+            self.counting.cadre_changed(self.cadre_codes[self.sparse[target].cadre])  # type: ignore[index]
 
     # Reading.
 
@@ -501,6 +502,14 @@ class Index:
         known, so the hot loop over every score is one comparison, one multiplication and one bincount.
         With `since_day`, only scores whose valid date lies in [since_day, as_of_day] count.
         """
+        return self.counted_sums(
+            self._recorded_sums(as_of_day, known_at, count, since_day),
+            (as_of_day, since_day),
+            known_at,
+            count,
+        )
+
+    def _recorded_sums(self, as_of_day: int, known_at: int, count: int, since_day: int | None) -> Array:
         known = self.scores.known(known_at)
         keys = self.scores["key"][:known]
         dates = self.scores["counts_from"][:known]
@@ -509,22 +518,22 @@ class Index:
             in_window &= dates >= since_day
         weights = self.scores["cents_float"][:known] * in_window
         cells = count * COMPONENT_COUNT
-        components = np.bincount(keys, weights=weights, minlength=cells)[:cells]
-        return self._counted_sums(components, (as_of_day, since_day), known_at, count)
+        recorded: Array = np.bincount(keys, weights=weights, minlength=cells)[:cells]
+        return recorded
 
-    def sums_of_windows(
-        self, windows: Sequence[Window], known_at: int, count: int
-    ) -> list[tuple[Array, Array]]:
-        """`sums` of each (as_of_day, since_day) window, in one pass over the scores.
+    def recorded_sums_of_windows(self, windows: Sequence[Window], known_at: int, count: int) -> list[Array]:
+        """The recorded sums of each (as_of_day, since_day) window (float cents per cell, before the
+        reversals and the counting rules: `counted_sums`), in one pass over the scores.
 
         Each score falls in one bucket between consecutive edges (every window's `as_of_day` and the day
-        before its `since_day`), one bincount sums every (bucket, cell), and a running sum over the buckets
-        gives each edge's sums through it: a window is the difference of two edges. Cents are integers, in
+        before its `since_day`), one bincount sums every (bucket, cell): a window of one bucket (a period
+        read on its own points, beside the periods next to it) is that bucket, and a running sum over the
+        buckets gives the others, each the difference of two edges. Cents are integers, in
         float64 exactly (below 2**53), so the differences are exact. An escalation reads twelve periods
         this way for about the cost of one and a half single sums (performance.md, 2026-12-04)."""
         if len(windows) == 1:
-            return [self.sums(windows[0][0], known_at, count, windows[0][1])]
-        results: list[tuple[Array, Array]] = []
+            return [self._recorded_sums(windows[0][0], known_at, count, windows[0][1])]
+        results: list[Array] = []
         cells = count * COMPONENT_COUNT
         # Bounded memory: a group of g windows has at most 2g edges, so 2g + 1 buckets of `cells` sums.
         per_group = max(1, (WINDOW_CELLS_MAX // max(cells, 1) - 1) // 2)
@@ -532,9 +541,7 @@ class Index:
             results += self._sums_of_some_windows(windows[start : start + per_group], known_at, count)
         return results
 
-    def _sums_of_some_windows(
-        self, windows: Sequence[Window], known_at: int, count: int
-    ) -> list[tuple[Array, Array]]:
+    def _sums_of_some_windows(self, windows: Sequence[Window], known_at: int, count: int) -> list[Array]:
         known = self.scores.known(known_at)
         dates = self.scores["counts_from"][:known]
         ends = {as_of for as_of, _since in windows}
@@ -551,19 +558,26 @@ class Index:
         by_bucket = np.bincount(
             flat, weights=self.scores["cents_float"][:known], minlength=(len(edges) + 1) * cells
         )
-        through = np.cumsum(by_bucket[: len(edges) * cells].reshape(len(edges), cells), axis=0)
+        buckets = by_bucket[: len(edges) * cells].reshape(len(edges), cells)
+        through: Array | None = None  # the running sum over the buckets, when a window spans several
         row_of_edge = {edge: row for row, edge in enumerate(edges)}
         results = []
         for as_of, since in windows:
-            components = through[row_of_edge[as_of]].copy()
-            if since is not None and since > as_of:
-                components[:] = 0  # an empty window (the difference of its edges would be negative)
-            elif since is not None:
-                components -= through[row_of_edge[since - 1]]
-            results.append(self._counted_sums(components, (as_of, since), known_at, count))
+            # The window holds the buckets first … last (bucket b: the days after edge b - 1 through b).
+            last = row_of_edge[as_of]
+            first = 0 if since is None else row_of_edge[since - 1] + 1
+            if first > last:
+                components = np.zeros(cells)  # an empty window: it ends before it starts
+            elif first == last:
+                components = buckets[last].copy()  # one bucket: consecutive periods, one each
+            else:
+                if through is None:
+                    through = np.cumsum(buckets, axis=0)
+                components = through[last] - through[first - 1] if first else through[last].copy()
+            results.append(components)
         return results
 
-    def _counted_sums(
+    def counted_sums(
         self, components: Array, window: Window, known_at: int, count: int
     ) -> tuple[Array, Array]:
         """From the recorded sums (float cents per cell) of a window: the reversed scores known at
@@ -571,7 +585,7 @@ class Index:
         as_of_day, since_day = window
         if self.reversed_rows:
             known = self.scores.known(known_at)
-            rows = np.fromiter(self.reversed_rows, dtype=np.int64, count=len(self.reversed_rows))
+            rows = self._reversed_rows_array()
             rows = rows[rows < known]
             dates = self.scores["counts_from"][rows]
             in_window = dates <= as_of_day
@@ -581,7 +595,16 @@ class Index:
             np.subtract.at(components, self.scores["key"][rows], self.scores["cents_float"][rows])
         counted = np.rint(components).astype(np.int64).reshape(count, COMPONENT_COUNT)
         self.counting.count_adjusted(counted, as_of_day, known_at, since_day)
-        return counted.sum(axis=1), counted
+        # Summed by einsum: NumPy's sum over a short last axis is four times slower (70 µs on the city).
+        return np.einsum("ij->i", counted), counted
+
+    def _reversed_rows_array(self) -> Array:
+        """`reversed_rows` as an array, made again only when a reversal was folded since."""
+        cached = self._reversed_rows_cache
+        if cached is None or cached[0] != len(self.reversed_rows):
+            rows = np.array(self.reversed_rows, dtype=np.int64)
+            cached = self._reversed_rows_cache = (len(self.reversed_rows), rows)
+        return cached[1]
 
     @staticmethod
     def _valid(columns: Columns, as_of_day: int, known_at: int) -> Array:
@@ -592,16 +615,17 @@ class Index:
 
     def latest_row(self, columns: Columns, as_of_day: int, known_at: int, count: int) -> Array:
         """Per cadre, the row of the change in force (latest order_day, ties to the later position); -1."""
-        order, cadres = columns.by_cadre_and_day()
+        order, cadres, days = columns.by_cadre_and_day()
         valid = (
             (order < columns.known(known_at))
-            & (columns["day"][order] <= as_of_day)
+            & (days <= as_of_day)
             & (columns["reversed_at"][order] > known_at)
         )
         rows, cadres = order[valid], cadres[valid]
         result = np.full(count, -1, dtype=np.int64)
         if rows.size:
-            last = np.r_[cadres[1:] != cadres[:-1], True]
+            last = np.ones(rows.size, dtype=bool)  # the last valid row of each cadre
+            last[:-1] = cadres[1:] != cadres[:-1]
             result[cadres[last]] = rows[last]
         return result
 
@@ -634,19 +658,27 @@ class Index:
             self._order_cache = (len(self.cadres), order)
         return self._order_cache[1]
 
-    def snapshot(self, as_of_day: int, known_at: int, since_day: int | None = None) -> Snapshot:
+    def snapshot(
+        self, as_of_day: int, known_at: int, since_day: int | None = None, *, recorded: Array | None = None
+    ) -> Snapshot:
         """The standings at (as_of, known_at), bound to the position `settled` finds: the same standings,
-        so every position between reads them under one key."""
-        return Snapshot(self, as_of_day, self.settled(as_of_day, known_at), since_day)
+        so every position between reads them under one key. `recorded`: the window's recorded sums at
+        `known_at`, when computed with other windows' (`recorded_sums_of_windows`); they are the settled
+        position's too (what `settled` means)."""
+        known_at = min(known_at, self.position)
+        sums = (
+            None
+            if recorded is None
+            else self.counted_sums(recorded.copy(), (as_of_day, since_day), known_at, len(self.cadres))
+        )
+        return Snapshot(self, as_of_day, self.settled(as_of_day, known_at), since_day, sums=sums)
 
     def snapshots(self, windows: Sequence[Window], known_at: int) -> list[Snapshot]:
-        """A snapshot of each window at one `known_at`, their sums in one pass (`sums_of_windows`). Each
-        is bound to its own settled position, whose sums are these (what `settled` means)."""
-        known_at = min(known_at, self.position)
-        sums = self.sums_of_windows(windows, known_at, len(self.cadres))
+        """A snapshot of each window at one `known_at`, their sums in one pass."""
+        recorded = self.recorded_sums_of_windows(windows, min(known_at, self.position), len(self.cadres))
         return [
-            Snapshot(self, as_of_day, self.settled(as_of_day, known_at), since_day, sums=window_sums)
-            for (as_of_day, since_day), window_sums in zip(windows, sums, strict=True)
+            self.snapshot(as_of_day, known_at, since_day, recorded=sums)
+            for (as_of_day, since_day), sums in zip(windows, recorded, strict=True)
         ]
 
 

@@ -110,9 +110,11 @@ class Reads:
         `read_cache.clear()` forgets them; the reads that follow answer the same, recomputed."""
         return ReadCache()
 
-    def _snapshot(self, as_of: date, known_at: int, since: date | None = None) -> Snapshot:
+    def _snapshot(
+        self, as_of: date, known_at: int, since: date | None = None, *, recorded: Array | None = None
+    ) -> Snapshot:
         return self.read_cache.snapshot(
-            self.index, day(as_of), known_at, None if since is None else day(since)
+            self.index, day(as_of), known_at, None if since is None else day(since), recorded=recorded
         )
 
     def _snapshot_key(self, as_of: date, known_at: int, since: date | None) -> tuple[Any, ...]:
@@ -144,9 +146,11 @@ class Reads:
 
         return self.read_cache.derived(self.index, ("pooled", _key_of(snapshot), scope), compute)
 
-    def _period_snapshot(self, span: Period, basis: str, known_at: int) -> Snapshot:
+    def _period_snapshot(
+        self, span: Period, basis: str, known_at: int, *, recorded: Array | None = None
+    ) -> Snapshot:
         """The standings of a period read as of its last day: whole totals, or the period's points."""
-        return self._snapshot(span.last_day, known_at, _since(span, basis))
+        return self._snapshot(span.last_day, known_at, _since(span, basis), recorded=recorded)
 
     def _code(self, cadre_id: str, snapshot: Snapshot) -> int:
         code = self.index.cadre_codes.get(cadre_id)
@@ -695,25 +699,26 @@ class Reads:
                         pool_size_min,
                     )
 
-                # The periods a streak can reach, and the snapshots of those whose bottom is not kept,
-                # computed together: one pass over the scores instead of one per period.
+                # The periods a streak can reach, and the recorded sums of those whose bottom is not
+                # kept, computed together: one pass over the scores instead of one per period. A period's
+                # snapshot is made from them only if the streak reaches it.
                 periods = _periods_back_from(span, ESCALATION_PERIODS_MAX)
                 windows = [
                     _window(current, basis)
                     for current in periods
                     if not self.read_cache.kept(self.index, bottom_key(current))
                 ]
-                # Held here as well as in the cache, which may not hold twelve of a large ledger's.
-                computed = dict(
-                    zip(windows, self.read_cache.snapshots(self.index, windows, position), strict=True)
+                count = len(self.index.cadres)
+                recorded = dict(
+                    zip(windows, self.index.recorded_sums_of_windows(windows, position, count), strict=True)
                 )
                 streaks: dict[int, int] = {}
                 alive: set[int] | None = None
                 for current in periods:
 
                     def in_bottom_of(current: Period = current) -> frozenset[int]:
-                        period_snapshot = computed.get(_window(current, basis)) or self._period_snapshot(
-                            current, basis, position
+                        period_snapshot = self._period_snapshot(
+                            current, basis, position, recorded=recorded.get(_window(current, basis))
                         )
                         order, _ranks, _pools = self._pooled(period_snapshot, scope)
                         chosen = self._bottoms(

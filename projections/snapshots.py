@@ -33,7 +33,7 @@ from typing import Any, Final, TypeVar
 import numpy as np
 
 from ledger.projections.facts import Kind
-from ledger.projections.index import Index, Snapshot, Window
+from ledger.projections.index import Array, Index, Snapshot
 
 __all__ = ["ReadCache", "cadres_with_recalls", "size_of"]
 
@@ -130,37 +130,25 @@ class ReadCache:
             self._derived.clear()
             self._index = weakref.ref(index)
 
-    def snapshot(self, index: Index, as_of_day: int, known_at: int, since_day: int | None) -> Snapshot:
-        """`index.snapshot(as_of_day, known_at, since_day)`, computed once per key."""
-        known_at = index.settled(as_of_day, known_at)
-        key = (as_of_day, known_at, since_day, len(index.cadres))
+    def snapshot(
+        self,
+        index: Index,
+        as_of_day: int,
+        known_at: int,
+        since_day: int | None,
+        *,
+        recorded: Array | None = None,
+    ) -> Snapshot:
+        """`index.snapshot(as_of_day, known_at, since_day, recorded=…)`, computed once per key: the
+        settled position's (`Index.settled`), which every position up to `known_at` reads the same."""
+        key = (as_of_day, index.settled(as_of_day, known_at), since_day, len(index.cadres))
         snapshot: Snapshot = self._get(
-            self._snapshots, index, key, lambda: _frozen(index.snapshot(as_of_day, known_at, since_day))
+            self._snapshots,
+            index,
+            key,
+            lambda: _frozen(index.snapshot(as_of_day, known_at, since_day, recorded=recorded)),
         )
         return snapshot
-
-    def snapshots(self, index: Index, windows: list[Window], known_at: int) -> list[Snapshot]:
-        """`snapshot` of each (as_of_day, since_day) window at `known_at`: those not kept are computed
-        together (`Index.snapshots`, one pass over the scores for all of them) and kept."""
-        keys = [(as_of, index.settled(as_of, known_at), since, len(index.cadres)) for as_of, since in windows]
-        found: dict[Hashable, Snapshot] = {}
-        with self._lock:
-            self._follow(index)
-            for key in keys:
-                hit, value = self._snapshots.get(key)
-                if hit:
-                    found[key] = value
-            self.hits += len(found)
-            self.misses += len(keys) - len(found)
-        missing = [(window, key) for window, key in zip(windows, keys, strict=True) if key not in found]
-        if missing:
-            computed = index.snapshots([window for window, _key in missing], known_at)
-            with self._lock:
-                for (_window, key), snapshot in zip(missing, computed, strict=True):
-                    found[key] = _frozen(snapshot)
-                    if self._index is not None and self._index() is index:  # not replaced meanwhile
-                        self._snapshots.put(key, snapshot, size_of(snapshot))
-        return [found[key] for key in keys]
 
     def kept(self, index: Index, key: Hashable) -> bool:
         """Whether `derived(index, key, …)` would find its value kept (no hit or miss counted)."""

@@ -23,6 +23,7 @@ from hypothesis import event as note
 
 from ledger import Ledger
 from ledger.domain.periods import period_containing
+from ledger.projections.counting_rules import CountingRules
 from ledger.projections.facts import day, from_day
 from ledger.projections.index import Index, Snapshot
 from ledger.projections.service import Projections
@@ -77,6 +78,11 @@ def check_settled(index: Index) -> int:
     for as_of_day in _days_named(index):
         quarter_start = day(period_containing("quarter", from_day(as_of_day)).first_day)
         for known_at in range(index.position + 1):
+            # The counted appraisals are kept by what of the sensitive facts a read sees: the kept answer
+            # (the cache filled by the reads of this loop, in its order) is a fresh count's.
+            assert index.counting.counted_appraisals_all(as_of_day, known_at) == CountingRules(
+                index
+            ).counted_appraisals_all(as_of_day, known_at), (from_day(as_of_day), known_at)
             settled = index.settled(as_of_day, known_at)
             assert 0 <= settled <= known_at
             if settled == known_at:
