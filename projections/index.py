@@ -510,7 +510,7 @@ class Index:
         )
 
     def _recorded_sums(self, as_of_day: int, known_at: int, count: int, since_day: int | None) -> Array:
-        known = self.scores.known(known_at)
+        known = self._rows_through(as_of_day, known_at)
         keys = self.scores["key"][:known]
         dates = self.scores["counts_from"][:known]
         in_window = dates <= as_of_day
@@ -542,9 +542,9 @@ class Index:
         return results
 
     def _sums_of_some_windows(self, windows: Sequence[Window], known_at: int, count: int) -> list[Array]:
-        known = self.scores.known(known_at)
-        dates = self.scores["counts_from"][:known]
         ends = {as_of for as_of, _since in windows}
+        known = self._rows_through(max(ends), known_at)
+        dates = self.scores["counts_from"][:known]
         edges = sorted(ends | {since - 1 for _as_of, since in windows if since is not None})
         cells = count * COMPONENT_COUNT
         # The bucket of each day from the first edge to one past the last, as an offset into the cells:
@@ -576,6 +576,13 @@ class Index:
                 components = through[last] - through[first - 1] if first else through[last].copy()
             results.append(components)
         return results
+
+    def _rows_through(self, as_of_day: int, known_at: int) -> int:
+        """How many score rows a read of days up to `as_of_day` known at `known_at` must scan: those known,
+        up to the last whose valid day is `as_of_day` or earlier (every later one is dated after it). A log
+        is posted roughly in date order, so a read of an earlier day scans a shorter prefix."""
+        known = self.scores.known(known_at)
+        return self.scores.last_at_most("counts_from", as_of_day, known) + 1
 
     def counted_sums(
         self, components: Array, window: Window, known_at: int, count: int
