@@ -152,12 +152,13 @@ class Reads:
         """The standings of a period read as of its last day: whole totals, or the period's points."""
         return self._snapshot(span.last_day, known_at, _since(span, basis), recorded=recorded)
 
-    def _code(self, cadre_id: str, snapshot: Snapshot) -> int:
+    def _code(self, cadre_id: str, snapshot: Snapshot, position: int) -> int:
+        """The cadre's code, if the snapshot knows it; the message names the position read (`position`),
+        not the earlier one the snapshot is kept under (`Index.settled`)."""
         code = self.index.cadre_codes.get(cadre_id)
         if code is None or not snapshot.known[code]:
             raise NotFound(
-                f"no cadre {cadre_id} as of {from_day(snapshot.as_of_day)} "
-                f"known at position {snapshot.known_at}"
+                f"no cadre {cadre_id} as of {from_day(snapshot.as_of_day)} known at position {position}"
             )
         return code
 
@@ -248,7 +249,7 @@ class Reads:
         with self._lock:
             position = self._read_position(known_at, min_position)
             snapshot = self._snapshot(as_of, position)
-            code = self._code(cadre_id, snapshot)
+            code = self._code(cadre_id, snapshot, position)
             cadre = self.index.cadres[code]
             departed = int(snapshot.departed_day[code])
             return CadreView(
@@ -422,7 +423,7 @@ class Reads:
             position = self._read_position(known_at, min_position)
             scope = self._scope(scope)
             snapshot = self._snapshot(as_of, position)
-            code = self._code(cadre_id, snapshot)
+            code = self._code(cadre_id, snapshot, position)
             checks = self._checks(snapshot, scope, [code])[code]
             return EligibilityView(
                 cadre_id=cadre_id,

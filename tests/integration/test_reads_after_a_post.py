@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from ledger import Ledger
+from ledger import Ledger, NotFound
 from ledger.domain.events import EntryReversed, EventBase, MeritAwarded, VetoApplied
+from ledger.projections.facts import day
 from ledger.projections.service import Projections
 from tests.conftest import registration, source
 
@@ -112,3 +113,16 @@ def test_a_read_of_an_earlier_day_is_kept_across_posts_that_do_not_change_it(
     before = projections.rankings(as_of=AS_OF, known_at=projections.position() - 1)
     assert [(entry.rank, entry.cadre_id) for entry in before.entries][:2] == [(1, "C3"), (1, "C6")]
     assert before.position == projections.position() - 1
+
+
+def test_a_cadre_not_found_is_named_at_the_position_read(ledger: Ledger, projections: Projections) -> None:
+    """The snapshot read is kept under an earlier position (nothing between changes it); the answer still
+    names the position asked."""
+    post(ledger, registration("C1"))
+    post(ledger, merit("C1", date(2025, 12, 1), "citation", "county"))  # dated after the day read
+    head = ledger.head()
+    assert projections.index.settled(day(AS_OF), head) < head
+    with pytest.raises(NotFound, match=f"no cadre C2 as of 2025-09-30 known at position {head}$"):
+        projections.cadre("C2", as_of=AS_OF)
+    with pytest.raises(NotFound, match=f"known at position {head}$"):
+        projections.eligibility("C2", as_of=AS_OF)

@@ -1,0 +1,76 @@
+"""`Columns.last_at_most` against a plain scan: blocks of minima, the partial last block, appends after.
+
+The property tests' logs never reach one block of 4,096 rows, so the block path is drawn here directly:
+columns of several blocks, in date order with stragglers or in any order, searched at every prefix length
+that matters (block edges and their neighbours), then appended to and searched again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.projections.columns import MINIMA_BLOCK, Columns
+
+
+def plain(values: list[int], value: int, rows: int) -> int:
+    return max((row for row in range(rows) if values[row] <= value), default=-1)
+
+
+def column_of(values: list[int]) -> Columns:
+    columns = Columns({"position": np.int64, "day": np.int32})
+    columns.append({"position": list(range(1, len(values) + 1)), "day": values})
+    return columns
+
+
+def draw_days(draw: st.DrawFn, count: int) -> list[int]:
+    if draw(st.booleans()):  # in date order, with a few stragglers dated far before or after
+        days = np.sort(np.random.default_rng(draw(st.integers(0, 2**32 - 1))).integers(0, 3_000, count))
+        for _ in range(draw(st.integers(0, 5))):
+            days[draw(st.integers(0, count - 1))] = draw(st.integers(-100, 3_100))
+        return [int(day) for day in days]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return [int(day) for day in rng.integers(0, 3_000, count)]
+
+
+@st.composite
+def searches(draw: st.DrawFn) -> tuple[list[int], list[int], list[int], list[int]]:
+    # Sizes at and around the block edges (drawn freely, hypothesis keeps to a few hundred rows).
+    count = draw(
+        st.sampled_from(
+            (
+                1,
+                7,
+                MINIMA_BLOCK - 1,
+                MINIMA_BLOCK,
+                MINIMA_BLOCK + 1,
+                2 * MINIMA_BLOCK + 17,
+                3 * MINIMA_BLOCK + 5,
+            )
+        )
+    )
+    days = draw_days(draw, count)
+    later = draw_days(draw, draw(st.integers(1, MINIMA_BLOCK + 5)))
+    values = draw(st.lists(st.integers(-200, 3_200), min_size=1, max_size=6))
+    edges = {0, count, count - 1, 1}
+    for block in range(1, count // MINIMA_BLOCK + 1):
+        edges |= {block * MINIMA_BLOCK - 1, block * MINIMA_BLOCK, block * MINIMA_BLOCK + 1}
+    rows = sorted(row for row in edges if 0 <= row <= count)
+    return days, later, values, rows
+
+
+@settings(max_examples=60, deadline=None)
+@given(searches())
+def test_the_last_row_at_most_a_value_is_the_plain_scans(drawn) -> None:
+    days, later, values, rows = drawn
+    columns = column_of(days)
+    for value in values:
+        for prefix in rows:
+            assert columns.last_at_most("day", value, prefix) == plain(days, value, prefix)
+    # Appended after the minima were kept: the new whole blocks are taken in.
+    columns.append({"position": list(range(len(days) + 1, len(days) + len(later) + 1)), "day": later})
+    both = days + later
+    for value in values:
+        for prefix in (len(days), len(both) - 1, len(both)):
+            assert columns.last_at_most("day", value, prefix) == plain(both, value, prefix)
