@@ -6,8 +6,8 @@ reversal known at `known_at` has taken back. Positions only grow, so "known at" 
 (unit, grade, status) are few and resolved per read with a sort; sparse facts (appraisals, gates, recalls,
 vetoes, investigations) are kept per cadre for eligibility.
 
-Points are summed as integer cents. `bincount` adds in float64, which is exact for integers below 2**53
-(about 9 × 10**13 points); totals are turned back into Decimal only at the edge.
+Beside it: the columns (`columns.py`), the sums over the score columns (`sums.py`: points as integer cents,
+turned back into Decimal only at the edge) and the counting rules read from the facts (`counting_rules.py`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from ledger.projections.facts import (
     from_day,
     integer,
 )
+from ledger.projections.sums import ScoreSums
 from ledger.projections.unit_index import UNIT_KINDS, UnitIndex
 
 __all__ = ["NEVER", "Index", "Snapshot"]
@@ -47,8 +48,6 @@ RESULT_CODES: Final[dict[str, int]] = {result: code for code, result in enumerat
 EXCELLENT: Final = RESULT_CODES["excellent"]
 MERIT_COMPONENT: Final = COMPONENTS.index("merit")
 APPRAISAL_COMPONENT: Final = COMPONENTS.index("appraisal")
-# The sums `Index.recorded_sums_of_windows` holds at once (float64, per bucket and running): 16 MB.
-WINDOW_CELLS_MAX: Final = 2_000_000
 
 # A window of valid dates read: (as_of_day, since_day), since_day None for everything up to as_of_day.
 Window = tuple[int, int | None]
@@ -99,7 +98,7 @@ class Snapshot:
         registrations = index.registrations
         self.known = (registrations["position"] <= known_at) & (registrations["day"] <= as_of_day)
         self.totals, self.components = (
-            sums if sums is not None else index.sums(as_of_day, known_at, count, since_day)
+            sums if sums is not None else index.sums.counted(as_of_day, known_at, count, since_day)
         )
         self.departed_day = index.first_change(index.departures, as_of_day, known_at, count)
         self.left_leadership = index.first_change(index.left_leadership, as_of_day, known_at, count) >= 0
@@ -206,7 +205,6 @@ class Index:
         self.reversed_rows: list[int] = []
         self._order_cache: tuple[int, Array] | None = None
         self._barriers: tuple[int, Array] | None = None
-        self._reversed_rows_cache: tuple[int, Array] | None = None
         # The years in which each cadre has a veto (in force or not), and the score rows of its merits
         # dated in those years: the only awards a veto can bar.
         self.veto_years: dict[int, set[int]] = {}
@@ -216,8 +214,10 @@ class Index:
         self.appraisal_sensitive: set[int] = set()
         # Units rated by enterprises: their ratings' columns, registrations and panels.
         self.rated = UnitIndex(Columns)
-        # What a veto or a sanction makes other facts count (`counting_rules.py`).
+        # What a veto or a sanction makes other facts count (`counting_rules.py`), and the pass over the
+        # score columns every snapshot makes (`sums.py`).
         self.counting = CountingRules(self)
+        self.sums = ScoreSums(self)
 
     # Folding facts in.
 
@@ -493,126 +493,6 @@ class Index:
             and self.sparse_reversed_at.get(fact.position, NEVER) > known_at
         )
 
-    def sums(
-        self, as_of_day: int, known_at: int, count: int, since_day: int | None = None
-    ) -> tuple[Array, Array]:
-        """Totals and components (cents) per cadre code, as counted (see `count_adjusted`).
-
-        Reversed scores are few: they are summed like the others, then taken back where their reversal is
-        known, so the hot loop over every score is one comparison, one multiplication and one bincount.
-        With `since_day`, only scores whose valid date lies in [since_day, as_of_day] count.
-        """
-        return self.counted_sums(
-            self._recorded_sums(as_of_day, known_at, count, since_day),
-            (as_of_day, since_day),
-            known_at,
-            count,
-        )
-
-    def _recorded_sums(self, as_of_day: int, known_at: int, count: int, since_day: int | None) -> Array:
-        known = self._rows_through(as_of_day, known_at)
-        keys = self.scores["key"][:known]
-        dates = self.scores["counts_from"][:known]
-        in_window = dates <= as_of_day
-        if since_day is not None:
-            in_window &= dates >= since_day
-        weights = self.scores["cents_float"][:known] * in_window
-        cells = count * COMPONENT_COUNT
-        recorded: Array = np.bincount(keys, weights=weights, minlength=cells)[:cells]
-        return recorded
-
-    def recorded_sums_of_windows(self, windows: Sequence[Window], known_at: int, count: int) -> list[Array]:
-        """The recorded sums of each (as_of_day, since_day) window (float cents per cell, before the
-        reversals and the counting rules: `counted_sums`), in one pass over the scores.
-
-        Each score falls in one bucket between consecutive edges (every window's `as_of_day` and the day
-        before its `since_day`), one bincount sums every (bucket, cell): a window of one bucket (a period
-        read on its own points, beside the periods next to it) is that bucket, and a running sum over the
-        buckets gives the others, each the difference of two edges. Cents are integers, in
-        float64 exactly (below 2**53), so the differences are exact. An escalation reads twelve periods
-        this way for about the cost of one and a half single sums (performance.md, 2026-12-04)."""
-        if len(windows) == 1:
-            return [self._recorded_sums(windows[0][0], known_at, count, windows[0][1])]
-        results: list[Array] = []
-        cells = count * COMPONENT_COUNT
-        # Bounded memory: a group of g windows has at most 2g edges, so 2g + 1 buckets of `cells` sums.
-        per_group = max(1, (WINDOW_CELLS_MAX // max(cells, 1) - 1) // 2)
-        for start in range(0, len(windows), per_group):
-            results += self._sums_of_some_windows(windows[start : start + per_group], known_at, count)
-        return results
-
-    def _sums_of_some_windows(self, windows: Sequence[Window], known_at: int, count: int) -> list[Array]:
-        ends = {as_of for as_of, _since in windows}
-        known = self._rows_through(max(ends), known_at)
-        dates = self.scores["counts_from"][:known]
-        edges = sorted(ends | {since - 1 for _as_of, since in windows if since is not None})
-        cells = count * COMPONENT_COUNT
-        # The bucket of each day from the first edge to one past the last, as an offset into the cells:
-        # a lookup per score (searchsorted over a million dates is five times slower).
-        low, high = edges[0], edges[-1] + 1
-        bucket_of_day = np.searchsorted(
-            np.array(edges, dtype=np.int64), np.arange(low, high + 1, dtype=np.int64)
-        )
-        offsets = bucket_of_day * cells
-        flat = offsets[np.clip(dates, low, high) - low] + self.scores["key"][:known]
-        by_bucket = np.bincount(
-            flat, weights=self.scores["cents_float"][:known], minlength=(len(edges) + 1) * cells
-        )
-        buckets = by_bucket[: len(edges) * cells].reshape(len(edges), cells)
-        through: Array | None = None  # the running sum over the buckets, when a window spans several
-        row_of_edge = {edge: row for row, edge in enumerate(edges)}
-        results = []
-        for as_of, since in windows:
-            # The window holds the buckets first … last (bucket b: the days after edge b - 1 through b).
-            last = row_of_edge[as_of]
-            first = 0 if since is None else row_of_edge[since - 1] + 1
-            if first > last:
-                components = np.zeros(cells)  # an empty window: it ends before it starts
-            elif first == last:
-                components = buckets[last].copy()  # one bucket: consecutive periods, one each
-            else:
-                if through is None:
-                    through = np.cumsum(buckets, axis=0)
-                components = through[last] - through[first - 1] if first else through[last].copy()
-            results.append(components)
-        return results
-
-    def _rows_through(self, as_of_day: int, known_at: int) -> int:
-        """How many score rows a read of days up to `as_of_day` known at `known_at` must scan: those known,
-        up to the last whose valid day is `as_of_day` or earlier (every later one is dated after it). A log
-        is posted roughly in date order, so a read of an earlier day scans a shorter prefix."""
-        known = self.scores.known(known_at)
-        return self.scores.last_at_most("counts_from", as_of_day, known) + 1
-
-    def counted_sums(
-        self, components: Array, window: Window, known_at: int, count: int
-    ) -> tuple[Array, Array]:
-        """From the recorded sums (float cents per cell) of a window: the reversed scores known at
-        `known_at` taken back, then the counting rules applied; (totals, components) per cadre."""
-        as_of_day, since_day = window
-        if self.reversed_rows:
-            known = self.scores.known(known_at)
-            rows = self._reversed_rows_array()
-            rows = rows[rows < known]
-            dates = self.scores["counts_from"][rows]
-            in_window = dates <= as_of_day
-            if since_day is not None:
-                in_window &= dates >= since_day
-            rows = rows[(self.scores["reversed_at"][rows] <= known_at) & in_window]
-            np.subtract.at(components, self.scores["key"][rows], self.scores["cents_float"][rows])
-        counted = np.rint(components).astype(np.int64).reshape(count, COMPONENT_COUNT)
-        self.counting.count_adjusted(counted, as_of_day, known_at, since_day)
-        # Summed by einsum: NumPy's sum over a short last axis is four times slower (70 µs on the city).
-        return np.einsum("ij->i", counted), counted
-
-    def _reversed_rows_array(self) -> Array:
-        """`reversed_rows` as an array, made again only when a reversal was folded since."""
-        cached = self._reversed_rows_cache
-        if cached is None or cached[0] != len(self.reversed_rows):
-            rows = np.array(self.reversed_rows, dtype=np.int64)
-            cached = self._reversed_rows_cache = (len(self.reversed_rows), rows)
-        return cached[1]
-
     @staticmethod
     def _valid(columns: Columns, as_of_day: int, known_at: int) -> Array:
         known = columns.known(known_at)
@@ -670,19 +550,19 @@ class Index:
     ) -> Snapshot:
         """The standings at (as_of, known_at), bound to the position `settled` finds: the same standings,
         so every position between reads them under one key. `recorded`: the window's recorded sums at
-        `known_at`, when computed with other windows' (`recorded_sums_of_windows`); they are the settled
+        `known_at`, when computed with other windows' (`ScoreSums.recorded_of_windows`); they are the settled
         position's too (what `settled` means)."""
         known_at = min(known_at, self.position)
         sums = (
             None
             if recorded is None
-            else self.counted_sums(recorded.copy(), (as_of_day, since_day), known_at, len(self.cadres))
+            else self.sums.counted_from(recorded.copy(), (as_of_day, since_day), known_at, len(self.cadres))
         )
         return Snapshot(self, as_of_day, self.settled(as_of_day, known_at), since_day, sums=sums)
 
     def snapshots(self, windows: Sequence[Window], known_at: int) -> list[Snapshot]:
         """A snapshot of each window at one `known_at`, their sums in one pass."""
-        recorded = self.recorded_sums_of_windows(windows, min(known_at, self.position), len(self.cadres))
+        recorded = self.sums.recorded_of_windows(windows, min(known_at, self.position), len(self.cadres))
         return [
             self.snapshot(as_of_day, known_at, since_day, recorded=sums)
             for (as_of_day, since_day), sums in zip(windows, recorded, strict=True)

@@ -711,7 +711,7 @@ class Reads:
                 ]
                 count = len(self.index.cadres)
                 recorded = dict(
-                    zip(windows, self.index.recorded_sums_of_windows(windows, position, count), strict=True)
+                    zip(windows, self.index.sums.recorded_of_windows(windows, position, count), strict=True)
                 )
                 streaks: dict[int, int] = {}
                 alive: set[int] | None = None

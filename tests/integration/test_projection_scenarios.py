@@ -180,11 +180,11 @@ def test_a_unit_smaller_than_the_recall_pool_escalates_nobody(
 def test_the_period_views_of_a_ledger_without_cadres_are_empty_and_a_tie_at_zero_escalates_everyone(
     ledger: Ledger, projections: Projections, basis: str
 ) -> None:
-    """An escalation reads twelve periods together (`Index.sums_of_windows`): with no cadre at all (no cell
-    to sum) every period view answers, empty. Then eleven cadres of one unit, registered on 2025-01-01
-    without a point: all tie at 0.00, so all are the unit's bottom three (ties at the edge included) in
-    2025Q1 and 2025Q2 and none is known before, so each has a streak of 2 in 2025Q2 (step 2); known at 0,
-    nobody."""
+    """An escalation reads twelve periods together (`ScoreSums.recorded_of_windows`): with no cadre at all
+    (no cell to sum) every period view answers, empty. Then eleven cadres of one unit, registered on
+    2025-01-01 without a point: all tie at 0.00, so all are the unit's bottom three (ties at the edge
+    included) in 2025Q1 and 2025Q2 and none is known before, so each has a streak of 2 in 2025Q2 (step 2);
+    known at 0, nobody."""
     text = illustrative_policy_text()
     text = text.replace(
         '[escalation]\nbottom_count = 3\nbasis = "period"',
