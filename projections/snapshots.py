@@ -4,11 +4,14 @@ A read at (as_of, known_at, since) is a pure function of the first `known_at` ev
 only ever appends facts after its position, and what it marks later (a reversal, a veto's candidates, a
 sanction) is recorded at a later position, which a read known at `known_at` does not see. So a snapshot or
 a ranking computed once for a key is the answer for that key until the index itself is replaced (a reload,
-a rebuild, a log that went backwards): the cache holds the index weakly and empties when it changes.
+a rebuild, a log that went backwards): the cache holds the index weakly and empties when it changes. And
+it is the answer at every later position up to the next fact that can change it: `known_at` is replaced in
+every key by the earliest position that reads the same (`Index.settled`), so a read after a post of
+today's scores finds what a read before it kept for an earlier day.
 
 What is kept, and why:
 
-- snapshots, by (as_of, known_at, since, cadres): the page of a ranking after the first reuses its
+- snapshots, by (as_of, settled position, since, cadres): the page of a ranking after the first reuses its
   first page's snapshot instead of folding a million scores again; a period's snapshot serves its boards,
   recalls and escalations alike. Each costs about 100 bytes per cadre, and 300 more once its components
   are read as Python integers (counted from the start), so they are bounded by count and by bytes;
