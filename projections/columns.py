@@ -10,8 +10,11 @@ import numpy.typing as npt
 __all__ = ["Columns"]
 
 INITIAL_CAPACITY: Final = 1 << 12
-# Rows per block of `Columns.last_at_most`'s minima: a million rows keep 245 of them.
+# Rows per block of `Columns.last_at_most`'s minima (and `ranges_between`'s maxima): a million rows keep
+# 245 of each.
 MINIMA_BLOCK: Final = 4096
+# More runs of blocks than this are read as one range (the concatenation would cost more than it saves).
+RANGES_MAX: Final = 16
 
 Array = npt.NDArray[Any]
 
@@ -26,7 +29,7 @@ class Columns:
             name: np.empty(INITIAL_CAPACITY, dtype=dtype) for name, dtype in dtypes.items()
         }
         self._by_cadre: tuple[int, Array, Array, Array] | None = None
-        self._block_minima: dict[str, tuple[int, Array]] = {}
+        self._block_minima: dict[str, tuple[int, Array, Array]] = {}
 
     def by_cadre_and_day(self) -> tuple[Array, Array, Array]:
         """The rows of a column of changes sorted by (cadre, order_day), ties in position order, with the
@@ -105,12 +108,42 @@ class Columns:
         start = int(blocks[-1]) * MINIMA_BLOCK
         return start + int(np.flatnonzero(column[start : start + MINIMA_BLOCK] <= value)[-1])
 
+    def ranges_between(self, name: str, low: int, high: int, rows: int) -> list[tuple[int, int]]:
+        """Row ranges [start, end), in order, that hold every one of the first `rows` rows whose column
+        `name` lies in [low, high]: the whole blocks whose minimum and maximum allow one, runs of them
+        merged, and the rows after the last whole block. A column searched this way is never rewritten in
+        place. Scattered runs (a column in no order) are covered by one range from the first to the last."""
+        full = rows // MINIMA_BLOCK
+        minima, maxima = self._minima(name)[:full], self._maxima(name)[:full]
+        chosen = (minima <= high) & (maxima >= low)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], chosen.view(np.int8), [0]))))
+        ranges = [
+            (int(start) * MINIMA_BLOCK, int(end) * MINIMA_BLOCK)
+            for start, end in zip(edges[::2], edges[1::2], strict=True)
+        ]
+        if full * MINIMA_BLOCK < rows:
+            if ranges and ranges[-1][1] == full * MINIMA_BLOCK:
+                ranges[-1] = (ranges[-1][0], rows)
+            else:
+                ranges.append((full * MINIMA_BLOCK, rows))
+        if len(ranges) > RANGES_MAX:
+            ranges = [(ranges[0][0], ranges[-1][1])]
+        return ranges
+
     def _minima(self, name: str) -> Array:
         """The minimum of `name` over each whole block of rows, extended as rows are appended."""
-        covered, minima = self._block_minima.get(name, (0, np.zeros(0, dtype=np.int64)))
+        return self._block_stats(name)[0]
+
+    def _maxima(self, name: str) -> Array:
+        return self._block_stats(name)[1]
+
+    def _block_stats(self, name: str) -> tuple[Array, Array]:
+        empty = np.zeros(0, dtype=np.int64)
+        covered, minima, maxima = self._block_minima.get(name, (0, empty, empty))
         full = self.size // MINIMA_BLOCK
         if full > covered:
             added = self[name][covered * MINIMA_BLOCK : full * MINIMA_BLOCK].reshape(-1, MINIMA_BLOCK)
             minima = np.concatenate([minima, added.min(axis=1).astype(np.int64)])
-            self._block_minima[name] = (full, minima)
-        return minima
+            maxima = np.concatenate([maxima, added.max(axis=1).astype(np.int64)])
+            self._block_minima[name] = (full, minima, maxima)
+        return minima, maxima

@@ -26,7 +26,14 @@ COMPONENT_COUNT: Final = len(COMPONENTS)
 # The sums `ScoreSums.recorded_of_windows` holds at once (float64, per bucket and running): 16 MB.
 WINDOW_CELLS_MAX: Final = 2_000_000
 
+# Below every valid day (a window from the start of the record).
+NO_DAY: Final = -(2**40)
+
 Array = npt.NDArray[Any]
+
+
+def _rows_in(ranges: list[tuple[int, int]]) -> int:
+    return sum(end - start for start, end in ranges)
 
 
 class ScoreSums:
@@ -35,6 +42,7 @@ class ScoreSums:
     def __init__(self, index: Index) -> None:
         self.index = index
         self._reversed_rows_cache: tuple[int, Array] | None = None
+        self._all_rows_cache: tuple[int, Array] | None = None
 
     def counted(
         self, as_of_day: int, known_at: int, count: int, since_day: int | None = None
@@ -53,16 +61,65 @@ class ScoreSums:
         )
 
     def recorded(self, as_of_day: int, known_at: int, count: int, since_day: int | None) -> Array:
-        known = self._rows_through(as_of_day, known_at)
-        keys = self.index.scores["key"][:known]
-        dates = self.index.scores["counts_from"][:known]
-        in_window = dates <= as_of_day
-        if since_day is not None:
-            in_window &= dates >= since_day
-        weights = self.index.scores["cents_float"][:known] * in_window
+        """The recorded sums of one window (float cents per cell), by the cheaper of two exact ways.
+
+        Forward: the known rows of the blocks that can hold a day of the window (`Columns.ranges_between`),
+        masked by the window. Back, for a window from the start of the record: the sums of every row held
+        (`_all_rows`, kept), less the rows not yet known at `known_at`, less the known rows dated after
+        `as_of_day` (the blocks that can hold one). A log is posted roughly in date order, so a read late in
+        both dates reads few rows back, and an early one few forward."""
+        scores = self.index.scores
         cells = count * COMPONENT_COUNT
-        recorded: Array = np.bincount(keys, weights=weights, minlength=cells)[:cells]
-        return recorded
+        known = scores.known(known_at)
+        low = NO_DAY if since_day is None else since_day
+        forward = scores.ranges_between("counts_from", low, as_of_day, known)
+        if since_day is None:
+            later = scores.ranges_between("counts_from", as_of_day + 1, -NO_DAY, known)
+            if _rows_in(later) + scores.size - known < _rows_in(forward):
+                recorded = self._all_rows(cells).copy()
+                recorded -= self._masked([(known, scores.size)], NO_DAY, -NO_DAY, cells)
+                recorded -= self._masked(later, as_of_day + 1, -NO_DAY, cells)
+                return recorded
+        return self._masked(forward, low, as_of_day, cells)
+
+    def _masked(self, ranges: list[tuple[int, int]], low: int, high: int, cells: int) -> Array:
+        """The sums per cell of the rows in `ranges` whose valid day lies in [low, high]."""
+        keys, dates, cents = self._gathered(ranges)
+        in_window = dates <= high
+        if low != NO_DAY:
+            in_window &= dates >= low
+        sums: Array = np.bincount(keys, weights=cents * in_window, minlength=cells)[:cells]
+        return sums
+
+    def _gathered(self, ranges: list[tuple[int, int]]) -> tuple[Array, Array, Array]:
+        """The keys, valid days and cents of the score rows in `ranges` (views for one range)."""
+        scores = self.index.scores
+        if len(ranges) == 1:
+            start, end = ranges[0]
+            return (
+                scores["key"][start:end],
+                scores["counts_from"][start:end],
+                scores["cents_float"][start:end],
+            )
+        keys, dates, cents = (
+            np.concatenate([scores[name][start:end] for start, end in ranges] or [scores[name][:0]])
+            for name in ("key", "counts_from", "cents_float")
+        )
+        return keys, dates, cents
+
+    def _all_rows(self, cells: int) -> Array:
+        """The sums per cell of every score row held (reversed or not, known or not), kept and extended as
+        rows are appended: exact, as every term is a whole number of cents in float64."""
+        scores = self.index.scores
+        held, sums = self._all_rows_cache or (0, np.zeros(0))
+        if held < scores.size or len(sums) < cells:
+            added = np.bincount(scores["key"][held:], weights=scores["cents_float"][held:], minlength=cells)
+            grown = np.zeros(max(len(sums), len(added)))
+            grown[: len(sums)] += sums
+            grown[: len(added)] += added
+            sums = grown
+            self._all_rows_cache = (scores.size, sums)
+        return sums[:cells]
 
     def recorded_of_windows(self, windows: Sequence[Window], known_at: int, count: int) -> list[Array]:
         """The recorded sums of each (as_of_day, since_day) window (float cents per cell, before the
@@ -86,21 +143,27 @@ class ScoreSums:
 
     def _of_some_windows(self, windows: Sequence[Window], known_at: int, count: int) -> list[Array]:
         ends = {as_of for as_of, _since in windows}
-        known = self._rows_through(max(ends), known_at)
-        dates = self.index.scores["counts_from"][:known]
+        scores = self.index.scores
+        # Only the blocks that can hold a day some window counts: below the earliest window start (when
+        # every window has one) a day falls in the first bucket, which no window reads.
+        starts = [since for _as_of, since in windows]
+        low = NO_DAY if None in starts else min(since for since in starts if since is not None)
+        ranges = scores.ranges_between("counts_from", low, max(ends), scores.known(known_at))
+        # One stretch from the first block to the last: copying scattered runs together costs more than
+        # reading the blocks between them.
+        ranges = [(ranges[0][0], ranges[-1][1])] if ranges else []
+        keys, dates, cents = self._gathered(ranges)
         edges = sorted(ends | {since - 1 for _as_of, since in windows if since is not None})
         cells = count * COMPONENT_COUNT
         # The bucket of each day from the first edge to one past the last, as an offset into the cells:
         # a lookup per score (searchsorted over a million dates is five times slower).
-        low, high = edges[0], edges[-1] + 1
+        first_edge, past_edges = edges[0], edges[-1] + 1
         bucket_of_day = np.searchsorted(
-            np.array(edges, dtype=np.int64), np.arange(low, high + 1, dtype=np.int64)
+            np.array(edges, dtype=np.int64), np.arange(first_edge, past_edges + 1, dtype=np.int64)
         )
         offsets = bucket_of_day * cells
-        flat = offsets[np.clip(dates, low, high) - low] + self.index.scores["key"][:known]
-        by_bucket = np.bincount(
-            flat, weights=self.index.scores["cents_float"][:known], minlength=(len(edges) + 1) * cells
-        )
+        flat = offsets[np.clip(dates, first_edge, past_edges) - first_edge] + keys
+        by_bucket = np.bincount(flat, weights=cents, minlength=(len(edges) + 1) * cells)
         buckets = by_bucket[: len(edges) * cells].reshape(len(edges), cells)
         through: Array | None = None  # the running sum over the buckets, when a window spans several
         row_of_edge = {edge: row for row, edge in enumerate(edges)}
@@ -119,13 +182,6 @@ class ScoreSums:
                 components = through[last] - through[first - 1] if first else through[last].copy()
             results.append(components)
         return results
-
-    def _rows_through(self, as_of_day: int, known_at: int) -> int:
-        """How many score rows a read of days up to `as_of_day` known at `known_at` must scan: those known,
-        up to the last whose valid day is `as_of_day` or earlier (every later one is dated after it). A log
-        is posted roughly in date order, so a read of an earlier day scans a shorter prefix."""
-        known = self.index.scores.known(known_at)
-        return self.index.scores.last_at_most("counts_from", as_of_day, known) + 1
 
     def counted_from(
         self, components: Array, window: Window, known_at: int, count: int
