@@ -422,15 +422,7 @@ class Index:
 
     def reverse(self, target: int, at: int) -> None:
         """Mark the fact at position `target` reversed from position `at` on."""
-        for columns in (
-            self.scores,
-            self.units,
-            self.grades,
-            self.departures,
-            self.left_leadership,
-            self.principals,
-            self.appraisals,
-        ):
+        for columns in (self.scores, *self._changes()):
             row = columns.find(target)
             if row is not None:
                 columns["reversed_at"][row] = at
@@ -440,6 +432,17 @@ class Index:
             self.sparse_reversed_at[target] = at
             self.counting.cadre_changed(self.cadre_codes[self.sparse[target].cadre])  # type: ignore[index]
 
+    def _changes(self) -> tuple[Columns, ...]:
+        """The columns of a cadre's lifecycle changes and appraisals: one row per fact, reversible."""
+        return (
+            self.units,
+            self.grades,
+            self.departures,
+            self.left_leadership,
+            self.principals,
+            self.appraisals,
+        )
+
     # Reading.
 
     def settled(self, as_of_day: int, known_at: int) -> int:
@@ -448,7 +451,7 @@ class Index:
 
         A score changes only the reads of its valid day and later. Every other fact folded for cadres (a
         registration, a lifecycle change, an appraisal, a sanction, a veto, an investigation, a recall, a
-        policy, a reversal) is taken to change every read known after it: they are about 1 % of a log,
+        policy, a reversal) is taken to change every read known after it: they are about 2 % of a log,
         and a veto or a sanction changes what facts of earlier days count. So a post of today's scores
         leaves last quarter's snapshots, and what is ranked from them, as they were (`ReadCache`)."""
         known_at = min(known_at, self.position)
@@ -466,14 +469,7 @@ class Index:
         if self._barriers is not None and self._barriers[0] == self.position:
             return self._barriers[1]
         parts = [self.registrations["position"]]
-        for columns in (
-            self.units,
-            self.grades,
-            self.departures,
-            self.left_leadership,
-            self.principals,
-            self.appraisals,
-        ):
+        for columns in self._changes():
             reversed_at = columns["reversed_at"]
             parts += [columns["position"], reversed_at[reversed_at != NEVER]]
         rows = np.array(self.reversed_rows, dtype=np.int64)
