@@ -108,27 +108,47 @@ class Columns:
         start = int(blocks[-1]) * MINIMA_BLOCK
         return start + int(np.flatnonzero(column[start : start + MINIMA_BLOCK] <= value)[-1])
 
-    def ranges_between(self, name: str, low: int, high: int, rows: int) -> list[tuple[int, int]]:
+    def ranges_between(
+        self, name: str, low: int, high: int, rows: int, *, excluded: Array | None = None
+    ) -> list[tuple[int, int]]:
         """Row ranges [start, end), in order, that hold every one of the first `rows` rows whose column
         `name` lies in [low, high]: the whole blocks whose minimum and maximum allow one, runs of them
         merged, and the rows after the last whole block. A column searched this way is never rewritten in
-        place. Scattered runs (a column in no order) are covered by one range from the first to the last."""
+        place. Scattered runs (a column in no order) are covered by one range from the first to the last.
+
+        `excluded` (one flag per whole block of the first `rows`) names blocks whose rows the caller counts
+        another way: no range holds one, so scattered runs are joined only between excluded blocks."""
         full = rows // MINIMA_BLOCK
         minima, maxima = self._minima(name)[:full], self._maxima(name)[:full]
         chosen = (minima <= high) & (maxima >= low)
+        if excluded is not None:
+            chosen &= ~excluded
         edges = np.flatnonzero(np.diff(np.concatenate(([0], chosen.view(np.int8), [0]))))
-        ranges = [
-            (int(start) * MINIMA_BLOCK, int(end) * MINIMA_BLOCK)
-            for start, end in zip(edges[::2], edges[1::2], strict=True)
-        ]
+        starts, ends = edges[::2], edges[1::2]
+        # Runs between the same excluded blocks share a segment (the number of excluded blocks before them).
+        segments = (
+            np.zeros(len(starts), dtype=np.int64)
+            if excluded is None
+            else np.concatenate(([0], np.cumsum(excluded)))[starts]
+        )
+        ranges: list[tuple[int, int]] = []
+        for segment in np.unique(segments):
+            these = segments == segment
+            runs = list(zip(starts[these].tolist(), ends[these].tolist(), strict=True))
+            if len(runs) > RANGES_MAX:
+                runs = [(runs[0][0], runs[-1][1])]
+            ranges += [(start * MINIMA_BLOCK, end * MINIMA_BLOCK) for start, end in runs]
         if full * MINIMA_BLOCK < rows:
             if ranges and ranges[-1][1] == full * MINIMA_BLOCK:
                 ranges[-1] = (ranges[-1][0], rows)
             else:
                 ranges.append((full * MINIMA_BLOCK, rows))
-        if len(ranges) > RANGES_MAX:
-            ranges = [(ranges[0][0], ranges[-1][1])]
         return ranges
+
+    def block_bounds(self, name: str, rows: int) -> tuple[Array, Array]:
+        """The minimum and maximum of `name` over each whole block of the first `rows` rows."""
+        full = rows // MINIMA_BLOCK
+        return self._minima(name)[:full], self._maxima(name)[:full]
 
     def _minima(self, name: str) -> Array:
         """The minimum of `name` over each whole block of rows, extended as rows are appended."""

@@ -10,11 +10,12 @@ below 2**53 (about 9 × 10**13 points).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from ledger.projections.columns import MINIMA_BLOCK
 from ledger.projections.facts import COMPONENTS
 
 if TYPE_CHECKING:
@@ -23,8 +24,13 @@ if TYPE_CHECKING:
 __all__ = ["ScoreSums"]
 
 COMPONENT_COUNT: Final = len(COMPONENTS)
-# The sums `ScoreSums.recorded_of_windows` holds at once (float64, per bucket and running): 16 MB.
+# The sums `ScoreSums._of_some_windows` holds at once (float64, per bucket and running): 16 MB.
 WINDOW_CELLS_MAX: Final = 2_000_000
+
+# Blocks per interval of the kept prefix sums (`ScoreSums._prefix`), at first: 65,536 rows.
+INTERVAL_BLOCKS: Final = 16
+# The prefix sums keep at most this many cells (float64: 32 MB); intervals double to stay below.
+PREFIX_CELLS_MAX: Final = 4_000_000
 
 # Below every valid day (a window from the start of the record).
 NO_DAY: Final = -(2**40)
@@ -36,13 +42,35 @@ def _rows_in(ranges: list[tuple[int, int]]) -> int:
     return sum(end - start for start, end in ranges)
 
 
+class _Plan(NamedTuple):
+    """One window's sums before reading: the runs of whole intervals added from the prefix sums (as
+    [first, past) rows of `prefix`) and the row ranges masked by [low, high]."""
+
+    prefix: Array
+    runs: list[tuple[int, int]]
+    ranges: list[tuple[int, int]]
+    low: int
+    high: int
+    cells: int
+
+    @property
+    def rows(self) -> int:
+        return _rows_in(self.ranges)
+
+
 class ScoreSums:
     """The sums of one index's score columns (see the module)."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(
+        self, index: Index, *, interval_blocks: int = INTERVAL_BLOCKS, cells_max: int = PREFIX_CELLS_MAX
+    ) -> None:
+        if interval_blocks < 1 or cells_max < 0:
+            raise ValueError("an interval holds one block or more; the bound on the prefix sums is 0 or more")
         self.index = index
         self._reversed_rows_cache: tuple[int, Array] | None = None
-        self._all_rows_cache: tuple[int, Array] | None = None
+        self.interval_blocks = interval_blocks
+        self.cells_max = cells_max
+        self._prefix_sums = np.zeros((1, 0))
 
     def counted(
         self, as_of_day: int, known_at: int, count: int, since_day: int | None = None
@@ -61,26 +89,41 @@ class ScoreSums:
         )
 
     def recorded(self, as_of_day: int, known_at: int, count: int, since_day: int | None) -> Array:
-        """The recorded sums of one window (float cents per cell), by the cheaper of two exact ways.
+        """The recorded sums of one window (float cents per cell): the whole intervals of rows whose valid
+        days all lie in the window from the kept prefix sums (`_prefix`), and the known rows of the other
+        blocks that can hold a day of the window (`Columns.ranges_between`), masked by the window.
 
-        Forward: the known rows of the blocks that can hold a day of the window (`Columns.ranges_between`),
-        masked by the window. Back, for a window from the start of the record: the sums of every row held
-        (`_all_rows`, kept), less the rows not yet known at `known_at`, less the known rows dated after
-        `as_of_day` (the blocks that can hold one). A log is posted roughly in date order, so a read late in
-        both dates reads few rows back, and an early one few forward."""
+        A log is posted roughly in date order, so a read reads about one interval and the blocks of its
+        stragglers (scores dated far from their neighbours), not the whole prefix of the log; in a log in no
+        order every interval spans every day and this is the plain masked pass."""
+        return self._read(self._plan(as_of_day, known_at, count, since_day))
+
+    def _plan(self, as_of_day: int, known_at: int, count: int, since_day: int | None) -> _Plan:
+        """What `recorded` adds from the prefix sums and which rows it reads, without reading them."""
         scores = self.index.scores
         cells = count * COMPONENT_COUNT
         known = scores.known(known_at)
         low = NO_DAY if since_day is None else since_day
-        forward = scores.ranges_between("counts_from", low, as_of_day, known)
-        if since_day is None:
-            later = scores.ranges_between("counts_from", as_of_day + 1, -NO_DAY, known)
-            if _rows_in(later) + scores.size - known < _rows_in(forward):
-                recorded = self._all_rows(cells).copy()
-                recorded -= self._masked([(known, scores.size)], NO_DAY, -NO_DAY, cells)
-                recorded -= self._masked(later, as_of_day + 1, -NO_DAY, cells)
-                return recorded
-        return self._masked(forward, low, as_of_day, cells)
+        prefix, blocks = self._prefix(known, cells)
+        intervals = len(prefix) - 1
+        minima, maxima = scores.block_bounds("counts_from", intervals * blocks * MINIMA_BLOCK)
+        inside = (minima.reshape(intervals, blocks).min(axis=1) >= low) & (
+            maxima.reshape(intervals, blocks).max(axis=1) <= as_of_day
+        )
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], inside.view(np.int8), [0]))))
+        runs = list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+        excluded = np.zeros(known // MINIMA_BLOCK, dtype=bool)
+        excluded[: intervals * blocks] = np.repeat(inside, blocks)
+        ranges = scores.ranges_between("counts_from", low, as_of_day, known, excluded=excluded)
+        return _Plan(prefix, runs, ranges, low, as_of_day, cells)
+
+    def _read(self, plan: _Plan) -> Array:
+        recorded = np.zeros(plan.cells)
+        for first, past in plan.runs:
+            recorded += plan.prefix[past, : plan.cells]
+            recorded -= plan.prefix[first, : plan.cells]
+        recorded += self._masked(plan.ranges, plan.low, plan.high, plan.cells)
+        return recorded
 
     def _masked(self, ranges: list[tuple[int, int]], low: int, high: int, cells: int) -> Array:
         """The sums per cell of the rows in `ranges` whose valid day lies in [low, high]."""
@@ -107,52 +150,95 @@ class ScoreSums:
         )
         return keys, dates, cents
 
-    def _all_rows(self, cells: int) -> Array:
-        """The sums per cell of every score row held (reversed or not, known or not), kept and extended as
-        rows are appended: exact, as every term is a whole number of cents in float64."""
+    def _prefix(self, rows: int, cells: int) -> tuple[Array, int]:
+        """The kept prefix sums over the whole intervals of the first `rows` score rows, and the blocks per
+        interval: row i sums every row of intervals 0 … i − 1 per cell (row 0 is zeros), reversed or not.
+
+        Rows only ever append, and a score's key, day and cents never change, so each interval is summed
+        once. Exact while every running sum of a cell stays below 2**53 cents (9 × 10**13 points): every
+        term is a whole number of cents in float64. The intervals double (every other row kept) whenever
+        the sums would pass `cells_max`, before the sums widen for new cadres, so that their memory stays
+        about that bound as the log grows."""
         scores = self.index.scores
-        held, sums = self._all_rows_cache or (0, np.zeros(0))
-        if held < scores.size or len(sums) < cells:
-            added = np.bincount(scores["key"][held:], weights=scores["cents_float"][held:], minlength=cells)
-            grown = np.zeros(max(len(sums), len(added)))
-            grown[: len(sums)] += sums
-            grown[: len(added)] += added
-            sums = grown
-            self._all_rows_cache = (scores.size, sums)
-        return sums[:cells]
+        width = max(cells, self._prefix_sums.shape[1])
+        while (scores.size // (self.interval_blocks * MINIMA_BLOCK)) * width > self.cells_max:
+            self.interval_blocks *= 2
+            self._prefix_sums = self._prefix_sums[::2].copy()
+        self._widen(width)
+        interval_rows = self.interval_blocks * MINIMA_BLOCK
+        held = len(self._prefix_sums) - 1
+        wanted = rows // interval_rows
+        for interval in range(held, wanted):
+            part = slice(interval * interval_rows, (interval + 1) * interval_rows)
+            sums = np.bincount(scores["key"][part], weights=scores["cents_float"][part], minlength=width)
+            if len(sums) > width:  # a key past the cadres asked for (no caller asks so): held all the same
+                width = len(sums)
+                self._widen(width)
+            self._prefix_sums = np.concatenate([self._prefix_sums, (self._prefix_sums[-1] + sums)[None]])
+        return self._prefix_sums[: wanted + 1], self.interval_blocks
+
+    def _widen(self, width: int) -> None:
+        """Cells for cadres registered since the sums were kept: the rows summed held nothing for them."""
+        held = self._prefix_sums.shape[1]
+        if width > held:
+            grown = np.zeros((len(self._prefix_sums), width))
+            grown[:, :held] = self._prefix_sums
+            self._prefix_sums = grown
 
     def recorded_of_windows(self, windows: Sequence[Window], known_at: int, count: int) -> list[Array]:
         """The recorded sums of each (as_of_day, since_day) window (float cents per cell, before the
-        reversals and the counting rules: `counted_from`), in one pass over the scores.
+        reversals and the counting rules: `counted_from`), by the cheaper of two exact ways.
 
-        Each score falls in one bucket between consecutive edges (every window's `as_of_day` and the day
-        before its `since_day`), one bincount sums every (bucket, cell): a window of one bucket (a period
-        read on its own points, beside the periods next to it) is that bucket, and a running sum over the
-        buckets gives the others, each the difference of two edges. Cents are integers, in
-        float64 exactly (below 2**53), so the differences are exact. An escalation reads twelve periods
-        this way for about the cost of one and a half single sums (performance.md, 2026-12-04)."""
-        if len(windows) == 1:
-            return [self.recorded(windows[0][0], known_at, count, windows[0][1])]
-        results: list[Array] = []
-        cells = count * COMPONENT_COUNT
-        # Bounded memory: a group of g windows has at most 2g edges, so 2g + 1 buckets of `cells` sums.
-        per_group = max(1, (WINDOW_CELLS_MAX // max(cells, 1) - 1) // 2)
-        for start in range(0, len(windows), per_group):
-            results += self._of_some_windows(windows[start : start + per_group], known_at, count)
-        return results
+        By edges: each window is the difference of two sums from the start of the record, through its
+        `as_of_day` and through the day before its `since_day`; consecutive periods share their edges, so
+        twelve periods cost thirteen such sums, each about one interval's rows in a log in date order
+        (`recorded`). In one pass (`_of_some_windows`), when the edges would read more rows than the one
+        stretch of blocks every window's days can fall in: a log in no order, or stragglers in every
+        interval. Cents are integers, in float64 exactly (below 2**53), so the differences are exact."""
+        edges = sorted(
+            {as_of for as_of, _since in windows}
+            | {since - 1 for as_of, since in windows if since is not None and since <= as_of}
+        )
+        plans = {edge: self._plan(edge, known_at, count, None) for edge in edges}
+        if sum(plan.rows for plan in plans.values()) > self._stretch_rows(windows, known_at):
+            results: list[Array] = []
+            cells = count * COMPONENT_COUNT
+            # Bounded memory: a group of g windows has at most 2g edges, so 2g + 1 buckets of `cells` sums.
+            per_group = max(1, (WINDOW_CELLS_MAX // max(cells, 1) - 1) // 2)
+            for start in range(0, len(windows), per_group):
+                results += self._of_some_windows(windows[start : start + per_group], known_at, count)
+            return results
+        through = {edge: self._read(plan) for edge, plan in plans.items()}
+        return [
+            through[as_of].copy()
+            if since is None
+            else np.zeros(count * COMPONENT_COUNT)  # an empty window: it ends before it starts
+            if since > as_of
+            else through[as_of] - through[since - 1]
+            for as_of, since in windows
+        ]
 
-    def _of_some_windows(self, windows: Sequence[Window], known_at: int, count: int) -> list[Array]:
-        ends = {as_of for as_of, _since in windows}
+    def _stretch(self, windows: Sequence[Window], known_at: int) -> list[tuple[int, int]]:
+        """The one stretch of rows, from the first block to the last, that holds every day the windows
+        count: below the earliest window start (when every window has one) a day counts in none."""
         scores = self.index.scores
-        # Only the blocks that can hold a day some window counts: below the earliest window start (when
-        # every window has one) a day falls in the first bucket, which no window reads.
         starts = [since for _as_of, since in windows]
         low = NO_DAY if None in starts else min(since for since in starts if since is not None)
-        ranges = scores.ranges_between("counts_from", low, max(ends), scores.known(known_at))
-        # One stretch from the first block to the last: copying scattered runs together costs more than
-        # reading the blocks between them.
-        ranges = [(ranges[0][0], ranges[-1][1])] if ranges else []
-        keys, dates, cents = self._gathered(ranges)
+        high = max(as_of for as_of, _since in windows)
+        ranges = scores.ranges_between("counts_from", low, high, scores.known(known_at))
+        # One stretch: copying scattered runs together costs more than reading the blocks between them.
+        return [(ranges[0][0], ranges[-1][1])] if ranges else []
+
+    def _stretch_rows(self, windows: Sequence[Window], known_at: int) -> int:
+        return _rows_in(self._stretch(windows, known_at))
+
+    def _of_some_windows(self, windows: Sequence[Window], known_at: int, count: int) -> list[Array]:
+        """The windows' recorded sums in one pass over their stretch of rows: each score falls in one bucket
+        between consecutive edges, one bincount sums every (bucket, cell), and a running sum over the
+        buckets gives each window as the difference of two edges (one bucket: consecutive periods)."""
+        ends = {as_of for as_of, _since in windows}
+        # Below the stretch's first day a score falls in the first bucket, which no window reads.
+        keys, dates, cents = self._gathered(self._stretch(windows, known_at))
         edges = sorted(ends | {since - 1 for _as_of, since in windows if since is not None})
         cells = count * COMPONENT_COUNT
         # The bucket of each day from the first edge to one past the last, as an offset into the cells:

@@ -74,3 +74,53 @@ def test_the_last_row_at_most_a_value_is_the_plain_scans(drawn) -> None:
     for value in values:
         for prefix in (len(days), len(both) - 1, len(both)):
             assert columns.last_at_most("day", value, prefix) == plain(both, value, prefix)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    blocks=st.integers(1, 48),
+    tail=st.sampled_from((0, 1, MINIMA_BLOCK - 1)),
+    low=st.integers(-100, 3_100),
+    width=st.integers(0, 3_200),
+)
+def test_ranges_between_hold_every_row_in_range_and_no_excluded_block(
+    seed: int, blocks: int, tail: int, low: int, width: int
+) -> None:
+    # Days in no order (every block may be chosen, so more runs than RANGES_MAX are joined) or sorted.
+    rng = np.random.default_rng(seed)
+    count = blocks * MINIMA_BLOCK + tail
+    days = rng.integers(0, 3_000, count)
+    if seed % 2:
+        days = np.sort(days)
+    columns = column_of([int(day) for day in days])
+    excluded = rng.random(blocks) < 0.3
+    high = low + width
+    ranges = columns.ranges_between("day", low, high, count, excluded=excluded)
+    held = np.zeros(count, dtype=bool)
+    for start, end in ranges:
+        assert not held[start:end].any(), "ranges overlap"
+        held[start:end] = True
+    in_excluded = np.repeat(excluded, MINIMA_BLOCK).tolist() + [False] * tail
+    wanted = (days >= low) & (days <= high) & ~np.array(in_excluded)
+    assert held[wanted].all()
+    assert not held[np.array(in_excluded)].any()
+    assert ranges == sorted(ranges)
+
+
+def test_scattered_runs_are_joined_only_between_excluded_blocks() -> None:
+    # Blocks alternate between day 0 and day 1,000: a read of day 0 chooses every other block, 20 runs.
+    days = [1_000 * (block % 2) for block in range(40) for _ in range(MINIMA_BLOCK)]
+    columns = column_of(days)
+    assert columns.ranges_between("day", 0, 0, len(days)) == [(0, 39 * MINIMA_BLOCK)]
+    excluded = np.zeros(40, dtype=bool)
+    excluded[20] = True  # a block of day 0, counted elsewhere
+    ranges = columns.ranges_between("day", 0, 0, len(days), excluded=excluded)
+    # Ten runs before it and nine after: each side is few enough to keep its runs apart.
+    assert len(ranges) == 19
+    assert all(not (start < 21 * MINIMA_BLOCK and end > 20 * MINIMA_BLOCK) for start, end in ranges)
+    excluded[:] = False
+    excluded[38] = True
+    ranges = columns.ranges_between("day", 0, 0, len(days), excluded=excluded)
+    # 19 runs before it (joined into one), none after.
+    assert ranges == [(0, 37 * MINIMA_BLOCK)]

@@ -1,21 +1,25 @@
 """`ScoreSums` against a plain mask and bincount over the known rows, on columns of several blocks.
 
-A window's recorded sums are read forward (only the blocks that can hold one of its days) or, for a window
-from the start of the record, back from the sums of every row held (less the rows not yet known, less the
-known rows dated after the window). Either way the answer must be the plain one, exactly: columns in date
-order with stragglers dated far before or after (where the blocks skip most and the read back wins), in no
-order at all (where nothing can be skipped), read at positions and days at the edges, then appended to.
+A window's recorded sums add the kept prefix sums of the whole intervals whose valid days all lie in the
+window, and read the rows of the other blocks that can hold one of its days. Either way the answer must be
+the plain one, exactly: columns in date order with stragglers dated far before or after (where intervals and
+blocks skip most), in no order at all (where nothing can be skipped), with intervals of one block or two and
+a memory bound that makes them double, read at positions and days at the edges, then appended to.
 """
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.projections.columns import MINIMA_BLOCK
 from ledger.projections.facts import NEVER
 from ledger.projections.index import COMPONENT_COUNT, Index
+from ledger.projections.sums import ScoreSums
 
 CADRES = 7
 CELLS = CADRES * COMPONENT_COUNT
@@ -63,10 +67,15 @@ def days_of(rng: np.random.Generator, count: int, ordered: bool, stragglers: int
     count=st.sampled_from((5, MINIMA_BLOCK + 3, 3 * MINIMA_BLOCK + 100, 5 * MINIMA_BLOCK)),
     ordered=st.booleans(),
     stragglers=st.integers(0, 4),
+    interval_blocks=st.sampled_from((1, 2, 16)),
+    cells_max=st.sampled_from((10**9, 3 * CELLS)),
 )
-def test_recorded_sums_are_the_plain_sums(seed: int, count: int, ordered: bool, stragglers: int) -> None:
+def test_recorded_sums_are_the_plain_sums(
+    seed: int, count: int, ordered: bool, stragglers: int, interval_blocks: int, cells_max: int
+) -> None:
     rng = np.random.default_rng(seed)
     index = Index()
+    index.sums = ScoreSums(index, interval_blocks=interval_blocks, cells_max=cells_max)
     days = days_of(rng, count, ordered, stragglers)
     append(index, days, rng)
     last = max(days)
@@ -87,9 +96,92 @@ def test_recorded_sums_are_the_plain_sums(seed: int, count: int, ordered: bool, 
             plain(index, as_of, known_at, since) if since is None or since <= as_of else [0.0] * CELLS
             for as_of, since in windows
         ]
-    # Appended after the sums of every row were kept: they are extended, not stale.
-    append(index, days_of(rng, MINIMA_BLOCK + 1, ordered, stragglers), rng)
+    # Appended after the prefix sums were kept: they are extended (or their intervals doubled), not stale.
+    append(index, days_of(rng, 2 * MINIMA_BLOCK + 1, ordered, stragglers), rng)
     for as_of, since in ((last, None), (3_200, None), (1_500, 1_000)):
         assert index.sums.recorded(as_of, index.position, CADRES, since).tolist() == plain(
             index, as_of, index.position, since
         )
+
+
+def test_intervals_double_to_stay_within_their_memory() -> None:
+    rng = np.random.default_rng(5)
+    index = Index()
+    index.sums = ScoreSums(index, interval_blocks=1, cells_max=3 * CELLS)
+    append(index, sorted(int(day) for day in rng.integers(0, 3_000, 8 * MINIMA_BLOCK)), rng)
+    for as_of in (-1, 700, 1_499, 2_999):
+        assert index.sums.recorded(as_of, index.position, CADRES, None).tolist() == plain(
+            index, as_of, index.position, None
+        )
+    # 8 blocks against a bound of 3 intervals' cells: intervals of 4 blocks, 2 of them (3 prefix rows).
+    assert index.sums.interval_blocks == 4
+
+
+def test_cadres_registered_after_the_sums_were_kept_get_cells() -> None:
+    rng = np.random.default_rng(6)
+    index = Index()
+    index.sums = ScoreSums(index, interval_blocks=1)
+    append(index, list(range(MINIMA_BLOCK * 2)), rng)
+    assert index.sums.recorded(10**6, index.position, CADRES, None).tolist() == plain(
+        index, 10**6, index.position, None
+    )
+    first = index.scores.size
+    wider = CELLS + COMPONENT_COUNT  # an eighth cadre
+    keys = [CELLS + 1] * MINIMA_BLOCK
+    index.scores.append(
+        {
+            "position": [2 * (first + row) + 1 for row in range(MINIMA_BLOCK)],
+            "counts_from": [5] * MINIMA_BLOCK,
+            "key": keys,
+            "cents": [100] * MINIMA_BLOCK,
+            "cents_float": [100.0] * MINIMA_BLOCK,
+            "reversed_at": [NEVER] * MINIMA_BLOCK,
+            "award": [-1] * MINIMA_BLOCK,
+        }
+    )
+    index.position = 2 * index.scores.size + 1
+    sums = index.sums.recorded(10**6, index.position, CADRES + 1, None)
+    assert len(sums) == wider
+    expected = plain(index, 10**6, index.position, None)
+    assert sums[CELLS + 1] == expected[CELLS + 1] == 100.0 * MINIMA_BLOCK
+    assert sums.tolist() == expected + [0.0] * (wider - len(expected))
+
+
+def test_many_cadres_registered_at_once_double_the_intervals_before_the_sums_widen() -> None:
+    rng = np.random.default_rng(7)
+    index = Index()
+    index.sums = ScoreSums(index, interval_blocks=1, cells_max=100 * CELLS)
+    append(index, sorted(int(day) for day in rng.integers(0, 3_000, 100 * MINIMA_BLOCK)), rng)
+    index.sums.recorded(10**6, index.position, CADRES, None)
+    many = 20_000  # cadres registered since, with no scores yet: their cells hold nothing
+    tracemalloc.start()
+    try:
+        sums = index.sums.recorded(10**6, index.position, many, None)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Widened first, the 100 kept rows of 120,000 cells would have taken 96 MB on the way.
+    assert peak < 20_000_000
+    expected = plain(index, 10**6, index.position, None)
+    assert sums.tolist() == expected + [0.0] * (many * COMPONENT_COUNT - CELLS)
+    # The kept sums stay within their bound (one row of zeros aside), not 100 rows of the wider cells.
+    assert index.sums._prefix_sums.size <= max(100 * CELLS, many * COMPONENT_COUNT)
+
+
+def test_a_read_of_fewer_cadres_than_the_rows_name_answers_the_same_whatever_came_before() -> None:
+    first, second = Index(), Index()
+    for index in (first, second):
+        index.sums = ScoreSums(index, interval_blocks=1)
+        append(index, [5] * (2 * MINIMA_BLOCK), np.random.default_rng(8))
+    second.sums.recorded(10, second.position, CADRES, None)
+    assert (
+        first.sums.recorded(10, first.position, 1, None).tolist()
+        == second.sums.recorded(10, second.position, 1, None).tolist()
+        == plain(first, 10, first.position, None)[:COMPONENT_COUNT]
+    )
+
+
+@pytest.mark.parametrize(("interval_blocks", "cells_max"), [(0, 10), (1, -1)])
+def test_intervals_and_their_bound_are_checked(interval_blocks: int, cells_max: int) -> None:
+    with pytest.raises(ValueError, match="interval"):
+        ScoreSums(Index(), interval_blocks=interval_blocks, cells_max=cells_max)
