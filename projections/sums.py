@@ -168,13 +168,21 @@ class ScoreSums:
         interval_rows = self.interval_blocks * MINIMA_BLOCK
         held = len(self._prefix_sums) - 1
         wanted = rows // interval_rows
-        for interval in range(held, wanted):
-            part = slice(interval * interval_rows, (interval + 1) * interval_rows)
-            sums = np.bincount(scores["key"][part], weights=scores["cents_float"][part], minlength=width)
-            if len(sums) > width:  # a key past the cadres asked for (no caller asks so): held all the same
-                width = len(sums)
-                self._widen(width)
-            self._prefix_sums = np.concatenate([self._prefix_sums, (self._prefix_sums[-1] + sums)[None]])
+        if wanted > held:
+            rows_of = slice(held * interval_rows, wanted * interval_rows)
+            # A key past the cadres asked for (no caller asks so) is held all the same.
+            width = max(width, int(scores["key"][rows_of].max()) + 1)
+            self._widen(width)
+            added = np.empty((wanted - held + 1, width))
+            added[0] = self._prefix_sums[-1]
+            for offset in range(wanted - held):
+                # One interval at a time: its `width` sums stay in the CPU's cache while they are added to
+                # (one bincount over every interval's cells at once was three times slower at 10M).
+                part = slice((held + offset) * interval_rows, (held + offset + 1) * interval_rows)
+                added[offset + 1] = np.bincount(
+                    scores["key"][part], weights=scores["cents_float"][part], minlength=width
+                )
+            self._prefix_sums = np.concatenate([self._prefix_sums, np.cumsum(added, axis=0)[1:]])
         return self._prefix_sums[: wanted + 1], self.interval_blocks
 
     def _widen(self, width: int) -> None:
