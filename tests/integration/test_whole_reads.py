@@ -656,3 +656,22 @@ def test_periods_ending_on_one_day_keep_their_own_escalations_on_the_total_basis
             assert len({tuple(found) for found in streaks.values()}) > 1, "the kinds do differ here"
         finally:
             projections.close()
+
+
+def test_an_escalation_whose_every_period_is_kept_is_read_from_them(
+    pool_city: tuple[Projections, Model, int],
+) -> None:
+    """Each of the twelve quarters an escalation of 2025Q4 looks back at was read on its own, so every
+    period's bottom is kept; with the list itself gone from the cache (as a full cache drops it) the
+    escalation is made from the kept bottoms alone, and answers as the model does."""
+    projections, model, head = pool_city
+    quarters = [f"{year}Q{quarter}" for year in (2023, 2024, 2025) for quarter in (1, 2, 3, 4)]
+    for quarter in quarters:
+        projections.escalations(quarter, known_at=head)
+    entries = projections.read_cache._derived.entries
+    for key in [key for key in entries if key[0] == "escalations"]:
+        del entries[key]
+    view = projections.escalations("2025Q4", known_at=head)
+    assert [(e.cadre_id, e.unit_id, e.streak, e.step) for e in view.escalations] == [
+        (e.cadre_id, e.unit_id, e.streak, e.step) for e in model.escalations("2025Q4", "unit:*", head)
+    ]

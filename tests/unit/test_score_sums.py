@@ -185,3 +185,11 @@ def test_a_read_of_fewer_cadres_than_the_rows_name_answers_the_same_whatever_cam
 def test_intervals_and_their_bound_are_checked(interval_blocks: int, cells_max: int) -> None:
     with pytest.raises(ValueError, match="interval"):
         ScoreSums(Index(), interval_blocks=interval_blocks, cells_max=cells_max)
+
+
+def test_no_windows_have_no_sums() -> None:
+    # An escalation whose every period's bottom was kept asks for none.
+    rng = np.random.default_rng(9)
+    index = Index()
+    append(index, list(range(2 * MINIMA_BLOCK)), rng)
+    assert index.sums.recorded_of_windows([], index.position, CADRES) == []
