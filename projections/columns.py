@@ -13,6 +13,8 @@ INITIAL_CAPACITY: Final = 1 << 12
 # Rows per block of `Columns.last_at_most`'s minima (and `ranges_between`'s maxima): a million rows keep
 # 245 of each.
 MINIMA_BLOCK: Final = 4096
+# The positions `Columns.in_force_by_cadre` keeps its rows for.
+IN_FORCE_KEPT: Final = 8
 # More runs of blocks than this are read as one range (the concatenation would cost more than it saves).
 RANGES_MAX: Final = 16
 
@@ -30,6 +32,30 @@ class Columns:
         }
         self._by_cadre: tuple[int, Array, Array, Array] | None = None
         self._block_minima: dict[str, tuple[int, Array, Array]] = {}
+        # Reversals marked (`mark_reversed`): what `in_force_by_cadre` keeps is keyed by it.
+        self.reversals = 0
+        self._in_force: dict[tuple[int, int, int], tuple[Array, Array, Array]] = {}
+
+    def mark_reversed(self, row: int, at: int) -> None:
+        """Mark `row` reversed from position `at` on."""
+        self["reversed_at"][row] = at
+        self.reversals += 1
+
+    def in_force_by_cadre(self, known_at: int) -> tuple[Array, Array, Array]:
+        """The rows of `by_cadre_and_day` known at `known_at` and not reversed then, with the cadre and the
+        valid day of each. They are the same for every day read at one position (an escalation reads
+        twelve period ends), so they are kept for the last few positions, by the rows held and the
+        reversals marked."""
+        key = (self.size, self.reversals, known_at)
+        found = self._in_force.get(key)
+        if found is None:
+            order, cadres, days = self.by_cadre_and_day()
+            valid = (order < self.known(known_at)) & (self["reversed_at"][order] > known_at)
+            found = (order[valid], cadres[valid], days[valid])
+            if len(self._in_force) >= IN_FORCE_KEPT:
+                del self._in_force[next(iter(self._in_force))]
+            self._in_force[key] = found
+        return found
 
     def by_cadre_and_day(self) -> tuple[Array, Array, Array]:
         """The rows of a column of changes sorted by (cadre, order_day), ties in position order, with the
@@ -81,6 +107,7 @@ class Columns:
         self.size = size
         self._by_cadre = None
         self._block_minima = {}
+        self._in_force = {}
 
     def find(self, position: int) -> int | None:
         """The row holding `position`, if any."""

@@ -425,7 +425,7 @@ class Index:
         for columns in (self.scores, *self._changes()):
             row = columns.find(target)
             if row is not None:
-                columns["reversed_at"][row] = at
+                columns.mark_reversed(row, at)
                 if columns is self.scores:
                     self.reversed_rows.append(row)
         if target in self.sparse:
@@ -498,13 +498,9 @@ class Index:
 
     def latest_row(self, columns: Columns, as_of_day: int, known_at: int, count: int) -> Array:
         """Per cadre, the row of the change in force (latest order_day, ties to the later position); -1."""
-        order, cadres, days = columns.by_cadre_and_day()
-        valid = (
-            (order < columns.known(known_at))
-            & (days <= as_of_day)
-            & (columns["reversed_at"][order] > known_at)
-        )
-        rows, cadres = order[valid], cadres[valid]
+        rows, cadres, days = columns.in_force_by_cadre(known_at)
+        on_or_before = days <= as_of_day
+        rows, cadres = rows[on_or_before], cadres[on_or_before]
         result = np.full(count, -1, dtype=np.int64)
         if rows.size:
             last = np.ones(rows.size, dtype=bool)  # the last valid row of each cadre
@@ -518,13 +514,14 @@ class Index:
 
     def first_change(self, columns: Columns, as_of_day: int, known_at: int, count: int) -> Array:
         """Per cadre, the earliest day of a change in force (departure, leaving leadership); -1 if none."""
-        rows = self._valid(columns, as_of_day, known_at)
+        _rows, cadres, days = columns.in_force_by_cadre(known_at)
+        on_or_before = days <= as_of_day
+        cadres, days = cadres[on_or_before], days[on_or_before]
         result = np.full(count, -1, dtype=np.int64)
-        if rows.size:
-            days = columns["day"][rows]
-            cadres = columns["cadre"][rows]
-            order = np.lexsort((-days, cadres))
-            result[cadres[order]] = days[order]
+        if cadres.size:
+            # Grouped by cadre already: the least day of each group.
+            starts = np.flatnonzero(np.concatenate(([True], cadres[1:] != cadres[:-1])))
+            result[cadres[starts]] = np.minimum.reduceat(days, starts)
         return result
 
     def count_excellent(self, as_of_day: int, known_at: int, count: int) -> Array:

@@ -169,7 +169,9 @@ def ranking_order(pools: Array, values: list[Array], id_order: Array) -> Array:
     if pools.size == 0 or int(pools.min()) < 0 or (int(pools.max()) + 1) * span >= 2**62:
         return np.lexsort([id_order, *(-value for value in reversed(values)), pools])
     packed = pools * span + (high - first)  # ascending: pool, then the first value descending
-    order = np.argsort(packed, kind="stable")
+    # Any sort will do: the runs tied on the packed key are ordered below by keys that end in the cadre's
+    # unique place, so the order is the same whatever the sort did with them.
+    order = np.argsort(packed)
     packed = packed[order]
     tied = np.zeros(order.size, dtype=bool)
     tied[1:] = packed[1:] == packed[:-1]

@@ -124,3 +124,35 @@ def test_scattered_runs_are_joined_only_between_excluded_blocks() -> None:
     ranges = columns.ranges_between("day", 0, 0, len(days), excluded=excluded)
     # 19 runs before it (joined into one), none after.
     assert ranges == [(0, 37 * MINIMA_BLOCK)]
+
+
+def test_the_rows_in_force_follow_every_reversal_marked() -> None:
+    # Kept per position: a reversal marked after a read (here at a position the read already knew, as a
+    # log rebuilt from a backup could) must not leave the kept rows stale.
+    changes = Columns(
+        {
+            "position": np.int64,
+            "cadre": np.int32,
+            "day": np.int32,
+            "order_day": np.int32,
+            "value": np.int32,
+            "reversed_at": np.int64,
+        }
+    )
+    never = 2**62
+    changes.append(
+        {
+            "position": [1, 2, 3, 4],
+            "cadre": [1, 0, 1, 0],
+            "day": [10, 20, 5, 30],
+            "order_day": [10, 20, 5, 30],
+            "value": [7, 8, 9, 6],
+            "reversed_at": [never] * 4,
+        }
+    )
+    rows, cadres, days = changes.in_force_by_cadre(3)
+    assert (rows.tolist(), cadres.tolist(), days.tolist()) == ([1, 2, 0], [0, 1, 1], [20, 5, 10])
+    changes.mark_reversed(0, 3)
+    rows, cadres, days = changes.in_force_by_cadre(3)
+    assert (rows.tolist(), cadres.tolist(), days.tolist()) == ([1, 2], [0, 1], [20, 5])
+    assert changes.in_force_by_cadre(2)[0].tolist() == [1, 0]
