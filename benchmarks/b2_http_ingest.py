@@ -40,7 +40,9 @@ WARM_UP_REQUESTS: Final = 10
 REQUESTS_PER_REPETITION: Final = 100
 REPETITIONS: Final = 3
 TARGET_EVENTS_PER_SECOND: Final = 10_000
-WORKLOAD_EVENTS: Final = 200_000  # of every type; about four fifths are merit awards
+# Of every type; about three quarters are merit awards (the city of 2026-12-04 has 152,235 in its first
+# 200,000, fewer than the 155,000 the requests need), so the workload is cut with room to spare.
+WORKLOAD_EVENTS: Final = 250_000
 
 
 def _result(**fields: Any) -> Result:
