@@ -13,8 +13,9 @@ INITIAL_CAPACITY: Final = 1 << 12
 # Rows per block of `Columns.last_at_most`'s minima (and `ranges_between`'s maxima): a million rows keep
 # 245 of each.
 MINIMA_BLOCK: Final = 4096
-# The positions `Columns.in_force_by_cadre` keeps its rows for.
-IN_FORCE_KEPT: Final = 8
+# The positions `Columns.in_force_by_cadre` keeps its rows for: an escalation's twelve period ends may
+# each be read at a settled position of its own.
+IN_FORCE_KEPT: Final = 16
 # More runs of blocks than this are read as one range (the concatenation would cost more than it saves).
 RANGES_MAX: Final = 16
 

@@ -258,6 +258,10 @@ class ScoreSums:
             np.array(edges, dtype=np.int64), np.arange(first_edge, past_edges + 1, dtype=np.int64)
         )
         offsets = bucket_of_day * cells
+        # A key past the cadres asked for (no caller asks so) would spill into the next bucket: cut off,
+        # as `_masked` cuts it.
+        held = keys < cells
+        keys, dates, cents = keys[held], dates[held], cents[held]
         flat = offsets[np.clip(dates, first_edge, past_edges) - first_edge] + keys
         by_bucket = np.bincount(flat, weights=cents, minlength=(len(edges) + 1) * cells)
         buckets = by_bucket[: len(edges) * cells].reshape(len(edges), cells)

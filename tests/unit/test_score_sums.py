@@ -193,3 +193,24 @@ def test_no_windows_have_no_sums() -> None:
     index = Index()
     append(index, list(range(2 * MINIMA_BLOCK)), rng)
     assert index.sums.recorded_of_windows([], index.position, CADRES) == []
+
+
+def test_windows_of_fewer_cadres_than_the_rows_name_take_only_their_own_cells() -> None:
+    # Rows in no date order (the one pass over the windows' stretch) for cadres 0 and 1, read for one
+    # cadre: cadre 1's cents must not spill into cadre 0's second window (found by a review).
+    index = Index()
+    cents = [100, 1_000, 100, 1_000]
+    index.scores.append(
+        {
+            "position": [1, 2, 3, 4],
+            "counts_from": [30, 10, 20, 5],
+            "key": [0, COMPONENT_COUNT, 0, COMPONENT_COUNT],
+            "cents": cents,
+            "cents_float": cents,
+            "reversed_at": [NEVER] * 4,
+            "award": [-1] * 4,
+        }
+    )
+    index.position = 4
+    windows = [(15, None), (40, 16)]
+    assert [sums[0] for sums in index.sums.recorded_of_windows(windows, 4, 1)] == [0.0, 200.0]
