@@ -210,7 +210,7 @@ class ScoreSums:
             | {since - 1 for as_of, since in windows if since is not None and since <= as_of}
         )
         plans = {edge: self._plan(edge, known_at, count, None) for edge in edges}
-        if sum(plan.rows for plan in plans.values()) > self._stretch_rows(windows, known_at):
+        if sum(plan.rows for plan in plans.values()) > _rows_in(self._stretch(windows, known_at)):
             results: list[Array] = []
             cells = count * COMPONENT_COUNT
             # Bounded memory: a group of g windows has at most 2g edges, so 2g + 1 buckets of `cells` sums.
@@ -239,9 +239,6 @@ class ScoreSums:
         # One stretch: copying scattered runs together costs more than reading the blocks between them.
         return [(ranges[0][0], ranges[-1][1])] if ranges else []
 
-    def _stretch_rows(self, windows: Sequence[Window], known_at: int) -> int:
-        return _rows_in(self._stretch(windows, known_at))
-
     def _of_some_windows(self, windows: Sequence[Window], known_at: int, count: int) -> list[Array]:
         """The windows' recorded sums in one pass over their stretch of rows: each score falls in one bucket
         between consecutive edges, one bincount sums every (bucket, cell), and a running sum over the
@@ -257,14 +254,13 @@ class ScoreSums:
         bucket_of_day = np.searchsorted(
             np.array(edges, dtype=np.int64), np.arange(first_edge, past_edges + 1, dtype=np.int64)
         )
-        offsets = bucket_of_day * cells
-        # A key past the cadres asked for (no caller asks so) would spill into the next bucket: cut off,
-        # as `_masked` cuts it.
-        held = keys < cells
-        keys, dates, cents = keys[held], dates[held], cents[held]
+        # Each bucket's cells are `stride` apart: a key past the cadres asked for (no caller asks so) stays
+        # in its own bucket and is cut off below, as `_masked` cuts it.
+        stride = max(cells, int(keys.max()) + 1) if keys.size else cells
+        offsets = bucket_of_day * stride
         flat = offsets[np.clip(dates, first_edge, past_edges) - first_edge] + keys
-        by_bucket = np.bincount(flat, weights=cents, minlength=(len(edges) + 1) * cells)
-        buckets = by_bucket[: len(edges) * cells].reshape(len(edges), cells)
+        by_bucket = np.bincount(flat, weights=cents, minlength=(len(edges) + 1) * stride)
+        buckets = by_bucket[: len(edges) * stride].reshape(len(edges), stride)[:, :cells]
         through: Array | None = None  # the running sum over the buckets, when a window spans several
         row_of_edge = {edge: row for row, edge in enumerate(edges)}
         results = []

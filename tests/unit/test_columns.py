@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.projections.columns import MINIMA_BLOCK, Columns
+from ledger.projections.facts import NEVER
+from ledger.projections.index import Index
 
 
 def plain(values: list[int], value: int, rows: int) -> int:
@@ -129,17 +131,7 @@ def test_scattered_runs_are_joined_only_between_excluded_blocks() -> None:
 def test_the_rows_in_force_follow_every_reversal_marked() -> None:
     # Kept per position: a reversal marked after a read (here at a position the read already knew, as a
     # log rebuilt from a backup could) must not leave the kept rows stale.
-    changes = Columns(
-        {
-            "position": np.int64,
-            "cadre": np.int32,
-            "day": np.int32,
-            "order_day": np.int32,
-            "value": np.int32,
-            "reversed_at": np.int64,
-        }
-    )
-    never = 2**62
+    changes = Index().units  # empty columns of lifecycle changes
     changes.append(
         {
             "position": [1, 2, 3, 4],
@@ -147,7 +139,7 @@ def test_the_rows_in_force_follow_every_reversal_marked() -> None:
             "day": [10, 20, 5, 30],
             "order_day": [10, 20, 5, 30],
             "value": [7, 8, 9, 6],
-            "reversed_at": [never] * 4,
+            "reversed_at": [NEVER] * 4,
         }
     )
     rows, cadres, days = changes.in_force_by_cadre(3)
